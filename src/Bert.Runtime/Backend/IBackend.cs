@@ -96,8 +96,8 @@ public interface IBackend : IDisposable
         TensorRef residual, TensorRef branch, TensorRef gamma, TensorRef beta,
         int rows, int hidden, float eps, DropoutSpec dropout);
 
-    /// <summary>dResidual[N,H] = ∂/∂sum (overwrite); dBranch[N,H] = dropout-mask·dResidual (overwrite,
-    /// may not alias dResidual); dGamma, dBeta +=.</summary>
+    /// <summary>dResidual[N,H] = ∂/∂sum (overwrite; may alias dOutput); dBranch[N,H] =
+    /// dropout-mask·dResidual (overwrite; may not alias dResidual); dGamma, dBeta +=.</summary>
     void ResidualLayerNormBackward(TensorRef dResidual, TensorRef dBranch, TensorRef dGamma, TensorRef dBeta,
         TensorRef dOutput, TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef gamma,
         int rows, int hidden, DropoutSpec dropout);
@@ -117,6 +117,10 @@ public interface IBackend : IDisposable
     void AttentionBackward(TensorRef dQkv, TensorRef workspace,
         TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout);
+
+    /// <summary>output[n] = dropout(input[n]) for n &lt; count (a copy when inactive). Self-adjoint: the
+    /// backward is the same call on the gradients with the same spec. output may alias input.</summary>
+    void Dropout(TensorRef output, TensorRef input, long count, DropoutSpec dropout);
 
     // ---- gathers ------------------------------------------------------------------------------
 
