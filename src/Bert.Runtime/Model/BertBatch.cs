@@ -32,6 +32,11 @@ public readonly record struct BertBatch
     /// <summary>[B] 0 = B is the actual next segment, 1 = B is random.</summary>
     public TensorRef NspLabels { get; init; }
 
+    /// <summary>1/(gradient-accumulation micro-batches): multiplies the per-sequence heads' gradient
+    /// scale 1/B (NSP, classification, span) so that the micro-batches of one step sum to the mean over
+    /// the whole batch. 0 means 1. (MLM and token classification take their full-batch scale directly.)</summary>
+    public float MicroBatchScale { get; init; }
+
     /// <summary>Fine-tuning labels: [B] for classification, [B·S] for token classification
     /// (weights in <see cref="LabelWeights"/>), unused for span.</summary>
     public TensorRef Labels { get; init; }
