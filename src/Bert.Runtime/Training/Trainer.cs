@@ -1,0 +1,236 @@
+using System.Diagnostics;
+
+namespace Bert.Runtime.Training;
+
+/// <summary>What one optimizer step measured.</summary>
+public readonly record struct StepReport(
+    long Step, string Phase, double Loss, double MlmLoss, double NspLoss, double MlmAccuracy, double NspAccuracy,
+    double LearningRate, double GradNorm, int Sequences, int Tokens, double Seconds);
+
+/// <summary>Loss and accuracies over a held-out set.</summary>
+public readonly record struct EvalReport(double Loss, double MlmLoss, double NspLoss, double MlmAccuracy, double NspAccuracy,
+    long Sequences, double MlmPredictions);
+
+/// <summary>Training diverged: a loss or gradient is NaN or infinite.</summary>
+public sealed class NonFiniteException(long step, string what)
+    : Exception($"step {step}: {what}; training stopped (the last checkpoint is intact)")
+{
+    public long Step { get; } = step;
+    public string What { get; } = what;
+}
+
+/// <summary>
+/// The pretraining loop: per optimizer step, Phase.Accumulation micro-batches of forward (MLM + NSP
+/// loss) and backward accumulate into the flat gradient buffer, then global-norm clipping and AdamW
+/// with the warmup/decay schedule. State that a resume needs (step, data cursors) is exposed as
+/// <see cref="TrainerState"/>; dropout and data order are pure functions of (seed, step), so nothing
+/// else is needed to continue bit-exactly.
+/// </summary>
+public sealed class Trainer : IDisposable
+{
+    private readonly BertModelBase _model;
+    private readonly IReadOnlyList<Phase> _phases;
+    private readonly IReadOnlyDictionary<string, IInstanceSource> _sources;
+    private readonly Dictionary<string, ShuffledCursor> _cursors = new();
+    private readonly HostBatch _host;
+    private readonly DeviceBatch _device;
+    private readonly float[] _metrics = new float[MetricSlot.Length];
+    private readonly float[] _norm = new float[1];
+    private readonly ulong _seed;
+
+    public Trainer(BertModelBase model, IReadOnlyList<Phase> phases, IReadOnlyDictionary<string, IInstanceSource> sources,
+        LearningRateSchedule schedule, AdamWOptions adam, ulong seed, TrainerState? resume = null)
+    {
+        _model = model;
+        _phases = phases;
+        _sources = sources;
+        _seed = seed;
+        Schedule = schedule;
+        foreach (var p in phases)
+        {
+            if (!sources.TryGetValue(p.Name, out var src))
+                throw new ArgumentException($"no dataset for phase {p.Name} (sequence length {p.SeqLength})", nameof(sources));
+            if (src.SeqLength != p.SeqLength)
+                throw new InvalidDataException($"{src.Origin}: dataset sequence length is {src.SeqLength}, phase {p.Name} needs {p.SeqLength}");
+            if (src.MaxPredictions != p.MaxPredictions)
+                throw new InvalidDataException($"{src.Origin}: dataset max predictions is {src.MaxPredictions}, phase {p.Name} needs {p.MaxPredictions}");
+            if (p.MicroBatch > model.MaxBatch || p.SeqLength > model.MaxSeq || p.MaxPredictions > model.MaxPredictions)
+                throw new ArgumentException($"phase {p.Name} (micro-batch {p.MicroBatch}, S={p.SeqLength}, P={p.MaxPredictions}) exceeds the model's planned maxima " +
+                                            $"({model.MaxBatch}, {model.MaxSeq}, {model.MaxPredictions})");
+            var c = resume?.Cursors.FirstOrDefault(x => x.Phase == p.Name);
+            _cursors[p.Name] = new ShuffledCursor(src, seed, (uint)p.SeqLength, c?.Epoch ?? 0, c?.Position ?? 0);
+        }
+        Optimizer = new AdamWOptimizer(model, adam);
+        Step = resume?.Step ?? 0;
+        _host = new HostBatch(model.MaxBatch, model.MaxSeq, model.MaxPredictions);
+        _device = new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
+        model.Seed = seed;
+    }
+
+    public LearningRateSchedule Schedule { get; }
+    public AdamWOptimizer Optimizer { get; }
+    public BertModelBase Model => _model;
+
+    /// <summary>Optimizer steps done so far (the next step's 0-based index).</summary>
+    public long Step { get; private set; }
+
+    public bool Finished => Step >= Schedule.TotalSteps;
+
+    public Phase CurrentPhase => PhasePlan.At(_phases, Math.Min(Step, Schedule.TotalSteps - 1));
+
+    /// <summary>Everything besides weights and moments that a resume needs.</summary>
+    public TrainerState State => new(Step, _seed,
+        _phases.Select(p => new CursorState(p.Name, _cursors[p.Name].Epoch, _cursors[p.Name].Position)).ToArray());
+
+    /// <summary>Runs one optimizer step. Throws <see cref="NonFiniteException"/> before updating any
+    /// weight when the loss or a gradient is not finite.</summary>
+    public StepReport RunStep()
+    {
+        if (Finished) throw new InvalidOperationException($"training already finished at step {Step}");
+        var clock = Stopwatch.StartNew();
+        var phase = PhasePlan.At(_phases, Step);
+        var source = _sources[phase.Name];
+        var cursor = _cursors[phase.Name];
+        int accumulation = phase.Accumulation;
+
+        // The MLM loss is the weighted mean over the whole batch, so the weight total of all its
+        // micro-batches is needed before the first backward: take the instance indices up front.
+        Span<long> indices = phase.BatchSize <= 4096 ? stackalloc long[phase.BatchSize] : new long[phase.BatchSize];
+        for (int i = 0; i < indices.Length; i++) indices[i] = cursor.Next();
+        float weightTotal = 0;
+        for (int micro = 0; micro < accumulation; micro++)
+        {
+            FillMicro(source, phase, indices.Slice(micro * phase.MicroBatch, phase.MicroBatch));
+            weightTotal += _host.WeightSum();
+        }
+
+        _model.Training = true;
+        _model.ZeroGradients();
+        double mlmLoss = 0, nspLoss = 0, mlmCorrect = 0, mlmCount = 0, nspCorrect = 0, nspCount = 0;
+        int tokens = 0;
+        for (int micro = 0; micro < accumulation; micro++)
+        {
+            if (accumulation > 1) FillMicro(source, phase, indices.Slice(micro * phase.MicroBatch, phase.MicroBatch));
+            for (int i = 0; i < _host.Tokens; i++) tokens += _host.AttentionMask[i];
+            var batch = _device.Upload(_host, weightTotal, accumulation);
+            _model.DropoutStep = (uint)(Step * accumulation + micro);
+            _model.Forward(batch);
+            _model.Backward(batch);
+            _model.ReadMetrics(_metrics);
+            mlmLoss += _metrics[MetricSlot.MlmLoss];
+            mlmCorrect += _metrics[MetricSlot.MlmCorrect];
+            mlmCount += _metrics[MetricSlot.MlmCount];
+            nspLoss += _metrics[MetricSlot.NspLoss];
+            nspCorrect += _metrics[MetricSlot.NspCorrect];
+            nspCount += _metrics[MetricSlot.NspCount];
+        }
+        double loss = mlmLoss + nspLoss;
+        if (!double.IsFinite(loss))
+            throw new NonFiniteException(Step, $"loss is {loss} (MLM {mlmLoss}, NSP {nspLoss})");
+
+        float lr = (float)Schedule.At(Step);
+        Optimizer.Step((int)(Step + 1), lr);
+        _model.Backend.Download<float>(_norm, Optimizer.GradNormSquared);
+        double gradNorm = Math.Sqrt(_norm[0]);
+        if (!double.IsFinite(gradNorm))
+            throw new NonFiniteException(Step, FirstNonFiniteGradient());
+
+        var report = new StepReport(Step, phase.Name, loss, mlmLoss, nspLoss,
+            mlmCount > 0 ? mlmCorrect / mlmCount : 0, nspCount > 0 ? nspCorrect / nspCount : 0,
+            lr, gradNorm, phase.BatchSize, tokens, clock.Elapsed.TotalSeconds);
+        Step++;
+        return report;
+    }
+
+    private void FillMicro(IInstanceSource source, Phase phase, ReadOnlySpan<long> indices)
+    {
+        _host.Batch = indices.Length;
+        _host.Seq = phase.SeqLength;
+        _host.Predictions = phase.MaxPredictions;
+        for (int r = 0; r < indices.Length; r++) source.Fill(indices[r], _host, r);
+    }
+
+    /// <summary>Names the first parameter tensor whose gradient holds a NaN or infinity.</summary>
+    public string FirstNonFiniteGradient()
+    {
+        var table = _model.ParameterTable;
+        var host = new float[_model.ParameterTotal];
+        _model.Backend.Download<float>(host, _model.Gradients);
+        foreach (var p in table)
+        {
+            var span = host.AsSpan((int)p.Offset, (int)p.Count);
+            for (int i = 0; i < span.Length; i++)
+                if (!float.IsFinite(span[i]))
+                    return $"gradient of {p.Name} {p.ShapeText} is {span[i]} at element {i}";
+        }
+        return "the global gradient norm is not finite";
+    }
+
+    /// <summary>Held-out loss and accuracies over up to <paramref name="maxSequences"/> instances (in
+    /// index order, dropout off). Leaves the gradient buffer untouched.</summary>
+    public EvalReport Evaluate(IInstanceSource heldOut, long maxSequences, int microBatch)
+        => Evaluator.Run(_model, heldOut, maxSequences, microBatch, _host, _device);
+
+    public void Dispose()
+    {
+        _device.Dispose();
+        Optimizer.Dispose();
+    }
+}
+
+/// <summary>The trainer's resumable state besides weights and moments.</summary>
+public sealed record TrainerState(long Step, ulong Seed, CursorState[] Cursors);
+
+/// <summary>Where a phase's data cursor stands.</summary>
+public sealed record CursorState(string Phase, long Epoch, long Position);
+
+/// <summary>Forward-only evaluation over a dataset.</summary>
+public static class Evaluator
+{
+    public static EvalReport Run(BertModelBase model, IInstanceSource source, long maxSequences, int microBatch,
+        HostBatch? host = null, DeviceBatch? device = null)
+    {
+        if (source.SeqLength > model.MaxSeq || source.MaxPredictions > model.MaxPredictions)
+            throw new InvalidDataException($"{source.Origin}: S={source.SeqLength}, P={source.MaxPredictions} exceed the model's planned " +
+                                           $"S={model.MaxSeq}, P={model.MaxPredictions}");
+        microBatch = Math.Min(microBatch, model.MaxBatch);
+        bool ownDevice = device is null;
+        host ??= new HostBatch(model.MaxBatch, model.MaxSeq, model.MaxPredictions);
+        device ??= new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
+        try
+        {
+            bool wasTraining = model.Training;
+            model.Training = false;
+            var metrics = new float[MetricSlot.Length];
+            long n = Math.Min(maxSequences, source.Count);
+            double mlmLossW = 0, mlmCorrect = 0, mlmCount = 0, nspLoss = 0, nspCorrect = 0, nspCount = 0;
+            for (long start = 0; start < n; start += microBatch)
+            {
+                int b = (int)Math.Min(microBatch, n - start);
+                host.Batch = b;
+                host.Seq = source.SeqLength;
+                host.Predictions = source.MaxPredictions;
+                for (int r = 0; r < b; r++) source.Fill(start + r, host, r);
+                float w = host.WeightSum();
+                var batch = device.Upload(host, w, 1);
+                model.Forward(batch);
+                model.ReadMetrics(metrics);
+                // Per-batch means weighted back into totals.
+                mlmLossW += metrics[MetricSlot.MlmLoss] * (w + 1e-5);
+                mlmCorrect += metrics[MetricSlot.MlmCorrect];
+                mlmCount += metrics[MetricSlot.MlmCount];
+                nspLoss += metrics[MetricSlot.NspLoss] * b;
+                nspCorrect += metrics[MetricSlot.NspCorrect];
+                nspCount += metrics[MetricSlot.NspCount];
+            }
+            model.Training = wasTraining;
+            double mlm = mlmCount > 0 ? mlmLossW / mlmCount : 0, nsp = nspCount > 0 ? nspLoss / nspCount : 0;
+            return new EvalReport(mlm + nsp, mlm, nsp, mlmCount > 0 ? mlmCorrect / mlmCount : 0,
+                nspCount > 0 ? nspCorrect / nspCount : 0, (long)nspCount, mlmCount);
+        }
+        finally
+        {
+            if (ownDevice) device.Dispose();
+        }
+    }
+}
