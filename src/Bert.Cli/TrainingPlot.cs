@@ -1,0 +1,81 @@
+using System.Globalization;
+using System.Text.Json;
+using ScottPlot;
+
+namespace Bert.Cli;
+
+/// <summary>Renders metrics.jsonl as a PNG: training loss (left) and MLM / NSP accuracy (right) per
+/// step, with held-out evaluations as markers.</summary>
+public static class TrainingPlot
+{
+    public static void Render(string metricsPath, string pngPath, string title)
+    {
+        var steps = new List<double>();
+        var loss = new List<double>();
+        var mlmAcc = new List<double>();
+        var nspAcc = new List<double>();
+        var evalSteps = new List<double>();
+        var evalLoss = new List<double>();
+        foreach (var line in File.ReadLines(metricsPath))
+        {
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            using var doc = JsonDocument.Parse(line);
+            var r = doc.RootElement;
+            if (!r.TryGetProperty("loss", out var l) || l.ValueKind != JsonValueKind.Number) continue;
+            double step = r.GetProperty("step").GetDouble();
+            string kind = r.TryGetProperty("kind", out var k) ? k.GetString() ?? "" : "";
+            if (kind == "eval")
+            {
+                evalSteps.Add(step);
+                evalLoss.Add(l.GetDouble());
+                continue;
+            }
+            steps.Add(step);
+            loss.Add(l.GetDouble());
+            mlmAcc.Add(r.TryGetProperty("mlm_accuracy", out var a) ? a.GetDouble() : double.NaN);
+            nspAcc.Add(r.TryGetProperty("nsp_accuracy", out var n) ? n.GetDouble() : double.NaN);
+        }
+        if (steps.Count == 0) return;
+
+        var plot = new Plot();
+        plot.Title(title);
+        plot.XLabel("optimizer step");
+        plot.YLabel("loss (MLM + NSP)");
+        var lossLine = plot.Add.ScatterLine(steps.ToArray(), Smooth(loss));
+        lossLine.LegendText = "train loss";
+        if (evalSteps.Count > 0)
+        {
+            var ev = plot.Add.ScatterPoints(evalSteps.ToArray(), evalLoss.ToArray());
+            ev.LegendText = "held-out loss";
+            ev.MarkerSize = 9;
+        }
+        var right = plot.Axes.Right;
+        var mlm = plot.Add.ScatterLine(steps.ToArray(), Smooth(mlmAcc));
+        mlm.Axes.YAxis = right;
+        mlm.LegendText = "MLM accuracy";
+        var nsp = plot.Add.ScatterLine(steps.ToArray(), Smooth(nspAcc));
+        nsp.Axes.YAxis = right;
+        nsp.LegendText = "NSP accuracy";
+        right.Label.Text = "accuracy";
+        plot.ShowLegend(Alignment.UpperCenter);
+
+        string tmp = pngPath + ".tmp-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + ".png";
+        plot.SavePng(tmp, 1000, 600);
+        File.Move(tmp, pngPath, overwrite: true);
+    }
+
+    /// <summary>Trailing mean over a window of ~2% of the run, so noisy per-step values read as a curve.</summary>
+    private static double[] Smooth(List<double> values)
+    {
+        int w = Math.Max(1, values.Count / 50);
+        var result = new double[values.Count];
+        double sum = 0;
+        for (int i = 0; i < values.Count; i++)
+        {
+            sum += values[i];
+            if (i >= w) sum -= values[i - w];
+            result[i] = sum / Math.Min(i + 1, w);
+        }
+        return result;
+    }
+}
