@@ -1,16 +1,16 @@
 using System.Buffers;
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text.Json;
 
 namespace Bert.Runtime.IO;
 
-/// <summary>One file of a checkpoint: its name inside the directory, size and SHA-256 (lower-case hex).</summary>
-public sealed record ManifestEntry(string Name, long Bytes, string Sha256);
+/// <summary>One file of a checkpoint: its name inside the directory, size and XXH64 checksum (16
+/// lower-case hex digits, seed 0).</summary>
+public sealed record ManifestEntry(string Name, long Bytes, string XxHash64);
 
 /// <summary>
 /// manifest.json: the completion marker of a checkpoint directory, written last. Lists every other
-/// file with its size and SHA-256 so a load can prove the directory is the one that was written.
+/// file with its size and XXH64 checksum so a load can prove the directory is the one that was written.
 /// </summary>
 public sealed record CheckpointManifest(long Step, IReadOnlyList<ManifestEntry> Files, string CreatedUtc)
 {
@@ -36,7 +36,7 @@ public sealed record CheckpointManifest(long Step, IReadOnlyList<ManifestEntry> 
                 json.WriteStartObject();
                 json.WriteString("name", f.Name);
                 json.WriteNumber("bytes", f.Bytes);
-                json.WriteString("sha256", f.Sha256);
+                json.WriteString("xxh64", f.XxHash64);
                 json.WriteEndObject();
             }
             json.WriteEndArray();
@@ -85,16 +85,16 @@ public sealed record CheckpointManifest(long Step, IReadOnlyList<ManifestEntry> 
                 if (!names.Add(name))
                     throw new CheckpointFormatException(file, "files[].name", name, "listed twice");
                 long bytes = Integer(f, "bytes", file);
-                string sha = String(f, "sha256", file);
-                if (sha.Length != 64 || !sha.All(char.IsAsciiHexDigitLower))
-                    throw new CheckpointFormatException(file, $"{name}.sha256", sha, "must be 64 lower-case hex digits");
-                entries.Add(new ManifestEntry(name, bytes, sha));
+                string hash = String(f, "xxh64", file);
+                if (hash.Length != 16 || !hash.All(char.IsAsciiHexDigitLower))
+                    throw new CheckpointFormatException(file, $"{name}.xxh64", hash, "must be 16 lower-case hex digits");
+                entries.Add(new ManifestEntry(name, bytes, hash));
             }
             return new CheckpointManifest(step, entries, created);
         }
     }
 
-    /// <summary>Checks every listed file's size, then its SHA-256.</summary>
+    /// <summary>Checks every listed file's size, then its XXH64 checksum.</summary>
     /// <exception cref="CheckpointFormatException">A file is missing, has another size or checksum.</exception>
     public void Verify(IFileSystem fs, string directory, CancellationToken cancellationToken = default)
     {
@@ -112,16 +112,16 @@ public sealed record CheckpointManifest(long Step, IReadOnlyList<ManifestEntry> 
         {
             string path = Path.Combine(directory, f.Name);
             string actual = HashFile(fs, path, cancellationToken);
-            if (actual != f.Sha256)
-                throw new CheckpointFormatException(path, "sha256", actual,
-                    $"checksum differs from the {f.Sha256} recorded in {FileName} (the file is corrupt)");
+            if (actual != f.XxHash64)
+                throw new CheckpointFormatException(path, "xxh64", actual,
+                    $"checksum differs from the {f.XxHash64} recorded in {FileName} (the file is corrupt)");
         }
     }
 
     public static string HashFile(IFileSystem fs, string path, CancellationToken cancellationToken = default)
     {
         using var stream = fs.OpenRead(path);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var hash = new XxHash64();
         var buffer = ArrayPool<byte>.Shared.Rent(1 << 20);
         try
         {
@@ -129,14 +129,14 @@ public sealed record CheckpointManifest(long Step, IReadOnlyList<ManifestEntry> 
             while ((n = stream.Read(buffer, 0, buffer.Length)) > 0)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                hash.AppendData(buffer, 0, n);
+                hash.Append(buffer.AsSpan(0, n));
             }
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
         }
-        return Convert.ToHexStringLower(hash.GetHashAndReset());
+        return hash.DigestHex();
     }
 
     private static string String(JsonElement e, string key, string file) =>
@@ -148,10 +148,10 @@ public sealed record CheckpointManifest(long Step, IReadOnlyList<ManifestEntry> 
             : throw new CheckpointFormatException(file, key, v.ValueKind == JsonValueKind.Undefined ? "(absent)" : v.GetRawText(), "must be a non-negative integer");
 }
 
-/// <summary>Passes writes through to a stream while counting them and hashing them with SHA-256.</summary>
+/// <summary>Passes writes through to a stream while counting them and hashing them with XXH64.</summary>
 internal sealed class HashingWriteStream(Stream inner) : Stream
 {
-    private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private readonly XxHash64 _hash = new();
     private long _length;
 
     public override bool CanRead => false;
@@ -165,21 +165,15 @@ internal sealed class HashingWriteStream(Stream inner) : Stream
     public override void Write(ReadOnlySpan<byte> buffer)
     {
         inner.Write(buffer);
-        _hash.AppendData(buffer);
+        _hash.Append(buffer);
         _length += buffer.Length;
     }
 
     public override void Flush() => inner.Flush();
 
-    public string HashHex() => Convert.ToHexStringLower(_hash.GetCurrentHash());
+    public string HashHex() => _hash.DigestHex();
 
     public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
     public override void SetLength(long value) => throw new NotSupportedException();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing) _hash.Dispose();
-        base.Dispose(disposing);
-    }
 }

@@ -35,7 +35,7 @@ public static class CheckpointReader
     }
 
     /// <summary>Opens the checkpoint <paramref name="path"/> designates (see <see cref="FindLatest"/>),
-    /// verifying every file's size and SHA-256 against the manifest unless <paramref name="verify"/> is false.</summary>
+    /// verifying every file's size and XXH64 checksum against the manifest unless <paramref name="verify"/> is false.</summary>
     /// <exception cref="CheckpointFormatException">No complete checkpoint, or a corrupt one.</exception>
     public static Checkpoint Open(string path, bool verify = true, IFileSystem? fileSystem = null,
         CancellationToken cancellationToken = default)

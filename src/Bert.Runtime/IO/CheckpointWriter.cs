@@ -40,7 +40,7 @@ public sealed record CheckpointWriterOptions
 /// <summary>
 /// Writes checkpoints so that a crash at any point leaves the previous complete checkpoint loadable:
 /// everything goes into "step-000123.tmp-XXXXXXXX/" (each file fsynced, manifest.json with sizes and
-/// SHA-256 written last), the directory is fsynced and renamed to "step-000123/", the root is
+/// XXH64 checksums written last), the directory is fsynced and renamed to "step-000123/", the root is
 /// fsynced, then the "latest" pointer file is replaced atomically and checkpoints beyond
 /// <see cref="CheckpointWriterOptions.KeepLast"/> are removed. Stale temp entries of a crashed save
 /// are removed at the start of the next one. One writer per root at a time.

@@ -83,7 +83,7 @@ public class CheckpointTests
         foreach (var f in c.Manifest.Files)
         {
             Assert.That(f.Bytes, Is.EqualTo(new FileInfo(Path.Combine(written, f.Name)).Length), f.Name);
-            Assert.That(f.Sha256, Is.EqualTo(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(Path.Combine(written, f.Name))))), f.Name);
+            Assert.That(f.XxHash64, Is.EqualTo(XxHash64.Hash(File.ReadAllBytes(Path.Combine(written, f.Name))).ToString("x16")), f.Name);
         }
 
         // model.safetensors is a HuggingFace file: "format": "pt", BertForPreTraining names, no tied decoder.
@@ -225,13 +225,13 @@ public class CheckpointTests
         string model = Path.Combine(dir, "model.safetensors");
         byte[] original = File.ReadAllBytes(model);
 
-        // One flipped bit in the data: same size, different SHA-256.
+        // One flipped bit in the data: same size, different checksum.
         var flipped = (byte[])original.Clone();
         flipped[^5] ^= 0x10;
         File.WriteAllBytes(model, flipped);
         var e = Assert.Throws<CheckpointFormatException>(() => CheckpointReader.Open(root))!;
         Assert.That(e.File, Is.EqualTo(model));
-        Assert.That(e.Field, Is.EqualTo("sha256"));
+        Assert.That(e.Field, Is.EqualTo("xxh64"));
         Assert.That(e.Message, Does.Contain("corrupt"));
         Assert.DoesNotThrow(() => CheckpointReader.Open(root, verify: false), "verification can be skipped");
 
@@ -252,9 +252,9 @@ public class CheckpointTests
         File.WriteAllText(manifest, "{\"format\": \"bert-checkpoint\", \"version\": 1, \"step\": 3, \"files\": [");
         e = Assert.Throws<CheckpointFormatException>(() => CheckpointReader.Open(root))!;
         Assert.That(e.File, Is.EqualTo(manifest));
-        File.WriteAllText(manifest, "{\"format\": \"bert-checkpoint\", \"version\": 1, \"step\": 3, \"files\": [{\"name\": \"model.safetensors\", \"bytes\": 1, \"sha256\": \"XYZ\"}]}");
+        File.WriteAllText(manifest, "{\"format\": \"bert-checkpoint\", \"version\": 1, \"step\": 3, \"files\": [{\"name\": \"model.safetensors\", \"bytes\": 1, \"xxh64\": \"XYZ\"}]}");
         e = Assert.Throws<CheckpointFormatException>(() => CheckpointReader.Open(root))!;
-        Assert.That(e.Field, Is.EqualTo("model.safetensors.sha256"));
+        Assert.That(e.Field, Is.EqualTo("model.safetensors.xxh64"));
         File.WriteAllText(manifest, "{\"format\": \"bert-checkpoint\", \"version\": 9, \"step\": 3, \"files\": []}");
         e = Assert.Throws<CheckpointFormatException>(() => CheckpointReader.Open(root))!;
         Assert.That(e.Field, Is.EqualTo("version"));
@@ -295,12 +295,12 @@ public class CheckpointTests
     [Test]
     public void ManifestSerializationRoundTrips()
     {
-        var m = new CheckpointManifest(12, [new ManifestEntry("a.bin", 3, new string('a', 64))], "2025-01-01T00:00:00Z");
+        var m = new CheckpointManifest(12, [new ManifestEntry("a.bin", 3, new string('a', 16))], "2025-01-01T00:00:00Z");
         var back = CheckpointManifest.Parse(m.Serialize(), "manifest.json");
         Assert.That(back.Step, Is.EqualTo(12));
         Assert.That(back.Files, Is.EqualTo(m.Files));
         using var doc = JsonDocument.Parse(m.Serialize());
         Assert.That(doc.RootElement.GetProperty("format").GetString(), Is.EqualTo("bert-checkpoint"));
-        Assert.Throws<CheckpointFormatException>(() => CheckpointManifest.Parse("{\"format\":\"bert-checkpoint\",\"version\":1,\"step\":1,\"files\":[{\"name\":\"../x\",\"bytes\":1,\"sha256\":\"aa\"}]}"u8, "m"));
+        Assert.Throws<CheckpointFormatException>(() => CheckpointManifest.Parse("{\"format\":\"bert-checkpoint\",\"version\":1,\"step\":1,\"files\":[{\"name\":\"../x\",\"bytes\":1,\"xxh64\":\"aa\"}]}"u8, "m"));
     }
 }
