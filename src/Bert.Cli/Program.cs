@@ -12,6 +12,8 @@ public static class Program
     {
         var root = new RootCommand("bert: pretrain and fine-tune BERT in C# (CPU or NVIDIA GPU)");
         root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(ExportCommand.Create());
+        root.Subcommands.Add(ImportCommand.Create());
         return root;
     }
 
@@ -20,12 +22,19 @@ public static class Program
         var root = BuildRoot();
         try
         {
-            return root.Parse(args).Invoke();
+            // Without this, System.CommandLine's default handler catches UserException first, prints
+            // a stack trace and exits 1 instead of the documented exit code.
+            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (UserException e)
         {
             Console.Error.WriteLine($"bert: error: {e.Message}");
             return e.ExitCode;
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"bert: internal error (please report it): {e}");
+            return ExitCodes.Internal;
         }
     }
 }

@@ -128,12 +128,19 @@ public abstract class BertModelBase : IDisposable
     public void InitializeParameters(ulong seed)
     {
         var host = new float[ParameterTotal];
-        var table = ParameterTable;
-        float std = Config.InitializerRange;
+        InitializeHost(host, ParameterTable, Config.InitializerRange, seed);
+        Backend.Upload<float>(Parameters, host);
+    }
+
+    /// <summary>The initialization of <see cref="InitializeParameters"/> into a host buffer laid out by
+    /// <paramref name="table"/>, for code that has a parameter table but no model (checkpoint import).</summary>
+    /// <param name="host">F32[total] flat parameters; only the table's ranges are written.</param>
+    public static void InitializeHost(Span<float> host, IReadOnlyList<ParameterInfo> table, float std, ulong seed)
+    {
         for (int t = 0; t < table.Count; t++)
         {
             var p = table[t];
-            var span = host.AsSpan((int)p.Offset, (int)p.Count);
+            var span = host.Slice((int)p.Offset, (int)p.Count);
             switch (p.Init)
             {
                 case ParameterInit.Ones: span.Fill(1f); break;
@@ -152,7 +159,6 @@ public abstract class BertModelBase : IDisposable
                     break;
             }
         }
-        Backend.Upload<float>(Parameters, host);
     }
 
     /// <summary>Copies the metrics of the last Forward to the host (waits for the device).</summary>

@@ -1,0 +1,75 @@
+using System.CommandLine;
+using Bert.Runtime;
+using Bert.Runtime.IO;
+
+namespace Bert.Cli.Commands;
+
+/// <summary>`bert export --checkpoint DIR --out DIR [--dtype f32|bf16|f16]`: a checkpoint as a
+/// HuggingFace model directory (model.safetensors + config.json, plus vocab.txt when the checkpoint
+/// stores one) that transformers' from_pretrained loads.</summary>
+public static class ExportCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Option<string>("--checkpoint")
+        {
+            Description = "a checkpoint directory (step-N holding manifest.json) or a run's checkpoint root (the newest complete one is used)",
+            Required = true,
+        };
+        var output = new Option<string>("--out") { Description = "directory to write the HuggingFace model into", Required = true };
+        var dtype = new Option<string>("--dtype") { Description = "stored weight type: f32, bf16 or f16", DefaultValueFactory = _ => "f32" };
+        dtype.AcceptOnlyFromAmong("f32", "bf16", "f16");
+        var cmd = new Command("export", "write a checkpoint as a HuggingFace BertForPreTraining directory") { checkpoint, output, dtype };
+        cmd.SetAction(r => Run(r.GetValue(checkpoint)!, r.GetValue(output)!, ParseDType(r.GetValue(dtype)!), Console.Out));
+        return cmd;
+    }
+
+    internal static SafetensorsDType ParseDType(string text) => text switch
+    {
+        "f32" => SafetensorsDType.F32,
+        "bf16" => SafetensorsDType.BF16,
+        "f16" => SafetensorsDType.F16,
+        _ => throw new UserException($"--dtype: '{text}' is not one of f32, bf16, f16"),
+    };
+
+    internal static int Run(string checkpointPath, string outputDirectory, SafetensorsDType dtype, TextWriter log)
+    {
+        try
+        {
+            var checkpoint = CheckpointReader.Open(checkpointPath);
+            var config = checkpoint.Config;
+            var table = ParameterLayout.For(config);
+            var parameters = new float[ParameterLayout.Total(table)];
+            checkpoint.ReadParameters(table, parameters);
+            var fs = PhysicalFileSystem.Instance;
+            HfInterop.Export(fs, outputDirectory, config, table, parameters, dtype, checkpoint.ConfigFile.LabelNames);
+            const string vocab = "vocab.txt";
+            if (checkpoint.HasFile(vocab))
+            {
+                var bytes = checkpoint.ReadFile(vocab);
+                AtomicFile.Write(fs, Path.Combine(outputDirectory, vocab), s => s.Write(bytes));
+            }
+            log.WriteLine($"exported {checkpoint.Directory} (step {checkpoint.Step}, {table.Count} tensors, " +
+                $"{parameters.LongLength} parameters, {dtype}) as {ConfigJson.Architecture(config)} to {Path.GetFullPath(outputDirectory)}");
+            return ExitCodes.Ok;
+        }
+        catch (Exception e) when (CliErrors.Translate(e) is { } user)
+        {
+            throw user;
+        }
+    }
+}
+
+/// <summary>Maps the I/O layer's exceptions to the CLI's one-line errors and exit codes.</summary>
+internal static class CliErrors
+{
+    public static UserException? Translate(Exception e) => e switch
+    {
+        UserException => null,
+        FileFormatException or TensorMismatchException => new UserException(e.Message, ExitCodes.BadInput),
+        FileNotFoundException or DirectoryNotFoundException => new UserException(e.Message, ExitCodes.BadInput),
+        DiskFullException => new UserException(e.Message, ExitCodes.Io),
+        IOException or UnauthorizedAccessException => new UserException(e.Message, ExitCodes.Io),
+        _ => null,
+    };
+}

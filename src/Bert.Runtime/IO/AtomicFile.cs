@@ -1,0 +1,100 @@
+using System.Security.Cryptography;
+
+namespace Bert.Runtime.IO;
+
+/// <summary>
+/// Crash-safe file replacement: write "&lt;name&gt;.tmp-&lt;random&gt;" beside the target, fsync it, rename it
+/// over the target, fsync the directory. A reader sees the old file or the new one, never a torn one;
+/// on failure the temp file is removed and the old target is left as it was. A crash (power loss,
+/// kill -9) can leave a temp file behind: <see cref="CleanStale"/> removes those.
+/// </summary>
+public static class AtomicFile
+{
+    /// <summary>The marker in every temp name; stale-file cleanup matches "*.tmp-*".</summary>
+    public const string TempMarker = ".tmp-";
+
+    /// <summary>A fresh temp path beside <paramref name="path"/>: "&lt;path&gt;.tmp-&lt;8 hex digits&gt;".</summary>
+    public static string TempPath(string path) =>
+        path.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar)
+        + TempMarker + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
+
+    /// <summary>Atomically replaces (or creates) <paramref name="path"/> with what <paramref name="write"/> writes.</summary>
+    /// <exception cref="DiskFullException">The volume filled up; the old file is unchanged.</exception>
+    public static void Write(IFileSystem fs, string path, Action<Stream> write)
+    {
+        ArgumentNullException.ThrowIfNull(fs);
+        ArgumentNullException.ThrowIfNull(write);
+        string full = Path.GetFullPath(path);
+        string directory = Path.GetDirectoryName(full) ?? throw new ArgumentException($"'{path}' has no directory", nameof(path));
+        string temp = TempPath(full);
+        try
+        {
+            WriteDurable(fs, temp, write);
+            fs.MoveFile(temp, full);
+        }
+        catch (Exception e)
+        {
+            TryDeleteFile(fs, temp);
+            if (DiskFull.Is(e) && e is not DiskFullException)
+                throw new DiskFullException(full,
+                    $"cannot write '{full}': no space left on device; the previous file (if any) is unchanged", e);
+            throw;
+        }
+        fs.FlushDirectory(directory);
+    }
+
+    /// <summary>Creates <paramref name="path"/> (which must not exist), writes it and fsyncs it.
+    /// Not atomic by itself: used for files inside a temp directory that is renamed afterwards.</summary>
+    public static void WriteDurable(IFileSystem fs, string path, Action<Stream> write)
+    {
+        using var stream = fs.CreateNew(path);
+        write(stream);
+        fs.FlushToDisk(stream);
+    }
+
+    /// <summary>Deletes stale temp files and directories ("*.tmp-*") left in <paramref name="directory"/>
+    /// by a crashed writer. Call it only when no other writer is using the directory.</summary>
+    /// <returns>How many entries were removed.</returns>
+    public static int CleanStale(IFileSystem fs, string directory)
+    {
+        ArgumentNullException.ThrowIfNull(fs);
+        if (!fs.DirectoryExists(directory)) return 0;
+        int removed = 0;
+        foreach (var f in fs.EnumerateFiles(directory, "*" + TempMarker + "*"))
+        {
+            fs.DeleteFile(f);
+            removed++;
+        }
+        foreach (var d in fs.EnumerateDirectories(directory, "*" + TempMarker + "*"))
+        {
+            fs.DeleteDirectory(d);
+            removed++;
+        }
+        if (removed > 0) fs.FlushDirectory(directory);
+        return removed;
+    }
+
+    internal static void TryDeleteFile(IFileSystem fs, string path)
+    {
+        try
+        {
+            if (fs.FileExists(path)) fs.DeleteFile(path);
+        }
+        catch (Exception)
+        {
+            // Best effort: the original failure is what the caller must see; CleanStale removes it later.
+        }
+    }
+
+    internal static void TryDeleteDirectory(IFileSystem fs, string path)
+    {
+        try
+        {
+            if (fs.DirectoryExists(path)) fs.DeleteDirectory(path);
+        }
+        catch (Exception)
+        {
+            // Best effort, as above.
+        }
+    }
+}

@@ -1,0 +1,130 @@
+using System.Globalization;
+
+namespace Bert.Runtime.IO;
+
+/// <summary>Finds and opens checkpoints written by <see cref="CheckpointWriter"/>.</summary>
+public static class CheckpointReader
+{
+    /// <summary>The complete checkpoints under a root (directories "step-N" holding manifest.json),
+    /// newest first. Temp directories and directories without a manifest are not listed.</summary>
+    public static IReadOnlyList<(long Step, string Directory)> ListComplete(IFileSystem fs, string root)
+    {
+        ArgumentNullException.ThrowIfNull(fs);
+        var result = new List<(long Step, string Directory)>();
+        foreach (var dir in fs.EnumerateDirectories(root, CheckpointWriter.StepPrefix + "*"))
+        {
+            string name = Path.GetFileName(dir);
+            if (name.Contains(AtomicFile.TempMarker, StringComparison.Ordinal)) continue;
+            if (!long.TryParse(name.AsSpan(CheckpointWriter.StepPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out long step)) continue;
+            if (!fs.FileExists(Path.Combine(dir, CheckpointManifest.FileName))) continue;
+            result.Add((step, dir));
+        }
+        result.Sort((a, b) => b.Step.CompareTo(a.Step));
+        return result;
+    }
+
+    /// <summary>The checkpoint directory <paramref name="path"/> designates: itself when it holds a
+    /// manifest.json, else the newest complete "step-N" inside it; null when there is none.</summary>
+    public static string? FindLatest(string path, IFileSystem? fileSystem = null)
+    {
+        var fs = fileSystem ?? PhysicalFileSystem.Instance;
+        string full = Path.GetFullPath(path);
+        if (fs.FileExists(Path.Combine(full, CheckpointManifest.FileName))) return full;
+        var complete = ListComplete(fs, full);
+        return complete.Count > 0 ? complete[0].Directory : null;
+    }
+
+    /// <summary>Opens the checkpoint <paramref name="path"/> designates (see <see cref="FindLatest"/>),
+    /// verifying every file's size and XXH64 checksum against the manifest unless <paramref name="verify"/> is false.</summary>
+    /// <exception cref="CheckpointFormatException">No complete checkpoint, or a corrupt one.</exception>
+    public static Checkpoint Open(string path, bool verify = true, IFileSystem? fileSystem = null,
+        CancellationToken cancellationToken = default)
+    {
+        var fs = fileSystem ?? PhysicalFileSystem.Instance;
+        string full = Path.GetFullPath(path);
+        if (!fs.DirectoryExists(full))
+            throw new CheckpointFormatException(full, "directory", "(absent)", "checkpoint directory does not exist");
+        string dir = FindLatest(full, fs)
+            ?? throw new CheckpointFormatException(full, CheckpointManifest.FileName, "(absent)",
+                "no complete checkpoint here: neither a manifest.json nor a step-N directory holding one");
+        string manifestPath = Path.Combine(dir, CheckpointManifest.FileName);
+        byte[] bytes;
+        using (var s = fs.OpenRead(manifestPath))
+        {
+            bytes = new byte[s.Length];
+            s.ReadExactly(bytes);
+        }
+        var manifest = CheckpointManifest.Parse(bytes, manifestPath);
+        foreach (string required in new[] { CheckpointWriter.ModelFile, ConfigJson.FileName })
+            if (manifest.Find(required) is null)
+                throw new CheckpointFormatException(manifestPath, "files", required, "a checkpoint must list this file");
+        if (verify) manifest.Verify(fs, dir, cancellationToken);
+        var config = ConfigJson.Read(Path.Combine(dir, ConfigJson.FileName));
+        return new Checkpoint(fs, dir, manifest, config);
+    }
+}
+
+/// <summary>An opened, verified checkpoint directory.</summary>
+public sealed class Checkpoint
+{
+    private readonly IFileSystem _fs;
+
+    internal Checkpoint(IFileSystem fs, string directory, CheckpointManifest manifest, ModelConfigFile config)
+    {
+        _fs = fs;
+        Directory = directory;
+        Manifest = manifest;
+        ConfigFile = config;
+    }
+
+    public string Directory { get; }
+    public CheckpointManifest Manifest { get; }
+    public long Step => Manifest.Step;
+    public ModelConfigFile ConfigFile { get; }
+    public ModelConfig Config => ConfigFile.Model;
+    public bool HasOptimizerState => Manifest.Find(CheckpointWriter.OptimizerFile) is not null;
+    public bool HasTrainerState => Manifest.Find(CheckpointWriter.TrainerStateFile) is not null;
+
+    /// <summary>Fills the parameters from model.safetensors.</summary>
+    /// <param name="parameters">F32[total] flat buffer carved by <paramref name="table"/>.</param>
+    /// <exception cref="TensorMismatchException">The table differs from the stored tensors; lists every
+    /// missing, unexpected and mismatched tensor with both shapes. Nothing is loaded then.</exception>
+    public TensorLoadReport ReadParameters(IReadOnlyList<ParameterInfo> table, Span<float> parameters)
+    {
+        using var file = SafetensorsFile.Open(Path.Combine(Directory, CheckpointWriter.ModelFile));
+        return ParameterTensors.LoadExact(file, table, parameters);
+    }
+
+    /// <summary>Fills the AdamW moment buffers (same layout as the parameters).</summary>
+    /// <exception cref="InvalidOperationException">The checkpoint holds no optimizer state.</exception>
+    public void ReadOptimizerState(IReadOnlyList<ParameterInfo> table, Span<float> adamM, Span<float> adamV)
+    {
+        if (!HasOptimizerState)
+            throw new InvalidOperationException($"{Directory}: checkpoint has no {CheckpointWriter.OptimizerFile} (weights only)");
+        ParameterTensors.CheckFits(table, adamM.Length, "AdamM");
+        ParameterTensors.CheckFits(table, adamV.Length, "AdamV");
+        using var file = SafetensorsFile.Open(Path.Combine(Directory, CheckpointWriter.OptimizerFile));
+        ParameterTensors.Compare(file, table, CheckpointWriter.FirstMomentPrefix, CheckpointWriter.SecondMomentPrefix).ThrowIfNotExact();
+        ParameterTensors.Load(file, table, adamM, CheckpointWriter.FirstMomentPrefix);
+        ParameterTensors.Load(file, table, adamV, CheckpointWriter.SecondMomentPrefix);
+    }
+
+    /// <summary>Whether the checkpoint stores a file of this name (an extra file such as vocab.txt).</summary>
+    public bool HasFile(string name) => Manifest.Find(name) is not null;
+
+    /// <summary>The bytes of a stored file (verified with the rest when the checkpoint was opened).</summary>
+    public byte[] ReadFile(string name)
+    {
+        if (!HasFile(name)) throw new FileNotFoundException($"{Directory}: checkpoint has no file '{name}'", Path.Combine(Directory, name));
+        using var s = _fs.OpenRead(Path.Combine(Directory, name));
+        var bytes = new byte[s.Length];
+        s.ReadExactly(bytes);
+        return bytes;
+    }
+
+    /// <summary>The trainer's opaque state; empty when none was stored.</summary>
+    public byte[] ReadTrainerState()
+    {
+        return HasTrainerState ? ReadFile(CheckpointWriter.TrainerStateFile) : [];
+    }
+}
