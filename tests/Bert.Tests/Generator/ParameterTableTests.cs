@@ -151,6 +151,16 @@ public class ParameterTableTests
         Assert.That(ModelPresets.TotalParameters("base"), Is.EqualTo(110_106_428L));
     }
 
+    /// <summary>google-research/bert's README gives the sizes in millions (Large, quoted as 340M there, is 336.2M).</summary>
+    [TestCase("tiny", 4.4)]
+    [TestCase("mini", 11.3)]
+    [TestCase("small", 29.1)]
+    [TestCase("medium", 41.7)]
+    [TestCase("base", 110.1)]
+    [TestCase("large", 336.2)]
+    public void Preset_HasThePublishedSizeInMillions(string name, double millions) =>
+        Assert.That(Math.Round(ModelPresets.TotalParameters(name) / 1e5) / 10, Is.EqualTo(millions));
+
     [Test]
     public void UnknownPreset_ListsTheValidNames()
     {
