@@ -118,7 +118,7 @@ public static class InfoCommand
             ["embeddings"] = 0, ["encoder"] = 1, ["pooler"] = 2,
             ["word_embeddings"] = 0, ["position_embeddings"] = 1, ["token_type_embeddings"] = 2,
             ["attention"] = 0, ["intermediate"] = 1, ["output"] = 2, ["self"] = 0,
-            ["query"] = 0, ["key"] = 1, ["value"] = 2, ["dense"] = 0, ["LayerNorm"] = 1,
+            ["query"] = 0, ["key"] = 1, ["value"] = 2, ["dense"] = 0, ["LayerNorm"] = 3,
             ["predictions"] = 0, ["seq_relationship"] = 1, ["transform"] = 0, ["decoder"] = 1,
             ["weight"] = 0, ["bias"] = 1,
         };

@@ -203,9 +203,10 @@ internal static partial class ModelEmitter
 
         private void Instance()
         {
-            _w.Line("private readonly int _vocab = vocabSize is null ? DeclaredVocabSize : CheckVocabSize(vocabSize.Value);");
-            _w.Line("private readonly " + Runtime + "ModelConfig _config = vocabSize is null ? ModelConfig : ModelConfig with { VocabSize = vocabSize.Value };");
-            _w.Line("private readonly global::System.Collections.Generic.IReadOnlyList<" + Runtime + "ParameterInfo> _table = vocabSize is null ? Table : TableFor(vocabSize.Value);");
+            _w.Line("// Field initializers run before the base constructor, which reads Config and ParameterTable.");
+            Member("private readonly int _vocab = vocabSize is null ? DeclaredVocabSize : CheckVocabSize(vocabSize.Value);");
+            Member("private readonly " + Runtime + "ModelConfig _config = vocabSize is null ? ModelConfig : ModelConfig with { VocabSize = vocabSize.Value };");
+            Member("private readonly global::System.Collections.Generic.IReadOnlyList<" + Runtime + "ParameterInfo> _table = vocabSize is null ? Table : TableFor(vocabSize.Value);");
             _w.Line();
             _w.Line("/// <inheritdoc/>");
             Member("public override " + Runtime + "ModelConfig Config => _config;");

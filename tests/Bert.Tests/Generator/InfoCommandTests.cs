@@ -26,11 +26,13 @@ public class InfoCommandTests
         Assert.That(text, Does.Contain("110,106,428"));
         Assert.That(text, Does.Contain("[30522, 768]"));
         // HuggingFace module order: embeddings, layer 0, pooler, heads.
+        int word = text.IndexOf("bert.embeddings.word_embeddings.weight", StringComparison.Ordinal);
+        int position = text.IndexOf("bert.embeddings.position_embeddings.weight", StringComparison.Ordinal);
         int emb = text.IndexOf("bert.embeddings.LayerNorm.bias", StringComparison.Ordinal);
         int layer = text.IndexOf("bert.encoder.layer.0.attention.self.query.weight", StringComparison.Ordinal);
         int pooler = text.IndexOf("bert.pooler.dense.weight", StringComparison.Ordinal);
         int mlm = text.IndexOf("cls.predictions.transform.dense.weight", StringComparison.Ordinal);
-        Assert.That(new[] { emb, layer, pooler, mlm }, Is.Ordered.And.All.GreaterThan(0));
+        Assert.That(new[] { word, position, emb, layer, pooler, mlm }, Is.Ordered.And.All.GreaterThan(0));
     }
 
     [Test]
