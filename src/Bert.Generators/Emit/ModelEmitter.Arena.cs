@@ -11,6 +11,9 @@ internal static partial class ModelEmitter
         /// over the local sizes of the layout's constructor, and its shape for the comment.</summary>
         private sealed record Region(string Field, string Size, string Comment);
 
+        /// <summary>Elements each activation's offset is a multiple of.</summary>
+        public const int ArenaAlignment = 64;
+
         private bool PooledLoss => _s.Nsp || _s.Classification is not null;
 
         // One encoder layer's saved activations, relative to the layer's start (compute arena).
@@ -122,8 +125,9 @@ internal static partial class ModelEmitter
             _w.Line("/// <summary>");
             _w.Line("/// Where each activation of one micro-batch (B, S, P) lives: element offsets in the compute arena");
             _w.Line("/// (the backend's compute type: saved activations, GEMM operands, activation-gradient scratch) and");
-            _w.Line("/// in the F32 arena (LayerNorm statistics, logits). Straight-line arithmetic, no allocation. Every");
-            _w.Line("/// size grows with B, S and P, so arenas planned for the maxima hold any smaller batch.");
+            _w.Line("/// in the F32 arena (LayerNorm statistics, logits), each aligned to " + I(ArenaAlignment) + " elements. Straight-line");
+            _w.Line("/// arithmetic, no allocation. Every size grows with B, S and P, so arenas planned for the maxima");
+            _w.Line("/// hold any smaller batch.");
             _w.Line("/// </summary>");
             _w.Line(GeneratedCode);
             using (_w.Block("private readonly struct ArenaLayout"))
@@ -134,17 +138,17 @@ internal static partial class ModelEmitter
                 {
                     if (i == layersAt)
                     {
-                        _w.Line("public readonly long Layer0, LayerStride;  // layer l's saved activations start at Layer0 + l·LayerStride:");
-                        foreach (var r in LayerRegions) _w.Line("public readonly long " + r.Field + ";  //   " + r.Comment);
+                        _w.Line(Field("Layer0, LayerStride") + "// layer l's saved activations start at Layer0 + l·LayerStride:");
+                        foreach (var r in LayerRegions) _w.Line(Field(r.Field) + "//   " + r.Comment);
                     }
-                    _w.Line("public readonly long " + compute[i].Field + ";  // " + compute[i].Comment);
+                    _w.Line(Field(compute[i].Field) + "// " + compute[i].Comment);
                 }
                 _w.Line("public readonly long ComputeLength;");
                 _w.Line("// ---- F32 arena ----");
                 for (int i = 0; i < f32.Count; i++)
                 {
                     if (i == layersAtF32) LayerF32Fields();
-                    _w.Line("public readonly long " + f32[i].Field + ";  // " + f32[i].Comment);
+                    _w.Line(Field(f32[i].Field) + "// " + f32[i].Comment);
                 }
                 if (layersAtF32 == f32.Count) LayerF32Fields();
                 _w.Line("public readonly long F32Length;");
@@ -165,11 +169,11 @@ internal static partial class ModelEmitter
                         if (i == layersAt)
                         {
                             _w.Line("// one layer, relative to its start");
-                            foreach (var r in LayerRegions) _w.Line(r.Field + " = l; l += " + r.Size + ";");
+                            foreach (var r in LayerRegions) _w.Line(r.Field + " = l; l = Up(l + " + r.Size + ");");
                             _w.Line("LayerStride = l;");
                             _w.Line("Layer0 = c; c += L * LayerStride;");
                         }
-                        _w.Line(compute[i].Field + " = c; c += " + compute[i].Size + ";");
+                        _w.Line(compute[i].Field + " = c; c = Up(c + " + compute[i].Size + ");");
                     }
                     _w.Line("ComputeLength = c;");
                     for (int i = 0; i <= f32.Count; i++)
@@ -177,14 +181,18 @@ internal static partial class ModelEmitter
                         if (i == layersAtF32)
                         {
                             _w.Line("l = 0;");
-                            foreach (var r in LayerRegionsF32) _w.Line(r.Field + " = l; l += " + r.Size + ";");
+                            foreach (var r in LayerRegionsF32) _w.Line(r.Field + " = l; l = Up(l + " + r.Size + ");");
                             _w.Line("LayerStrideF32 = l;");
                             _w.Line("Layer0F32 = f; f += L * LayerStrideF32;");
                         }
-                        if (i < f32.Count) _w.Line(f32[i].Field + " = f; f += " + f32[i].Size + ";");
+                        if (i < f32.Count) _w.Line(f32[i].Field + " = f; f = Up(f + " + f32[i].Size + ");");
                     }
                     _w.Line("F32Length = f;");
                 }
+                _w.Line();
+                _w.Line("/// <summary>Rounds up to a multiple of " + I(ArenaAlignment) + " elements, so every tensor starts on a 256-byte (F32) or");
+                _w.Line("/// 128-byte (BF16) boundary, as vectorized kernels and GEMMs want.</summary>");
+                _w.Line("private static long Up(long elements) => (elements + " + I(ArenaAlignment - 1) + ") & ~" + I(ArenaAlignment - 1) + "L;");
             }
             _w.Line();
 
@@ -230,10 +238,12 @@ internal static partial class ModelEmitter
             }
         }
 
+        private static string Field(string name) => ("public readonly long " + name + ";").PadRight(44);
+
         private void LayerF32Fields()
         {
-            _w.Line("public readonly long Layer0F32, LayerStrideF32;  // layer l's statistics start at Layer0F32 + l·LayerStrideF32:");
-            foreach (var r in LayerRegionsF32) _w.Line("public readonly long " + r.Field + ";  //   " + r.Comment);
+            _w.Line(Field("Layer0F32, LayerStrideF32") + "// layer l's statistics start at Layer0F32 + l·LayerStrideF32:");
+            foreach (var r in LayerRegionsF32) _w.Line(Field(r.Field) + "//   " + r.Comment);
         }
 
         /// <summary>The model's sizes as local constants, named as in the legend.</summary>
