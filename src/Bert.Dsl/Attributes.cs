@@ -95,6 +95,10 @@ public sealed class MlmHeadAttribute : Attribute
     public bool TieToWordEmbeddings { get; set; } = true;
     /// <summary>Transform activation. Default exact GELU.</summary>
     public HiddenActivation Activation { get; set; } = HiddenActivation.Gelu;
+    /// <summary>Width T of the transform (dense H→T, LayerNorm over T) that feeds the decoder [V,T].
+    /// Default 0: the hidden size, as in BERT. A tied decoder is the word-embedding matrix [V,H], so
+    /// tying requires T = H (BERT004); an untied one is stored as cls.predictions.decoder.weight.</summary>
+    public int TransformSize { get; set; }
 }
 
 /// <summary>Next-sentence-prediction head: linear(H→2) on the pooled output. Requires [Pooler].</summary>

@@ -45,6 +45,7 @@ public abstract class BertModelBase : IDisposable
             Math.Max(1, backend.AttentionWorkspaceLength(maxBatch, maxSeq, Config.Heads, Config.HeadDim)),
             backend.ComputeType, "attention-workspace");
         Metrics = backend.Allocate(MetricSlot.Length, DType.F32, "metrics");
+        ZeroPositions = backend.Allocate(maxBatch, DType.I32, "zero-positions");
     }
 
     public IBackend Backend { get; }
@@ -75,6 +76,9 @@ public abstract class BertModelBase : IDisposable
     public DeviceBuffer Workspace { get; }
     /// <summary>F32[<see cref="MetricSlot.Length"/>], filled by Forward (see <see cref="MetricSlot"/>).</summary>
     public DeviceBuffer Metrics { get; }
+    /// <summary>I32[MaxBatch] zeros (never written): position 0 of every sequence, the [CLS] rows that
+    /// the pooler gathers with <see cref="IBackend.GatherRows"/>.</summary>
+    public DeviceBuffer ZeroPositions { get; }
 
     /// <summary>Dropout key: the run seed.</summary>
     public ulong Seed { get; set; }
@@ -89,7 +93,7 @@ public abstract class BertModelBase : IDisposable
     public TensorRef NspLogits { get; protected set; }
     /// <summary>The last Forward's classification logits F32[B, C] or token-classification F32[B·S, C].</summary>
     public TensorRef ClassifierLogits { get; protected set; }
-    /// <summary>The last Forward's span logits F32[B·S, 2] (start, end).</summary>
+    /// <summary>The last Forward's span logits F32[2, B·S]: start logits [B,S], then end logits [B,S].</summary>
     public TensorRef SpanLogits { get; protected set; }
     /// <summary>The last Forward's final hidden states [B·S, H].</summary>
     public TensorRef SequenceOutput { get; protected set; }
@@ -187,6 +191,7 @@ public abstract class BertModelBase : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        ZeroPositions.Dispose();
         Metrics.Dispose();
         Workspace.Dispose();
         F32Arena.Dispose();
