@@ -44,6 +44,8 @@ internal static partial class ModelEmitter
             if (_s.Mlm is not null) sizes += ", P = batch.Predictions, V = _vocab";
             _w.Line(sizes + ";");
             _w.Line("var be = Backend;");
+            if (forward && LossFlags().Count > 0)
+                _w.Line("float micro = batch.MicroBatchScale > 0f ? batch.MicroBatchScale : 1f;  // 1/accumulation: micro-batches sum to the batch mean");
             _w.Line("var none = " + TensorRef + ".Null;");
             _w.Line("var a = new ArenaLayout(B, S, " + (_s.Mlm is not null ? "P" : "0") + ", " + (_s.Mlm is not null ? "V" : "_vocab") + ");");
             var acts = new SortedSet<string> { _s.Encoder.Activation };
@@ -190,7 +192,7 @@ internal static partial class ModelEmitter
             _w.Line("be.Linear(nspLogits, none, pooled, " + Wt("cls.seq_relationship.weight") + ", " + Wt("cls.seq_relationship.bias") + ", B, H, 2, None);");
             _w.Line("NspLogits = nspLogits;");
             _w.Line("if (nspLoss)");
-            _w.Line("    be.SoftmaxCrossEntropy(nspLogits, Metrics.Slice(" + Runtime + "MetricSlot.NspLoss, 3), nspLogits, batch.NspLabels, none, B, 2, 1f / B);");
+            _w.Line("    be.SoftmaxCrossEntropy(nspLogits, Metrics.Slice(" + Runtime + "MetricSlot.NspLoss, 3), nspLogits, batch.NspLabels, none, B, 2, micro / B);");
         }
 
         private void ClassificationForward(ClassifierSpec cls)
@@ -203,7 +205,7 @@ internal static partial class ModelEmitter
             _w.Line("be.Linear(classifierLogits, none, classifierInput, " + Wt("classifier.weight") + ", " + Wt("classifier.bias") + ", B, H, C, None);");
             _w.Line("ClassifierLogits = classifierLogits;");
             _w.Line("if (classifierLoss)");
-            _w.Line("    be.SoftmaxCrossEntropy(classifierLogits, Metrics.Slice(" + Runtime + "MetricSlot.ClsLoss, 3), classifierLogits, batch.Labels, none, B, C, 1f / B);");
+            _w.Line("    be.SoftmaxCrossEntropy(classifierLogits, Metrics.Slice(" + Runtime + "MetricSlot.ClsLoss, 3), classifierLogits, batch.Labels, none, B, C, micro / B);");
         }
 
         private void TokenClassificationForward(ClassifierSpec tok)
@@ -218,7 +220,7 @@ internal static partial class ModelEmitter
             _w.Line("// Without weights every token counts, so the mean needs 1/N.");
             _w.Line("if (classifierLoss)");
             _w.Line("    be.SoftmaxCrossEntropy(classifierLogits, Metrics.Slice(" + Runtime + "MetricSlot.ClsLoss, 3), classifierLogits, batch.Labels, batch.LabelWeights, N, C,");
-            _w.Line("        batch.LabelWeights.IsNull ? 1f / N : batch.LabelGradScale);");
+            _w.Line("        batch.LabelWeights.IsNull ? micro / N : batch.LabelGradScale);");
         }
 
         private void SpanForward()
@@ -235,8 +237,8 @@ internal static partial class ModelEmitter
             using (_w.Block("if (spanLoss)"))
             {
                 _w.Line("// The loss is the mean of the start and end cross-entropies over the batch.");
-                _w.Line("be.SoftmaxCrossEntropy(startLogits, Metrics.Slice(" + Runtime + "MetricSlot.SpanStartLoss, 3), startLogits, batch.StartPositions, none, B, S, 0.5f / B);");
-                _w.Line("be.SoftmaxCrossEntropy(endLogits, Metrics.Slice(" + Runtime + "MetricSlot.SpanEndLoss, 3), endLogits, batch.EndPositions, none, B, S, 0.5f / B);");
+                _w.Line("be.SoftmaxCrossEntropy(startLogits, Metrics.Slice(" + Runtime + "MetricSlot.SpanStartLoss, 3), startLogits, batch.StartPositions, none, B, S, 0.5f * micro / B);");
+                _w.Line("be.SoftmaxCrossEntropy(endLogits, Metrics.Slice(" + Runtime + "MetricSlot.SpanEndLoss, 3), endLogits, batch.EndPositions, none, B, S, 0.5f * micro / B);");
             }
         }
 

@@ -84,9 +84,9 @@ public static class ParameterLayout
         if (config.HasPooler) Bias("bert.pooler.dense.bias", h);
         if (config.HasMlmHead)
         {
-            Bias("cls.predictions.bias", v);
             Bias("cls.predictions.transform.dense.bias", h);
             LayerNorm("cls.predictions.transform.LayerNorm");
+            Bias("cls.predictions.bias", v);
         }
         if (config.HasNspHead) Bias("cls.seq_relationship.bias", 2);
         if (classes > 0) Bias("classifier.bias", classes);

@@ -57,8 +57,8 @@ public class ParameterLayoutTests
             expected.AddRange([L(l, "attention.self.query.bias"), L(l, "attention.self.key.bias"), L(l, "attention.self.value.bias"),
                 L(l, "attention.output.dense.bias"), L(l, "attention.output.LayerNorm.weight"), L(l, "attention.output.LayerNorm.bias"),
                 L(l, "intermediate.dense.bias"), L(l, "output.dense.bias"), L(l, "output.LayerNorm.weight"), L(l, "output.LayerNorm.bias")]);
-        expected.AddRange(["bert.pooler.dense.bias", "cls.predictions.bias", "cls.predictions.transform.dense.bias",
-            "cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias", "cls.seq_relationship.bias"]);
+        expected.AddRange(["bert.pooler.dense.bias", "cls.predictions.transform.dense.bias",
+            "cls.predictions.transform.LayerNorm.weight", "cls.predictions.transform.LayerNorm.bias", "cls.predictions.bias", "cls.seq_relationship.bias"]);
         Assert.That(table.Select(p => p.Name), Is.EqualTo(expected));
 
         // Decayed rows form one prefix; offsets are contiguous from 0.
