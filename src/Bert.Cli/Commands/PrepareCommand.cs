@@ -61,7 +61,7 @@ public static class PrepareCommand
                     nameof(PretrainingDataOptions.InstancesPerShard) => "--shard-size",
                     _ => e.ParamName ?? "option",
                 };
-                throw new UserException($"{option} {e.ActualValue}: {e.Message.Split(Environment.NewLine)[0]}");
+                throw new UserException($"{option} {e.ActualValue}: {DataCommands.Reason(e)}");
             }
             string corpusPath = DataCommands.ResolveCorpus(r.GetValue(corpus)!, r.GetValue(dataRoot)!, ct);
             var vocabulary = Vocabulary.Load(r.GetValue(vocab)!);
@@ -93,6 +93,14 @@ internal static class DataCommands
             return corpus == "brown" ? files.TrainPath : files.HeldOutPath;
         }
         throw new UserException($"--corpus {corpus}: file not found (or use 'brown' / 'brown-heldout')", ExitCodes.BadInput);
+    }
+
+    /// <summary>An argument exception's message without the "(Parameter 'x')" and "Actual value" suffixes.</summary>
+    public static string Reason(ArgumentException e)
+    {
+        string m = e.Message.Split(Environment.NewLine)[0];
+        int cut = m.IndexOf(" (Parameter '", StringComparison.Ordinal);
+        return cut >= 0 ? m[..cut] : m;
     }
 
     /// <summary>Runs <paramref name="work"/> with one progress bar per stage on an interactive

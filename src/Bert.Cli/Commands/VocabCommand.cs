@@ -49,7 +49,7 @@ public static class VocabCommand
                 }
                 catch (ArgumentOutOfRangeException e)
                 {
-                    throw new UserException($"--size {options.VocabularySize}: {e.Message.Split(Environment.NewLine)[0]}");
+                    throw new UserException($"--size {options.VocabularySize}: {DataCommands.Reason(e)}");
                 }
                 report("merge", 1);
             });

@@ -151,3 +151,30 @@ public class CorpusTests
         return "";
     }
 }
+
+public class BrownPretrainingDataTests
+{
+    [Test]
+    public void DefaultDataIsBuiltOnceThenReused()
+    {
+        string package = Path.Combine(TestPaths.DataRoot, BrownCorpus.PackagePath);
+        if (!Directory.Exists(package)) Assert.Ignore($"{package} is missing: run scripts/setup.sh");
+        using var dir = TestPaths.NewTempDirectory();
+        Directory.CreateDirectory(Path.Combine(dir.Path, "npm", "node_modules"));
+        Directory.CreateSymbolicLink(Path.Combine(dir.Path, BrownCorpus.PackagePath), Path.GetFullPath(package));
+
+        var files = BrownPretrainingData.Prepare(dir.Path, [128, 512], vocabSize: 3000, dupeFactor: 1);
+        var vocab = Vocabulary.Load(files.VocabPath);
+        Assert.That(vocab.Count, Is.EqualTo(3000));
+        using (var ds128 = PretrainingDataset.Open(files.Datasets[128], vocab))
+        using (var ds512 = PretrainingDataset.Open(files.Datasets[512], vocab))
+        {
+            Assert.That((ds128.SeqLength, ds128.MaxPredictions, ds512.SeqLength, ds512.MaxPredictions), Is.EqualTo((128, 20, 512, 80)));
+            Assert.That(ds128.Count, Is.GreaterThan(ds512.Count));
+        }
+        var stamp = File.GetLastWriteTimeUtc(Path.Combine(files.Datasets[128], "shard-00000.bin"));
+        var again = BrownPretrainingData.Prepare(dir.Path, [128], vocabSize: 3000, dupeFactor: 1);
+        Assert.That(again.Datasets[128], Is.EqualTo(files.Datasets[128]));
+        Assert.That(File.GetLastWriteTimeUtc(Path.Combine(files.Datasets[128], "shard-00000.bin")), Is.EqualTo(stamp), "reused, not rebuilt");
+    }
+}
