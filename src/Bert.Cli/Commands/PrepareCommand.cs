@@ -70,7 +70,7 @@ public static class PrepareCommand
             DataCommands.WithProgress([PrepareProgress.Read, PrepareProgress.Tokenize, PrepareProgress.Instances, PrepareProgress.Write], report =>
             {
                 stats = PretrainingDataBuilder.Build(corpusPath, r.GetValue(format), vocabulary, options, outDir,
-                    new Progress<PrepareProgress>(p => report(p.Stage, p.Fraction)), ct);
+                    new SyncProgress<PrepareProgress>(p => report(p.Stage, p.Fraction)), ct);
             });
             Console.WriteLine($"wrote {outDir}");
             Console.WriteLine(stats!.Summary());
@@ -78,6 +78,13 @@ public static class PrepareCommand
         })));
         return cmd;
     }
+}
+
+/// <summary>Reports on the caller's thread, so progress lines never arrive after the summary
+/// (<see cref="Progress{T}"/> posts to the thread pool).</summary>
+internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
 }
 
 /// <summary>What the data commands share: corpus names, progress display, error mapping.</summary>
@@ -123,10 +130,15 @@ internal static class DataCommands
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
             .Start(ctx =>
             {
-                var tasks = stages.ToDictionary(s => s, s => ctx.AddTask(s, autoStart: true, maxValue: 1.0));
+                var tasks = stages.ToDictionary(s => s, s => ctx.AddTask(s, autoStart: false, maxValue: 1.0));
                 work((stage, fraction) =>
                 {
-                    if (tasks.TryGetValue(stage, out var t)) t.Value = Math.Max(t.Value, Math.Min(1.0, fraction));
+                    if (!tasks.TryGetValue(stage, out var t)) return;
+                    lock (t)
+                    {
+                        if (!t.IsStarted) t.StartTask();
+                        t.Value = Math.Max(t.Value, Math.Min(1.0, fraction));
+                    }
                 });
                 foreach (var t in tasks.Values) t.Value = 1.0;
             });

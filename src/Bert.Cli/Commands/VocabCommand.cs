@@ -39,13 +39,13 @@ public static class VocabCommand
             Vocabulary? vocab = null;
             DataCommands.WithProgress(["read", "count", "merge"], report =>
             {
-                var text = TextCorpus.Read(corpusPath, r.GetValue(format), new Progress<double>(f => report("read", f)), ct);
+                var text = TextCorpus.Read(corpusPath, r.GetValue(format), new SyncProgress<double>(f => report("read", f)), ct);
                 report("count", 0);
                 var counts = VocabularyTrainer.CountWords(text, options, ct);
                 report("count", 1);
                 try
                 {
-                    vocab = VocabularyTrainer.Train(counts, options, corpusPath, new Progress<double>(f => report("merge", f)), ct);
+                    vocab = VocabularyTrainer.Train(counts, options, corpusPath, new SyncProgress<double>(f => report("merge", f)), ct);
                 }
                 catch (ArgumentOutOfRangeException e)
                 {

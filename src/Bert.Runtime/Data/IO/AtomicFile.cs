@@ -35,12 +35,6 @@ public static class AtomicFile
     public static void WriteAllText(string path, string text) =>
         Write(path, s => s.Write(new UTF8Encoding(false).GetBytes(text)));
 
-    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
-    {
-        byte[] copy = bytes.ToArray();
-        Write(path, s => s.Write(copy));
-    }
-
     /// <summary>A hidden name beside <paramref name="fullPath"/>: ".name.tmp-XXXXXXXX".</summary>
     internal static string TempName(string fullPath) =>
         Path.Combine(Path.GetDirectoryName(fullPath)!,

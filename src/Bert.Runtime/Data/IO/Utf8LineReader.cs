@@ -117,17 +117,5 @@ internal sealed class Utf8LineReader : IDisposable
 
     public void Dispose() => _stream.Dispose();
 
-    /// <summary>Decodes a whole byte span, reporting the offset of the first invalid byte.</summary>
-    public static string DecodeAll(ReadOnlySpan<byte> bytes, string path, Func<string, string, string, string, Exception> error)
-    {
-        int skip = bytes.Length >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0;
-        bytes = bytes[skip..];
-        var chars = new char[bytes.Length];
-        var status = Utf8.ToUtf16(bytes, chars, out int read, out int written, replaceInvalidSequences: false);
-        if (status != OperationStatus.Done)
-            throw error(path, $"byte {read + skip}", $"0x{bytes[read]:X2}", "invalid UTF-8");
-        return new string(chars, 0, written);
-    }
-
     internal static readonly UTF8Encoding Utf8NoBom = new(false);
 }

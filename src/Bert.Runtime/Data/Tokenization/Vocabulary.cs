@@ -97,9 +97,6 @@ public sealed class Vocabulary
     public int GetId(string token) => _ids.TryGetValue(token, out int id) ? id
         : throw new KeyNotFoundException($"{Source}: token \"{token}\" is not in the vocabulary");
 
-    /// <summary>[CLS], [SEP] and [PAD]: never masked, never counted as text.</summary>
-    public bool IsControlToken(int id) => id == ClsId || id == SepId || id == PadId;
-
     public static Vocabulary FromTokens(IEnumerable<string> tokens, string source = "<memory>")
     {
         var array = tokens.ToArray();

@@ -222,13 +222,4 @@ public static class VocabularyTrainer
     }
 
     private static long Key(int left, int right) => ((long)left << 32) | (uint)right;
-
-    /// <summary>Trains and writes vocab.txt atomically; returns the vocabulary.</summary>
-    public static Vocabulary TrainToFile(TextCorpus corpus, VocabularyTrainerOptions options, string outputPath,
-        IProgress<double>? progress = null, CancellationToken cancellationToken = default)
-    {
-        var vocab = Train(corpus, options, progress, cancellationToken);
-        vocab.Save(outputPath);
-        return Vocabulary.Load(outputPath);
-    }
 }
