@@ -38,7 +38,7 @@ public class BatchAssemblerTests
         for (int r = 0; r < 3; r++)
         {
             var (ids, types, pos, lab) = (new int[s], new int[s], new int[p], new int[p]);
-            var info = _dataset.Read(indices[r], ids, types, pos, lab);
+            var info = _dataset.Read(ids, types, pos, lab, indices[r]);
             Assert.That(batch.InputIds.AsSpan(r * s, s).ToArray(), Is.EqualTo(ids));
             Assert.That(batch.TokenTypeIds.AsSpan(r * s, s).ToArray(), Is.EqualTo(types));
             Assert.That(batch.AttentionMask.AsSpan(r * s, s).ToArray(), Is.EqualTo(Enumerable.Range(0, s).Select(k => k < info.Length ? 1 : 0)));

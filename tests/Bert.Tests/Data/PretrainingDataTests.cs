@@ -32,7 +32,7 @@ public class PretrainingDataTests
             var types = new int[s];
             var pos = new int[p];
             var lab = new int[p];
-            var info = ds.Read(i, ids, types, pos, lab);
+            var info = ds.Read(ids, types, pos, lab, i);
             list.Add(new Instance(ids, types, info.Length, pos[..info.MaskedCount], lab[..info.MaskedCount], info.NspLabel));
         }
         return list;
@@ -185,7 +185,7 @@ public class PretrainingDataTests
         var (i2, t2, p2, l2) = (new int[16], new int[16], new int[3], new int[3]);
         for (int r = 0; r < 10; r++)
         {
-            var info = ds.Read(r, i2, t2, p2, l2);
+            var info = ds.Read(i2, t2, p2, l2, r);
             var e = expected[r];
             Assert.That((info.Length, info.MaskedCount, info.NspLabel), Is.EqualTo((e.Length, e.Pos.Count(p => p != 0), e.Nsp)));
             Assert.That(i2, Is.EqualTo(e.Ids));
@@ -216,7 +216,7 @@ public class PretrainingDataTests
         }
         using var ds = PretrainingDataset.Open(dir.Path, big);
         var read = new int[8];
-        ds.Read(0, read, new int[8], new int[1], new int[1]);
+        ds.Read(read, new int[8], new int[1], new int[1], 0);
         Assert.That(read.Take(6), Is.EqualTo(ids));
     }
 

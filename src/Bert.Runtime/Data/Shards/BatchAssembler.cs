@@ -156,8 +156,8 @@ public sealed class BatchAssembler
         for (int r = 0; r < indices.Length; r++)
         {
             var ids = batch.InputIds.AsSpan(r * s, s);
-            var info = _dataset.Read(indices[r], ids, batch.TokenTypeIds.AsSpan(r * s, s),
-                batch.MlmPositions.AsSpan(r * p, p), batch.MlmLabels.AsSpan(r * p, p));
+            var info = _dataset.Read(ids, batch.TokenTypeIds.AsSpan(r * s, s),
+                batch.MlmPositions.AsSpan(r * p, p), batch.MlmLabels.AsSpan(r * p, p), indices[r]);
             var mask = batch.AttentionMask.AsSpan(r * s, s);
             mask[..info.Length].Fill(1);
             mask[info.Length..].Clear();

@@ -87,12 +87,12 @@ public sealed class PretrainingDataset : IDisposable
         }
     }
 
-    /// <summary>Copies instance <paramref name="index"/> into spans of S and P elements (see <see cref="ShardReader.Read"/>).</summary>
-    public InstanceInfo Read(long index, Span<int> inputIds, Span<int> tokenTypeIds, Span<int> maskedPositions, Span<int> maskedIds)
+    /// <summary>Copies instance <paramref name="index"/> into spans of S and P elements (outputs first; see <see cref="ShardReader.Read"/>).</summary>
+    public InstanceInfo Read(Span<int> inputIds, Span<int> tokenTypeIds, Span<int> maskedPositions, Span<int> maskedIds, long index)
     {
         if ((ulong)index >= (ulong)Count) throw new ArgumentOutOfRangeException(nameof(index), index, $"{Directory} holds {Count} instances");
         int shard = ShardOf(index);
-        return _shards[shard].Read(index - _starts[shard], inputIds, tokenTypeIds, maskedPositions, maskedIds);
+        return _shards[shard].Read(inputIds, tokenTypeIds, maskedPositions, maskedIds, index - _starts[shard]);
     }
 
     private int ShardOf(long index)

@@ -99,7 +99,7 @@ public sealed unsafe class ShardReader : IDisposable
     /// <paramref name="maskedPositions"/>[P] and <paramref name="maskedIds"/>[P] (0 after the count).
     /// Values are validated (length ≤ S, count ≤ P, ids &lt; vocab size, positions &lt; length).
     /// </summary>
-    public InstanceInfo Read(long index, Span<int> inputIds, Span<int> tokenTypeIds, Span<int> maskedPositions, Span<int> maskedIds)
+    public InstanceInfo Read(Span<int> inputIds, Span<int> tokenTypeIds, Span<int> maskedPositions, Span<int> maskedIds, long index)
     {
         var r = Record(index);
         var layout = _layout;
