@@ -12,6 +12,8 @@ public static class Program
     {
         var root = new RootCommand("bert: pretrain and fine-tune BERT in C# (CPU or NVIDIA GPU)");
         root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(VocabCommand.Create());
+        root.Subcommands.Add(PrepareCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(ImportCommand.Create());
         return root;
