@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Bert.Runtime.Data;
 
 namespace Bert.Runtime.Training;
 
@@ -30,39 +31,42 @@ public sealed class Trainer : IDisposable
 {
     private readonly BertModelBase _model;
     private readonly IReadOnlyList<Phase> _phases;
-    private readonly IReadOnlyDictionary<string, IInstanceSource> _sources;
-    private readonly Dictionary<string, ShuffledCursor> _cursors = new();
-    private readonly HostBatch _host;
+    private readonly Dictionary<string, BatchAssembler> _assemblers = new();
+    private readonly Dictionary<string, HostBatch> _hosts = new();
     private readonly DeviceBatch _device;
     private readonly float[] _metrics = new float[MetricSlot.Length];
     private readonly float[] _norm = new float[1];
     private readonly ulong _seed;
 
-    public Trainer(BertModelBase model, IReadOnlyList<Phase> phases, IReadOnlyDictionary<string, IInstanceSource> sources,
+    /// <param name="datasets">Phase name → its dataset (sequence length and max predictions must match).</param>
+    public Trainer(BertModelBase model, IReadOnlyList<Phase> phases, IReadOnlyDictionary<string, PretrainingDataset> datasets,
         LearningRateSchedule schedule, AdamWOptions adam, ulong seed, TrainerState? resume = null)
     {
         _model = model;
         _phases = phases;
-        _sources = sources;
         _seed = seed;
         Schedule = schedule;
         foreach (var p in phases)
         {
-            if (!sources.TryGetValue(p.Name, out var src))
-                throw new ArgumentException($"no dataset for phase {p.Name} (sequence length {p.SeqLength})", nameof(sources));
+            if (!datasets.TryGetValue(p.Name, out var src))
+                throw new ArgumentException($"no dataset for phase {p.Name} (sequence length {p.SeqLength})", nameof(datasets));
             if (src.SeqLength != p.SeqLength)
-                throw new InvalidDataException($"{src.Origin}: dataset sequence length is {src.SeqLength}, phase {p.Name} needs {p.SeqLength}");
+                throw new InvalidDataException($"{src.Directory}: dataset sequence length is {src.SeqLength}, phase {p.Name} needs {p.SeqLength}");
             if (src.MaxPredictions != p.MaxPredictions)
-                throw new InvalidDataException($"{src.Origin}: dataset max predictions is {src.MaxPredictions}, phase {p.Name} needs {p.MaxPredictions}");
+                throw new InvalidDataException($"{src.Directory}: dataset max predictions is {src.MaxPredictions}, phase {p.Name} needs {p.MaxPredictions}");
+            if (src.VocabSize > model.Config.VocabSize)
+                throw new InvalidDataException($"{src.Directory}: dataset vocabulary has {src.VocabSize} tokens, the model only {model.Config.VocabSize}");
             if (p.MicroBatch > model.MaxBatch || p.SeqLength > model.MaxSeq || p.MaxPredictions > model.MaxPredictions)
                 throw new ArgumentException($"phase {p.Name} (micro-batch {p.MicroBatch}, S={p.SeqLength}, P={p.MaxPredictions}) exceeds the model's planned maxima " +
                                             $"({model.MaxBatch}, {model.MaxSeq}, {model.MaxPredictions})");
             var c = resume?.Cursors.FirstOrDefault(x => x.Phase == p.Name);
-            _cursors[p.Name] = new ShuffledCursor(src, seed, (uint)p.SeqLength, c?.Epoch ?? 0, c?.Position ?? 0);
+            // Each phase draws its own order (seed mixed with S) so the two datasets shuffle independently.
+            _assemblers[p.Name] = new BatchAssembler(src, seed ^ ((ulong)p.SeqLength << 32),
+                c is null ? default : new DataCursor(checked((int)c.Epoch), c.Position));
+            _hosts[p.Name] = new HostBatch(p.BatchSize, p.SeqLength, p.MaxPredictions);
         }
         Optimizer = new AdamWOptimizer(model, adam);
         Step = resume?.Step ?? 0;
-        _host = new HostBatch(model.MaxBatch, model.MaxSeq, model.MaxPredictions);
         _device = new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
         model.Seed = seed;
     }
@@ -80,7 +84,7 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Everything besides weights and moments that a resume needs.</summary>
     public TrainerState State => new(Step, _seed,
-        _phases.Select(p => new CursorState(p.Name, _cursors[p.Name].Epoch, _cursors[p.Name].Position)).ToArray());
+        _phases.Select(p => new CursorState(p.Name, _assemblers[p.Name].Cursor.Epoch, _assemblers[p.Name].Cursor.Position)).ToArray());
 
     /// <summary>Runs one optimizer step. Throws <see cref="NonFiniteException"/> before updating any
     /// weight when the loss or a gradient is not finite.</summary>
@@ -89,30 +93,21 @@ public sealed class Trainer : IDisposable
         if (Finished) throw new InvalidOperationException($"training already finished at step {Step}");
         var clock = Stopwatch.StartNew();
         var phase = PhasePlan.At(_phases, Step);
-        var source = _sources[phase.Name];
-        var cursor = _cursors[phase.Name];
+        var host = _hosts[phase.Name];
         int accumulation = phase.Accumulation;
 
-        // The MLM loss is the weighted mean over the whole batch, so the weight total of all its
-        // micro-batches is needed before the first backward: take the instance indices up front.
-        Span<long> indices = phase.BatchSize <= 4096 ? stackalloc long[phase.BatchSize] : new long[phase.BatchSize];
-        for (int i = 0; i < indices.Length; i++) indices[i] = cursor.Next();
-        float weightTotal = 0;
-        for (int micro = 0; micro < accumulation; micro++)
-        {
-            FillMicro(source, phase, indices.Slice(micro * phase.MicroBatch, phase.MicroBatch));
-            weightTotal += _host.WeightSum();
-        }
+        // The MLM loss is the weighted mean over the whole batch, so the whole batch is read first:
+        // its weight total scales every micro-batch's gradient.
+        float weightTotal = _assemblers[phase.Name].Next(host);
+        int tokens = 0;
+        for (int i = 0; i < phase.BatchSize * phase.SeqLength; i++) tokens += host.AttentionMask[i];
 
         _model.Training = true;
         _model.ZeroGradients();
         double mlmLoss = 0, nspLoss = 0, mlmCorrect = 0, mlmCount = 0, nspCorrect = 0, nspCount = 0;
-        int tokens = 0;
         for (int micro = 0; micro < accumulation; micro++)
         {
-            if (accumulation > 1) FillMicro(source, phase, indices.Slice(micro * phase.MicroBatch, phase.MicroBatch));
-            for (int i = 0; i < _host.Tokens; i++) tokens += _host.AttentionMask[i];
-            var batch = _device.Upload(_host, weightTotal, accumulation);
+            var batch = _device.Upload(host, micro * phase.MicroBatch, phase.MicroBatch, weightTotal, accumulation);
             _model.DropoutStep = (uint)(Step * accumulation + micro);
             _model.Forward(batch);
             _model.Backward(batch);
@@ -142,14 +137,6 @@ public sealed class Trainer : IDisposable
         return report;
     }
 
-    private void FillMicro(IInstanceSource source, Phase phase, ReadOnlySpan<long> indices)
-    {
-        _host.Batch = indices.Length;
-        _host.Seq = phase.SeqLength;
-        _host.Predictions = phase.MaxPredictions;
-        for (int r = 0; r < indices.Length; r++) source.Fill(indices[r], _host, r);
-    }
-
     /// <summary>Names the first parameter tensor whose gradient holds a NaN or infinity.</summary>
     public string FirstNonFiniteGradient()
     {
@@ -168,8 +155,8 @@ public sealed class Trainer : IDisposable
 
     /// <summary>Held-out loss and accuracies over up to <paramref name="maxSequences"/> instances (in
     /// index order, dropout off). Leaves the gradient buffer untouched.</summary>
-    public EvalReport Evaluate(IInstanceSource heldOut, long maxSequences, int microBatch)
-        => Evaluator.Run(_model, heldOut, maxSequences, microBatch, _host, _device);
+    public EvalReport Evaluate(PretrainingDataset heldOut, long maxSequences, int microBatch)
+        => Evaluator.Run(_model, heldOut, maxSequences, microBatch, _device);
 
     public void Dispose()
     {
@@ -187,32 +174,33 @@ public sealed record CursorState(string Phase, long Epoch, long Position);
 /// <summary>Forward-only evaluation over a dataset.</summary>
 public static class Evaluator
 {
-    public static EvalReport Run(BertModelBase model, IInstanceSource source, long maxSequences, int microBatch,
-        HostBatch? host = null, DeviceBatch? device = null)
+    /// <summary>Loss and accuracies over the first <paramref name="maxSequences"/> instances of
+    /// <paramref name="dataset"/> (in index order, dropout off).</summary>
+    public static EvalReport Run(BertModelBase model, PretrainingDataset dataset, long maxSequences, int microBatch,
+        DeviceBatch? device = null)
     {
-        if (source.SeqLength > model.MaxSeq || source.MaxPredictions > model.MaxPredictions)
-            throw new InvalidDataException($"{source.Origin}: S={source.SeqLength}, P={source.MaxPredictions} exceed the model's planned " +
+        if (dataset.SeqLength > model.MaxSeq || dataset.MaxPredictions > model.MaxPredictions)
+            throw new InvalidDataException($"{dataset.Directory}: S={dataset.SeqLength}, P={dataset.MaxPredictions} exceed the model's planned " +
                                            $"S={model.MaxSeq}, P={model.MaxPredictions}");
         microBatch = Math.Min(microBatch, model.MaxBatch);
         bool ownDevice = device is null;
-        host ??= new HostBatch(model.MaxBatch, model.MaxSeq, model.MaxPredictions);
         device ??= new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
+        bool wasTraining = model.Training;
         try
         {
-            bool wasTraining = model.Training;
             model.Training = false;
+            var host = new HostBatch(microBatch, dataset.SeqLength, dataset.MaxPredictions);
+            var assembler = new BatchAssembler(dataset, 0);
             var metrics = new float[MetricSlot.Length];
-            long n = Math.Min(maxSequences, source.Count);
+            var indices = new long[microBatch];
+            long n = Math.Min(maxSequences, dataset.Count);
             double mlmLossW = 0, mlmCorrect = 0, mlmCount = 0, nspLoss = 0, nspCorrect = 0, nspCount = 0;
             for (long start = 0; start < n; start += microBatch)
             {
                 int b = (int)Math.Min(microBatch, n - start);
-                host.Batch = b;
-                host.Seq = source.SeqLength;
-                host.Predictions = source.MaxPredictions;
-                for (int r = 0; r < b; r++) source.Fill(start + r, host, r);
-                float w = host.WeightSum();
-                var batch = device.Upload(host, w, 1);
+                for (int r = 0; r < b; r++) indices[r] = start + r;
+                float w = assembler.Fill(host, indices.AsSpan(0, b));
+                var batch = device.Upload(host, 0, b, w, 1);
                 model.Forward(batch);
                 model.ReadMetrics(metrics);
                 // Per-batch means weighted back into totals.
@@ -223,13 +211,13 @@ public static class Evaluator
                 nspCorrect += metrics[MetricSlot.NspCorrect];
                 nspCount += metrics[MetricSlot.NspCount];
             }
-            model.Training = wasTraining;
             double mlm = mlmCount > 0 ? mlmLossW / mlmCount : 0, nsp = nspCount > 0 ? nspLoss / nspCount : 0;
             return new EvalReport(mlm + nsp, mlm, nsp, mlmCount > 0 ? mlmCorrect / mlmCount : 0,
                 nspCount > 0 ? nspCorrect / nspCount : 0, (long)nspCount, mlmCount);
         }
         finally
         {
+            model.Training = wasTraining;
             if (ownDevice) device.Dispose();
         }
     }

@@ -55,31 +55,4 @@ public class ScheduleTests
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => PhasePlan.Create(10, 0.1, (128, 20, 10, 3), (512, 80, 8, 8)));
         Assert.That(e!.Message, Does.Contain("micro-batch 3").And.Contain("10"));
     }
-
-    private sealed class CountingSource(long count) : IInstanceSource
-    {
-        public string Origin => "test";
-        public int SeqLength => 8;
-        public int MaxPredictions => 1;
-        public long Count => count;
-        public void Fill(long index, HostBatch batch, int row) { }
-    }
-
-    [Test]
-    public void ShuffledCursorVisitsEveryInstanceOncePerEpochAndResumesExactly()
-    {
-        var src = new CountingSource(37);
-        var a = new ShuffledCursor(src, 7, 1);
-        var seen = Enumerable.Range(0, 37).Select(_ => a.Next()).ToList();
-        Assert.That(seen.OrderBy(x => x), Is.EqualTo(Enumerable.Range(0, 37).Select(x => (long)x)));
-        Assert.That(seen, Is.Not.EqualTo(Enumerable.Range(0, 37).Select(x => (long)x)), "the order is shuffled");
-
-        var straight = new ShuffledCursor(src, 7, 1);
-        var all = Enumerable.Range(0, 100).Select(_ => straight.Next()).ToList();
-        var first = new ShuffledCursor(src, 7, 1);
-        var part1 = Enumerable.Range(0, 60).Select(_ => first.Next()).ToList();
-        var resumed = new ShuffledCursor(src, 7, 1, first.Epoch, first.Position);
-        var part2 = Enumerable.Range(0, 40).Select(_ => resumed.Next()).ToList();
-        Assert.That(part1.Concat(part2), Is.EqualTo(all));
-    }
 }
