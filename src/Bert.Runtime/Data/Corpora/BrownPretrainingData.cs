@@ -4,7 +4,10 @@ namespace Bert.Runtime.Data;
 /// <param name="Corpus">The converted corpus text files.</param>
 /// <param name="VocabPath">data/brown/vocab-N.txt, learned from the training split.</param>
 /// <param name="Datasets">Sequence length → dataset directory (data/brown/pretrain-N/seqS).</param>
-public sealed record BrownPretrainingFiles(BrownCorpusFiles Corpus, string VocabPath, IReadOnlyDictionary<int, string> Datasets);
+/// <param name="HeldOutDatasets">Sequence length → held-out dataset directory (data/brown/heldout-N/seqS),
+/// made from the held-out documents with dupe factor 1 and its own seed.</param>
+public sealed record BrownPretrainingFiles(BrownCorpusFiles Corpus, string VocabPath, IReadOnlyDictionary<int, string> Datasets,
+    IReadOnlyDictionary<int, string> HeldOutDatasets);
 
 /// <summary>
 /// The default pretraining data, in one call: the Brown corpus converted, a WordPiece vocabulary
@@ -47,7 +50,20 @@ public static class BrownPretrainingData
             tokens ??= TokenizedCorpus.Tokenize(text, new BertTokenizer(vocab), null, cancellationToken);
             PretrainingDataBuilder.Build(tokens, corpus.TrainPath, vocab, options, dir, progress, cancellationToken);
         }
-        return new BrownPretrainingFiles(corpus, vocabPath, datasets);
+
+        var heldOut = new Dictionary<int, string>();
+        TokenizedCorpus? heldOutTokens = null;
+        foreach (int seq in seqLengths)
+        {
+            var options = new PretrainingDataOptions { SeqLength = seq, DupeFactor = 1, Seed = seed + 1 };
+            string dir = PretrainingDataBuilder.DatasetDirectory(Path.Combine(brownDir, $"heldout-{vocabSize}"), seq);
+            heldOut[seq] = dir;
+            if (IsCurrent(dir, vocab, options)) continue;
+            heldOutTokens ??= TokenizedCorpus.Tokenize(TextCorpus.Read(corpus.HeldOutPath, CorpusFormat.Documents, null, cancellationToken),
+                new BertTokenizer(vocab), null, cancellationToken);
+            PretrainingDataBuilder.Build(heldOutTokens, corpus.HeldOutPath, vocab, options, dir, progress, cancellationToken);
+        }
+        return new BrownPretrainingFiles(corpus, vocabPath, datasets, heldOut);
     }
 
     private static bool IsCurrent(string dir, Vocabulary vocab, PretrainingDataOptions options)
