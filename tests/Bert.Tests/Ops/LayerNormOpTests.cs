@@ -117,4 +117,36 @@ public abstract class LayerNormOpTests : OpTestBase
         AssertClose(Read(dGamma), Plus(Reference.Gradient(v => F(res, br, v, bt), g, rd), dGammaPre), GradientTolerance, "dGamma (+=)");
         AssertClose(Read(dBeta), Plus(Reference.Gradient(v => F(res, br, g, v), bt, rd), dBetaPre), GradientTolerance, "dBeta (+=)");
     }
+
+    [Test]
+    public void LayerNorm_OddHiddenManyRows_MatchesReferenceAndAnalyticBackward()
+    {
+        // Odd hidden exercises the non-vector tails; 2000 rows span several row chunks, so the
+        // dGamma/dBeta partial sums are reduced across chunks.
+        const int rows = 2000, hidden = I;
+        var rng = new Random(34);
+        var x = RandomFloats(rng, rows * hidden, 1.5, -0.3);
+        var gamma = RandomFloats(rng, hidden, 0.3, 1);
+        var beta = RandomFloats(rng, hidden, 0.3);
+        var r = RandomFloats(rng, rows * hidden);
+        var dGammaPre = RandomFloats(rng, hidden);
+        var dBetaPre = RandomFloats(rng, hidden);
+
+        var input = Act(x);
+        var gammaT = Param(gamma);
+        var output = ActZeros(rows * hidden);
+        var meanT = Param(new float[rows]);
+        var rstdT = Param(new float[rows]);
+        Backend.LayerNorm(output, meanT, rstdT, input, gammaT, Param(beta), rows, hidden, Eps);
+        AssertClose(Read(output), Reference.LayerNorm(D(x), D(gamma), D(beta), rows, hidden, Eps, out _, out _), Tolerance, "output");
+
+        var dIn = ActZeros(rows * hidden);
+        var dGamma = Param(dGammaPre);
+        var dBeta = Param(dBetaPre);
+        Backend.LayerNormBackward(dIn, dGamma, dBeta, Act(r), input, meanT, rstdT, gammaT, rows, hidden);
+        var expected = Reference.LayerNormBackward(D(r), D(x), D(gamma), rows, hidden, Eps, out var gg, out var gb);
+        AssertClose(Read(dIn), expected, GradientTolerance, "dInput");
+        AssertClose(Read(dGamma), Plus(gg, dGammaPre), GradientTolerance, "dGamma (+=)");
+        AssertClose(Read(dBeta), Plus(gb, dBetaPre), GradientTolerance, "dBeta (+=)");
+    }
 }

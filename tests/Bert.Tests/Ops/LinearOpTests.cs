@@ -87,6 +87,30 @@ public abstract class LinearOpTests : OpTestBase
         AssertClose(Read(dW), expected, Tolerance, "dWeight");
     }
 
+    [Test]
+    public void LinearBackward_ManyRows_MatchesAnalyticReference()
+    {
+        // 1500 rows span several row chunks of the bias-gradient reduction.
+        const int rows = 1500, inF = 40, outF = I;
+        var rng = new Random(16);
+        var x = RandomFloats(rng, rows * inF);
+        var w = RandomFloats(rng, outF * inF, 0.3);
+        var r = RandomFloats(rng, rows * outF);
+        var dBPrefill = RandomFloats(rng, outF);
+        var dIn = ActZeros(rows * inF);
+        var dW = Param(new float[outF * inF]);
+        var dB = Param(dBPrefill);
+        Backend.LinearBackward(dIn, dW, dB, Act(r), Act(x), Param(w), rows, inF, outF, false);
+
+        var bias = D(dBPrefill);
+        for (int n = 0; n < rows; n++)
+        for (int o = 0; o < outF; o++)
+            bias[o] += r[n * outF + o];
+        AssertClose(Read(dB), bias, Tolerance, "dBias");
+        AssertClose(Read(dW), Reference.Gemm(true, false, outF, inF, rows, 1, r, outF, x, inF, 0, new float[outF * inF], inF), Tolerance, "dWeight");
+        AssertClose(Read(dIn), Reference.Gemm(false, false, rows, inF, outF, 1, r, outF, w, inF, 0, new float[rows * inF], inF), Tolerance, "dInput");
+    }
+
     [TestCase(Activation.None)]
     [TestCase(Activation.Gelu)]
     [TestCase(Activation.GeluTanh)]
