@@ -42,22 +42,21 @@ internal static unsafe class DropoutKernel
             i = m;
         }
 
-        if (Avx2.IsSupported)
+        if (Avx2.IsSupported && threshold <= uint.MaxValue)
         {
-            ulong* words = stackalloc ulong[16];
-            for (; i + 16 <= n; i += 16)
+            var vThreshold = Vector256.Create((uint)threshold);
+            var vScale = Vector256.Create(scale);
+            for (; i + 32 <= n; i += 32)
             {
                 ulong block = (ulong)(baseIndex + i) >> 2;
-                FourBlocks(block, spec.Step, spec.Stream, k0, k1, words);
+                if ((uint)block > uint.MaxValue - 7) break; // the 8 counters would carry into the high word
+                EightBlocks(block, spec.Step, spec.Stream, k0, k1, out var e0, out var e1, out var e2, out var e3);
                 float* d = dst + i, s = src + i;
-                // words[w·4 + b] is word w of block b, i.e. element 4b + w.
-                for (int b = 0; b < 4; b++)
-                {
-                    d[4 * b + 0] = words[0 + b] >= threshold ? s[4 * b + 0] * scale : 0f;
-                    d[4 * b + 1] = words[4 + b] >= threshold ? s[4 * b + 1] * scale : 0f;
-                    d[4 * b + 2] = words[8 + b] >= threshold ? s[4 * b + 2] * scale : 0f;
-                    d[4 * b + 3] = words[12 + b] >= threshold ? s[4 * b + 3] * scale : 0f;
-                }
+                // e_j holds elements 8j..8j+7 in order; keep where word ≥ threshold.
+                Store(d, s, e0, vThreshold, vScale);
+                Store(d + 8, s + 8, e1, vThreshold, vScale);
+                Store(d + 16, s + 16, e2, vThreshold, vScale);
+                Store(d + 24, s + 24, e3, vThreshold, vScale);
             }
         }
 
@@ -78,35 +77,63 @@ internal static unsafe class DropoutKernel
         for (int j = 0; j < m; j++) dst[j] = words[lane + j] >= threshold ? src[j] * scale : 0f;
     }
 
-    /// <summary>Philox 4x32-10 for blocks block..block+3 in 64-bit lanes (each holding a 32-bit word):
-    /// vpmuludq gives the full 32×32→64 products the rounds need.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void FourBlocks(ulong block, uint step, uint stream, uint k0, uint k1, ulong* words)
+    private static void Store(float* d, float* s, Vector256<uint> words, Vector256<uint> threshold, Vector256<float> scale)
     {
-        var lo32 = Vector256.Create(0xFFFFFFFFul);
-        var counter = Vector256.Create(block, block + 1, block + 2, block + 3);
-        var c0 = counter & lo32;
-        var c1 = counter >>> 32;
-        var c2 = Vector256.Create((ulong)step);
-        var c3 = Vector256.Create((ulong)stream);
-        var m0 = Vector256.Create((ulong)M0).AsUInt32();
-        var m1 = Vector256.Create((ulong)M1).AsUInt32();
+        // Unsigned words ≥ threshold ⇔ max(words, threshold) = words.
+        var keep = Vector256.Equals(Avx2.Max(words, threshold), words).AsSingle();
+        (Vector256.Load(s) * scale & keep).Store(d);
+    }
+
+    /// <summary>Philox 4x32-10 for blocks block..block+7, one block per 32-bit lane, returned in element
+    /// order (e0 = elements 0..7 = words 0..3 of blocks 0 and 1, …). vpmuludq multiplies the even
+    /// lanes; the odd lanes go through a 32-bit shift, and the halves are recombined into hi/lo.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void EightBlocks(ulong block, uint step, uint stream, uint k0, uint k1,
+        out Vector256<uint> e0, out Vector256<uint> e1, out Vector256<uint> e2, out Vector256<uint> e3)
+    {
+        var c0 = Vector256.Create((uint)block) + Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7);
+        var c1 = Vector256.Create((uint)(block >> 32));
+        var c2 = Vector256.Create(step);
+        var c3 = Vector256.Create(stream);
+        var m0 = Vector256.Create(M0);
+        var m1 = Vector256.Create(M1);
         for (int round = 0; round < 10; round++)
         {
-            var p0 = Avx2.Multiply(c0.AsUInt32(), m0);
-            var p1 = Avx2.Multiply(c2.AsUInt32(), m1);
-            var n0 = (p1 >>> 32) ^ c1 ^ Vector256.Create((ulong)k0);
-            var n2 = (p0 >>> 32) ^ c3 ^ Vector256.Create((ulong)k1);
-            c1 = p1 & lo32;
-            c3 = p0 & lo32;
+            MulHiLo(c0, m0, out var hi0, out var lo0);
+            MulHiLo(c2, m1, out var hi1, out var lo1);
+            var n0 = hi1 ^ c1 ^ Vector256.Create(k0);
+            var n2 = hi0 ^ c3 ^ Vector256.Create(k1);
+            c1 = lo1;
+            c3 = lo0;
             c0 = n0;
             c2 = n2;
             k0 += W0;
             k1 += W1;
         }
-        c0.Store(words);
-        c1.Store(words + 4);
-        c2.Store(words + 8);
-        c3.Store(words + 12);
+        // 4×4 transposes within each 128-bit half: t_b = [words of block b | words of block b+4].
+        var a01 = Avx2.UnpackLow(c0, c1);
+        var b01 = Avx2.UnpackHigh(c0, c1);
+        var a23 = Avx2.UnpackLow(c2, c3);
+        var b23 = Avx2.UnpackHigh(c2, c3);
+        var t0 = Avx2.UnpackLow(a01.AsUInt64(), a23.AsUInt64()).AsUInt32();
+        var t1 = Avx2.UnpackHigh(a01.AsUInt64(), a23.AsUInt64()).AsUInt32();
+        var t2 = Avx2.UnpackLow(b01.AsUInt64(), b23.AsUInt64()).AsUInt32();
+        var t3 = Avx2.UnpackHigh(b01.AsUInt64(), b23.AsUInt64()).AsUInt32();
+        e0 = Avx2.Permute2x128(t0, t1, 0x20);
+        e1 = Avx2.Permute2x128(t2, t3, 0x20);
+        e2 = Avx2.Permute2x128(t0, t1, 0x31);
+        e3 = Avx2.Permute2x128(t2, t3, 0x31);
+    }
+
+    /// <summary>Full 32×32→64 products of every lane: hi and lo words.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MulHiLo(Vector256<uint> a, Vector256<uint> m, out Vector256<uint> hi, out Vector256<uint> lo)
+    {
+        var even = Avx2.Multiply(a, m);                                    // lanes 0,2,4,6 as u64
+        var odd = Avx2.Multiply((a.AsUInt64() >>> 32).AsUInt32(), m);     // lanes 1,3,5,7 as u64
+        var mask = Vector256.Create(0xFFFFFFFFul);
+        lo = ((even & mask) | (odd << 32)).AsUInt32();
+        hi = ((even >>> 32) | (odd & ~mask)).AsUInt32();
     }
 }
