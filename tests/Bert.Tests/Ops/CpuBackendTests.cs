@@ -290,6 +290,59 @@ public unsafe class CpuBackendTests
         }
     }
 
+    [TestCase(1)]
+    [TestCase(2)]
+    public void Ops_AllocateNothingPerCall(int threads)
+    {
+        const int b = 2, s = 9, nh = 2, hd = 8, h = nh * hd, rows = b * s, vocab = 50;
+        using var be = new CpuBackend(threads);
+        var buffers = new List<DeviceBuffer>();
+        TensorRef Z(long n, DType type = DType.F32)
+        {
+            var buffer = be.Allocate(n, type, "t");
+            buffers.Add(buffer);
+            return buffer;
+        }
+        try
+        {
+            TensorRef ids = Z(rows, DType.I32), mask = Z(rows, DType.I32), word = Z(vocab * h), pos = Z(s * h), type = Z(2 * h);
+            be.Upload<int>(mask, Enumerable.Repeat(1, rows).ToArray());
+            TensorRef gamma = Z(h), beta = Z(h), x = Z(rows * h), y = Z(rows * h), sum = Z(rows * h), mean = Z(rows), rstd = Z(rows);
+            TensorRef qkv = Z(rows * 3 * h), probs = Z(b * nh * s * s), ws = Z(be.AttentionWorkspaceLength(b, s, nh, hd)), w = Z(3 * h * h);
+            TensorRef logits = Z(rows * vocab), pre = Z(rows * vocab), bias = Z(vocab), stats = Z(3), norm = Z(1), m = Z(3 * h * h), v = Z(3 * h * h);
+            var drop = new DropoutSpec(0.1f, 1, 1, 1);
+            void Step()
+            {
+                be.EmbeddingsForward(y, sum, mean, rstd, ids, ids, word, pos, type, gamma, beta, b, s, h, 1e-12f, drop);
+                be.Linear(qkv, TensorRef.Null, y, w, TensorRef.Null, rows, h, 3 * h, Activation.None);
+                be.AttentionForward(x, probs, ws, qkv, mask, b, s, nh, hd, drop);
+                be.ResidualLayerNorm(y, sum, mean, rstd, y, x, gamma, beta, rows, h, 1e-12f, drop);
+                be.Linear(logits, pre, y, word, bias, rows, h, vocab, Activation.Gelu);
+                be.SoftmaxCrossEntropy(logits, stats, logits, ids, TensorRef.Null, rows, vocab, 1f);
+                be.ActivationBackward(logits, logits, pre, rows * vocab, Activation.Gelu);
+                be.LinearBackward(x, word, bias, logits, y, word, rows, h, vocab, false);
+                be.ResidualLayerNormBackward(x, sum, gamma, beta, x, y, mean, rstd, gamma, rows, h, drop);
+                be.AttentionBackward(qkv, ws, x, qkv, probs, mask, b, s, nh, hd, drop);
+                be.LayerNorm(y, mean, rstd, x, gamma, beta, rows, h, 1e-5f);
+                be.LayerNormBackward(x, gamma, beta, y, sum, mean, rstd, gamma, rows, h);
+                be.GatherRows(y, x, ids, b, s, 3, h);
+                be.ScatterAddRows(x, y, ids, b, s, 3, h);
+                be.Dropout(x, x, rows * h, drop);
+                be.EmbeddingsBackward(word, pos, type, gamma, beta, sum, x, y, mean, rstd, ids, ids, gamma, b, s, h, drop);
+                be.SquaredNorm(norm, w, 3 * h * h);
+                be.AdamW(w, w, m, v, norm, 3 * h * h, new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-6f, 0.01f, 1, 1f));
+            }
+            Step();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 3; i++) Step();
+            Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.EqualTo(0), "bytes allocated by three steps");
+        }
+        finally
+        {
+            foreach (var buffer in buffers) buffer.Dispose();
+        }
+    }
+
     // ---- dropout kernel ---------------------------------------------------------------------------
 
     [Test]
