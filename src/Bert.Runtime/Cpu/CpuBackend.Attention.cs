@@ -169,13 +169,13 @@ public sealed unsafe partial class CpuBackend
     {
         int w = Vector<float>.Count, c = 0;
         var vs = new Vector<float>(shift);
-        for (; c <= n - w; c += w) Vector.Exp(Vector.Load(row + c) - vs).Store(row + c);
+        for (; c <= n - w; c += w) CpuMath.Exp(Vector.Load(row + c) - vs).Store(row + c);
         if (c < n)
         {
             int rest = n - c;
             float* buffer = stackalloc float[w];
             for (int j = 0; j < w; j++) buffer[j] = j < rest ? row[c + j] : shift;
-            Vector.Exp(Vector.Load(buffer) - vs).Store(buffer);
+            CpuMath.Exp(Vector.Load(buffer) - vs).Store(buffer);
             for (int j = 0; j < rest; j++) row[c + j] = buffer[j];
         }
     }

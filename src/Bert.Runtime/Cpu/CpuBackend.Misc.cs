@@ -211,13 +211,13 @@ public sealed unsafe partial class CpuBackend
     {
         int w = Vector<float>.Count, c = 0;
         var vs = new Vector<float>(shift);
-        for (; c <= n - w; c += w) Vector.Exp(Vector.Load(x + c) - vs).Store(d + c);
+        for (; c <= n - w; c += w) CpuMath.Exp(Vector.Load(x + c) - vs).Store(d + c);
         if (c < n)
         {
             int rest = n - c;
             float* buffer = stackalloc float[w];
             for (int j = 0; j < w; j++) buffer[j] = j < rest ? x[c + j] : shift;
-            Vector.Exp(Vector.Load(buffer) - vs).Store(buffer);
+            CpuMath.Exp(Vector.Load(buffer) - vs).Store(buffer);
             for (int j = 0; j < rest; j++) d[c + j] = buffer[j];
         }
     }

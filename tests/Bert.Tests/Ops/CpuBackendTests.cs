@@ -74,6 +74,31 @@ public unsafe class CpuBackendTests
         Assert.That(worst, Is.LessThan(2e-5));
     }
 
+    [Test]
+    public void Exp_RelativeErrorBelow3e7_AndExactSpecialValues()
+    {
+        double worst = 0, at = 0;
+        for (double x = -87.3; x <= 88.7; x += 1.0 / 1024)
+        {
+            float xf = (float)x;
+            double expected = Math.Exp(xf);
+            double e = Math.Abs(CpuMath.Exp(xf) - expected) / expected;
+            if (e > worst)
+            {
+                worst = e;
+                at = xf;
+            }
+        }
+        TestContext.Out.WriteLine($"exp: max relative error {worst:g3} at {at}");
+        Assert.That(worst, Is.LessThan(3e-7), $"worst at x = {at}");
+        Assert.That(CpuMath.Exp(0f), Is.EqualTo(1f));
+        Assert.That(CpuMath.Exp(float.NegativeInfinity), Is.EqualTo(0f), "masked softmax entries must be exactly 0");
+        Assert.That(CpuMath.Exp(-1000f), Is.EqualTo(0f));
+        Assert.That(CpuMath.Exp(float.PositiveInfinity), Is.EqualTo(float.PositiveInfinity));
+        Assert.That(CpuMath.Exp(89f), Is.EqualTo(float.PositiveInfinity));
+        Assert.That(float.IsNaN(CpuMath.Exp(float.NaN)), Is.True);
+    }
+
     // ---- GEMM -----------------------------------------------------------------------------------
 
     private static float[] RandomMatrix(int n, int seed)
