@@ -20,7 +20,6 @@
 // - SoftmaxCrossEntropy counts a row correct when the first index of its largest logit equals the
 //   label; rows of weight 0 get a zero gradient and contribute nothing, even with non-finite logits.
 // - AdamW: the clip scale needs MaxGradNorm > 0 whenever normSquared is given.
-using System.Numerics;
 using System.Runtime.InteropServices;
 
 namespace Bert.Runtime.Cpu;
