@@ -1,4 +1,3 @@
-using Bert.Native;
 using Bert.Runtime;
 using Bert.Runtime.Cpu;
 
@@ -14,10 +13,9 @@ public static class Backends
             case "cpu":
                 return new CpuBackend(threads);
             case "cuda":
-                if (CudaBackend.TryCreate(out var cuda, out string reason)) return cuda!;
-                throw new UserException($"--device cuda: {reason}", ExitCodes.Device);
+                throw new UserException("--device cuda: pending", ExitCodes.Device);
             case "auto":
-                return CudaBackend.TryCreate(out var gpu, out _) ? gpu! : new CpuBackend(threads);
+                return new CpuBackend(threads);
             default:
                 throw new UserException($"--device {device}: choose auto, cpu or cuda");
         }

@@ -135,10 +135,11 @@ public static class PretrainCommand
                 backend.Upload<float>(trainer.Optimizer.V, mv.V);
             }
 
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"bert pretrain: {preset.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; " +
-                $"{s.Steps} steps: " + string.Join(", ", phases.Select(p => $"{p.Steps} at S={p.SeqLength} (batch {p.BatchSize}, micro {p.MicroBatch}, P={p.MaxPredictions})")) +
-                $"; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}" + (state is null ? "" : $"; resuming at step {state.Step}")));
+            var inv = CultureInfo.InvariantCulture;
+            string plan = string.Join(", ", phases.Select(p => string.Create(inv, $"{p.Steps} at S={p.SeqLength} (batch {p.BatchSize}, micro {p.MicroBatch}, P={p.MaxPredictions})")));
+            Console.WriteLine(string.Create(inv,
+                $"bert pretrain: {preset.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
+                + (state is null ? "" : $"; resuming at step {state.Step}"));
 
             string metricsPath = Path.Combine(s.Output, "metrics.jsonl");
             using var metrics = new MetricsLog(metricsPath, trainer.Step);
