@@ -12,6 +12,7 @@ public static class Program
     {
         var root = new RootCommand("bert: pretrain and fine-tune BERT in C# (CPU or NVIDIA GPU)");
         root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(CheckKernelsCommand.Create(referenceBackend: null));
         return root;
     }
 

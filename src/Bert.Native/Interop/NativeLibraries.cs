@@ -115,14 +115,14 @@ internal static class NativeLibraries
     {
         string what = logical switch
         {
-            Cuda => "the NVIDIA driver library (libcuda); is the NVIDIA driver installed?",
+            Cuda => "the NVIDIA driver library libcuda (is the NVIDIA driver installed?)",
             Cublas => "cuBLAS (CUDA 12 or 13 toolkit or the nvidia-cublas wheel)",
             CublasLt => "cuBLASLt (CUDA 12 or 13 toolkit or the nvidia-cublas wheel)",
             Nvrtc => "NVRTC (CUDA toolkit, the nvidia-cuda-nvrtc wheel, or Debian's libnvrtc11.2)",
             _ => logical,
         };
         var env = Environment.GetEnvironmentVariable(PathVariable);
-        return $"could not load {what}: tried {string.Join(", ", tried)}" +
+        return $"could not load {what}; tried {string.Join(", ", tried)}" +
                (string.IsNullOrWhiteSpace(env) ? $"; set {PathVariable} to the directory holding it" : "");
     }
 }
