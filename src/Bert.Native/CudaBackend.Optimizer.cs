@@ -17,7 +17,8 @@ public sealed partial class CudaBackend
             return;
         }
         RequireAct(input, count, op, nameof(input));
-        int blocks = (int)GridFor(count, 256, MaxReductionBlocks);
+        // At least 8 elements per thread: fewer partials to add, and the fp64 adds are not the bottleneck.
+        int blocks = (int)GridFor(count, 256 * 8, MaxReductionBlocks);
         Launch(KernelCatalog.SquaredNormPartial, new Dim3((uint)blocks), new Dim3(256),
             KernelArg.Ptr("partial", _doubleScratch), KernelArg.Ptr("in", input), KernelArg.Type("inType", input),
             KernelArg.I64("count", count));

@@ -83,11 +83,11 @@ public sealed partial class CudaBackend : IBackend
         _options = options;
         try
         {
-            long reduction = Math.Max(1 << 16, options.ReductionScratchElements);
+            long reduction = Math.Max(1 << 10, options.ReductionScratchElements);
             _reductionScratch = api.Allocate(reduction * 4, "reduction-scratch");
             ReductionScratchElements = reduction;
             _doubleScratch = api.Allocate(2L * MaxReductionBlocks * 3 * 8, "reduction-scratch-f64");
-            _conversionElements = Math.Max(1 << 16, options.ConversionScratchElements);
+            _conversionElements = Math.Max(1 << 10, options.ConversionScratchElements);
             _conversionScratch = api.Allocate(_conversionElements * 2, "conversion-scratch");
             if (options.Profile) _profiler = new OpProfiler(api);
         }
