@@ -52,10 +52,17 @@ internal static class NativeLibraries
         };
     }
 
-    /// <summary>Every path tried for <paramref name="logical"/>, in order.</summary>
+    /// <summary>Every path tried for <paramref name="logical"/>, in order. NVRTC and cuBLAS sonames of a CUDA
+    /// major version newer than the driver supports are left out when the driver can be asked: PTX or a
+    /// runtime from CUDA 13 does not load on a CUDA 12 driver.</summary>
     public static IReadOnlyList<string> SearchOrder(string logical)
     {
         var names = Candidates(logical);
+        if (logical is Nvrtc or Cublas or CublasLt && DriverMajorVersion() is int driverMajor)
+        {
+            var usable = names.Where(n => SonameMajor(n) is not int m || m <= driverMajor).ToArray();
+            if (usable.Length > 0) names = usable;
+        }
         var order = new List<string>();
         var env = Environment.GetEnvironmentVariable(PathVariable);
         if (!string.IsNullOrWhiteSpace(env))
@@ -66,6 +73,29 @@ internal static class NativeLibraries
         }
         order.AddRange(names);
         return order;
+    }
+
+    /// <summary>The CUDA major version the installed driver supports (12 for 12.x), or null without a driver.</summary>
+    public static int? DriverMajorVersion()
+    {
+        if (!TryLoad(Cuda, out var handle, out _) || !NativeLibrary.TryGetExport(handle, "cuDriverGetVersion", out var export))
+            return null;
+        int version = 0;
+        unsafe
+        {
+            var getVersion = (delegate* unmanaged<int*, int>)export;
+            if (getVersion(&version) != 0) return null;
+        }
+        return version / 1000;
+    }
+
+    /// <summary>13 for "libnvrtc.so.13", 11 for "libnvrtc.so.11.2", 12 for "cublas64_12.dll"; null when unknown.</summary>
+    public static int? SonameMajor(string fileName)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(fileName, @"\.so\.(\d+)|64_(\d\d)");
+        if (!m.Success) return null;
+        var digits = m.Groups[1].Success ? m.Groups[1].Value : m.Groups[2].Value[..2];
+        return int.Parse(digits, System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>Installs the resolver on this assembly once; every binding class calls it from its static constructor.</summary>

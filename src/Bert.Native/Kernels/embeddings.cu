@@ -71,10 +71,13 @@ extern "C" __global__ void embedding_scatter_add(float* table, const float* dRow
     int id = ids[t];
     if (id < 0 || id >= vocab) return;  // block-uniform
 
-    int earlier = 0;
-    for (int u = threadIdx.x; u < t; u += blockDim.x)
-        if (ids[u] == id) { earlier = 1; break; }
-    if (__syncthreads_or(earlier)) return;  // block-uniform
+    // Is there an earlier token with this id? Scanned a window at a time, so the many later occurrences
+    // of frequent ids ([PAD], [CLS]) stop at the first window that shows one.
+    for (int first = 0; first < t; first += blockDim.x)
+    {
+        int u = first + threadIdx.x;
+        if (__syncthreads_or(u < t && ids[u] == id)) return;  // block-uniform
+    }
 
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     for (int first = t; first < tokens; first += blockDim.x)
