@@ -83,6 +83,9 @@ public sealed partial class CudaBackend : IBackend
         _options = options;
         try
         {
+            if (options.ComputeType == DType.BF16 && api.Device.ComputeMajor < 8)
+                throw new CudaException($"bf16 compute needs an Ampere or newer GPU (compute capability 8.0); " +
+                                        $"{api.Device.Name} is {api.Device.ComputeCapability}. Use F32 compute.");
             long reduction = Math.Max(1 << 10, options.ReductionScratchElements);
             _reductionScratch = api.Allocate(reduction * 4, "reduction-scratch");
             ReductionScratchElements = reduction;
