@@ -359,20 +359,37 @@ public sealed partial class CudaBackend : IBackend
         if (value <= 0) throw new ArgumentOutOfRangeException(argument, value, $"{op}: {argument} must be positive");
     }
 
+    /// <summary>Waits for queued work, frees every buffer still alive and releases the device. A failure of
+    /// queued work (a kernel fault) is rethrown after everything is released.</summary>
     public void Dispose()
     {
         if (_disposed) return;
+        Exception? failure = null;
         try
         {
             _api.Synchronize();
         }
-        finally
+        catch (CudaException e)
         {
-            foreach (var b in _live.ToArray()) b.Dispose();
-            _profiler?.Dispose();
-            _disposed = true;
-            _api.Dispose();
+            failure = e;
         }
+        // After a fault the context refuses further calls; release what can be released regardless.
+        foreach (var b in _live.ToArray())
+        {
+            try
+            {
+                b.Dispose();
+            }
+            catch (CudaException) { }
+        }
+        try
+        {
+            _profiler?.Dispose();
+        }
+        catch (CudaException) { }
+        _disposed = true;
+        _api.Dispose();
+        if (failure is not null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
     }
 }
 

@@ -37,7 +37,7 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
         Device = CudaDevice.Query(options.DeviceOrdinal);
         Check(CuDriver.cuDeviceGet(out _device, options.DeviceOrdinal));
         Check(CuDriver.cuDevicePrimaryCtxRetain(out _context, _device));
-        bool contextRetained = true;
+        bool failed = true;
         try
         {
             EnsureCurrent();
@@ -81,11 +81,11 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
                           $"cuBLAS {cublasVersion} ({NativeLibraries.Describe(NativeLibraries.Cublas)}), " +
                           $"driver {Device.DriverVersion / 1000}.{Device.DriverVersion % 1000 / 10}, " +
                           $"kernel cache {compiler.CacheDirectory ?? "off"}";
-            contextRetained = false;
+            failed = false;
         }
         finally
         {
-            if (contextRetained) ReleaseAfterFailure();
+            if (failed) ReleaseAfterFailure();
         }
     }
 
@@ -95,8 +95,11 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
 
     public bool SupportsLt => _cublasLt != 0;
 
+    /// <summary>Releases whatever the constructor got before it failed (statuses ignored: already failing).</summary>
     private void ReleaseAfterFailure()
     {
+        foreach (var e in _stagingEvents) if (e != 0) CuDriver.cuEventDestroy(e);
+        if (_staging != 0) CuDriver.cuMemFreeHost(_staging);
         if (_modules is not null) foreach (var m in _modules) if (m != 0) CuDriver.cuModuleUnload(m);
         if (_cublasLt != 0) CublasLt.cublasLtDestroy(_cublasLt);
         if (_cublas != 0) Cublas.cublasDestroy_v2(_cublas);
@@ -409,8 +412,9 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
     public void Dispose()
     {
         if (_disposed) return;
-        EnsureCurrent();
         // Teardown reports nothing: a context broken by an earlier kernel fault must still be released.
+        CuDriver.cuCtxSetCurrent(_context);
+        _currentContext = _context;
         CuDriver.cuStreamSynchronize(_stream);
         foreach (var plan in _ltPlans.Values)
         {
