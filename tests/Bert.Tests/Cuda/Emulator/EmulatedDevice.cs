@@ -112,7 +112,7 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
         string[] flags =
         [
             "-std=c++20", "-O1", "-g", "-pthread", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-            "-fno-omit-frame-pointer", "-Wall", "-Wno-unknown-pragmas", "-Werror", "-I.", "kernels.cpp", "emulator.cpp", "-o",
+            "-fno-omit-frame-pointer", "-Wall", "-Wno-unknown-pragmas", "-Werror", "-I.",
         ];
         var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(
             string.Join("\n", files.Select(kv => kv.Key + "\n" + kv.Value)) + string.Join(' ', flags)))).ToLowerInvariant()[..16];
@@ -123,15 +123,35 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
         var work = Path.Combine(Path.GetTempPath(), "bert-cuda-emulator", $"{hash}.{Environment.ProcessId}.tmp");
         Directory.CreateDirectory(work);
         foreach (var (name, text) in files) File.WriteAllText(Path.Combine(work, name), text);
+        // The two translation units compile in parallel, then link.
+        var compiles = new[] { "kernels", "emulator" }
+            .Select(unit => Task.Run(() => RunCompiler(work, [.. flags, "-c", unit + ".cpp", "-o", unit + ".o"])))
+            .ToArray();
+        try
+        {
+            Task.WaitAll(compiles);
+        }
+        catch (AggregateException e)
+        {
+            throw new InvalidOperationException(e.InnerException?.Message ?? e.Message, e);
+        }
+        RunCompiler(work, [.. flags, "kernels.o", "emulator.o", "-o", "bert-cuda-emu"]);
+        Directory.CreateDirectory(dir);
+        File.Move(Path.Combine(work, "bert-cuda-emu"), exe, overwrite: true);
+        Directory.Delete(work, true);
+        return exe;
+    }
+
+    private static void RunCompiler(string workingDirectory, IReadOnlyList<string> arguments)
+    {
         var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("CXX") ?? "g++")
         {
-            WorkingDirectory = work,
+            WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var f in flags) start.ArgumentList.Add(f);
-        start.ArgumentList.Add("bert-cuda-emu");
+        foreach (var a in arguments) start.ArgumentList.Add(a);
         using var gxx = Process.Start(start) ?? throw new InvalidOperationException("could not start g++");
         var errors = gxx.StandardError.ReadToEndAsync();
         gxx.StandardOutput.ReadToEnd();
@@ -141,10 +161,6 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
             throw new InvalidOperationException("g++ took more than 5 minutes building the emulator");
         }
         if (gxx.ExitCode != 0) throw new InvalidOperationException($"g++ failed building the emulator:\n{errors.Result}");
-        Directory.CreateDirectory(dir);
-        File.Move(Path.Combine(work, "bert-cuda-emu"), exe, overwrite: true);
-        Directory.Delete(work, true);
-        return exe;
     }
 
     public CudaDeviceInfo Device { get; } = new()
