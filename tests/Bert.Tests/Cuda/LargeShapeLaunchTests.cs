@@ -13,6 +13,16 @@ namespace Bert.Tests.Cuda;
 [TestFixture(DType.BF16)]
 public class LargeShapeLaunchTests(DType computeType)
 {
+    [Test]
+    public void BaseSizeCheckKernelsCasesLaunchWithinLimits()
+    {
+        using var reference = new CudaBackend(new RecordingDevice(), new CudaBackendOptions { ComputeType = computeType });
+        using var candidate = new CudaBackend(new RecordingDevice(), new CudaBackendOptions { ComputeType = computeType });
+        var results = KernelCheck.Run(reference, candidate, new KernelCheckOptions { Size = KernelCheckSize.Base, TimingRepeats = 0 });
+        Assert.That(results, Has.Count.EqualTo(KernelCheck.CaseNames(new KernelCheckOptions { Size = KernelCheckSize.Base }, computeType).Count));
+        Assert.That(results.Where(r => r.Error is not null).Select(r => $"{r.Op}/{r.Case}: {r.Error}"), Is.Empty);
+    }
+
     // BERT-large: phase 1 (B 256, S 128, P 20) and phase 2 (B 32, S 512, P 80).
     [TestCase(256, 128, 20)]
     [TestCase(32, 512, 80)]
