@@ -1,3 +1,4 @@
+using Bert.Native;
 using Bert.Runtime;
 using Bert.Runtime.Cpu;
 
@@ -13,9 +14,10 @@ public static class Backends
             case "cpu":
                 return new CpuBackend(threads);
             case "cuda":
-                throw new UserException("--device cuda: pending", ExitCodes.Device);
+                if (CudaBackend.TryCreate(out var cuda, out string reason)) return cuda!;
+                throw new UserException($"--device cuda: {reason}", ExitCodes.Device);
             case "auto":
-                return new CpuBackend(threads);
+                return CudaBackend.TryCreate(out var gpu, out _) ? gpu! : new CpuBackend(threads);
             default:
                 throw new UserException($"--device {device}: choose auto, cpu or cuda");
         }

@@ -18,6 +18,7 @@ public static class Program
         root.Subcommands.Add(PrepareCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(ImportCommand.Create());
+        root.Subcommands.Add(CheckKernelsCommand.Create(() => new Bert.Runtime.Cpu.CpuBackend()));
         return root;
     }
 

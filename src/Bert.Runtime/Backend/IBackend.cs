@@ -53,7 +53,8 @@ public interface IBackend : IDisposable
     // ---- GEMM ---------------------------------------------------------------------------------
 
     /// <summary>output[N,O] = act(input[N,K]·weight[O,K]ᵀ + bias[O]). preActivation[N,O] receives the
-    /// value before the activation when act ≠ None (Null otherwise). bias may be Null.</summary>
+    /// value before the activation when act ≠ None and it is not Null (Null: not kept, e.g. inference).
+    /// bias may be Null.</summary>
     void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
         int rows, int inFeatures, int outFeatures, Activation activation);
 

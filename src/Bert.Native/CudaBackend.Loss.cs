@@ -1,0 +1,35 @@
+using Bert.Runtime;
+
+namespace Bert.Native;
+
+// Softmax cross-entropy: Kernels/loss.cu.
+public sealed partial class CudaBackend
+{
+    public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
+        int rows, int classes, float gradScale)
+    {
+        using var _ = Op(nameof(SoftmaxCrossEntropy));
+        const string op = nameof(SoftmaxCrossEntropy);
+        stats.Require(3, DType.F32, op, nameof(stats));
+        if (rows == 0)
+        {
+            _api.Memset(stats.Address, 0, 3 * 4);
+            return;
+        }
+        RequirePositive(rows, op, nameof(rows));
+        RequirePositive(classes, op, nameof(classes));
+        long n = rows, c = classes;
+        RequireAct(dLogits, n * c, op, nameof(dLogits));
+        RequireAct(logits, n * c, op, nameof(logits));
+        labels.Require(n, DType.I32, op, nameof(labels));
+        if (!weights.IsNull) weights.Require(n, DType.F32, op, nameof(weights));
+        int blocks = Math.Min(rows, MaxReductionBlocks);
+        Launch(KernelCatalog.SoftmaxXentForwardBackward, new Dim3((uint)blocks), new Dim3(256),
+            KernelArg.Ptr("dLogits", dLogits), KernelArg.Type("dLogitsType", dLogits), KernelArg.Ptr("partial", _doubleScratch),
+            KernelArg.Ptr("logits", logits), KernelArg.Type("logitsType", logits),
+            KernelArg.Ptr("labels", labels), KernelArg.Ptr("weights", weights),
+            KernelArg.I32("rows", rows), KernelArg.I32("classes", classes), KernelArg.F32("gradScale", gradScale));
+        Launch(KernelCatalog.SoftmaxXentFinish, new Dim3(1), new Dim3(32),
+            KernelArg.Ptr("stats", stats), KernelArg.Ptr("partial", _doubleScratch), KernelArg.I32("blocks", blocks));
+    }
+}

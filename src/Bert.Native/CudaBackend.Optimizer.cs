@@ -1,0 +1,56 @@
+using Bert.Runtime;
+
+namespace Bert.Native;
+
+// Global gradient norm and AdamW: Kernels/optimizer.cu.
+public sealed partial class CudaBackend
+{
+    public void SquaredNorm(TensorRef result, TensorRef input, long count)
+    {
+        using var _ = Op(nameof(SquaredNorm));
+        const string op = nameof(SquaredNorm);
+        result.Require(1, DType.F32, op, nameof(result));
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (count == 0)
+        {
+            _api.Memset(result.Address, 0, 4);
+            return;
+        }
+        RequireAct(input, count, op, nameof(input));
+        // At least 8 elements per thread: fewer partials to add, and the fp64 adds are not the bottleneck.
+        int blocks = (int)GridFor(count, 256 * 8, MaxReductionBlocks);
+        Launch(KernelCatalog.SquaredNormPartial, new Dim3((uint)blocks), new Dim3(256),
+            KernelArg.Ptr("partial", _doubleScratch), KernelArg.Ptr("in", input), KernelArg.Type("inType", input),
+            KernelArg.I64("count", count));
+        Launch(KernelCatalog.SquaredNormFinish, new Dim3(1), new Dim3(32),
+            KernelArg.Ptr("result", result), KernelArg.Ptr("partial", _doubleScratch), KernelArg.I32("blocks", blocks));
+    }
+
+    public void AdamW(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared,
+        long count, in AdamWStep step)
+    {
+        using var _ = Op(nameof(AdamW));
+        const string op = nameof(AdamW);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        if (count == 0) return;
+        if (step.Step < 1) throw new ArgumentOutOfRangeException(nameof(step), step.Step, $"{op}: step is 1-based");
+        param.Require(count, DType.F32, op, nameof(param));
+        grad.Require(count, DType.F32, op, nameof(grad));
+        m.Require(count, DType.F32, op, nameof(m));
+        v.Require(count, DType.F32, op, nameof(v));
+        if (!normSquared.IsNull) normSquared.Require(1, DType.F32, op, nameof(normSquared));
+        var range = param.Slice(0, count);
+        // Inside a shadowed buffer the kernel writes the bf16 copy in the same pass; a range only partly
+        // inside one is refreshed afterwards.
+        var shadow = TryShadow(range, out var s) ? s : TensorRef.Null;
+        float bc1 = 1f - MathF.Pow(step.Beta1, step.Step);
+        float bc2 = 1f - MathF.Pow(step.Beta2, step.Step);
+        Launch(KernelCatalog.AdamWStep, new Dim3(GridFor(count, 256)), new Dim3(256),
+            KernelArg.Ptr("param", param), KernelArg.Ptr("shadow", shadow), KernelArg.Ptr("m", m), KernelArg.Ptr("v", v),
+            KernelArg.Ptr("grad", grad), KernelArg.Ptr("normSquared", normSquared), KernelArg.I64("count", count),
+            KernelArg.F32("lr", step.LearningRate), KernelArg.F32("beta1", step.Beta1), KernelArg.F32("beta2", step.Beta2),
+            KernelArg.F32("eps", step.Epsilon), KernelArg.F32("weightDecay", step.WeightDecay),
+            KernelArg.F32("bc1", bc1), KernelArg.F32("bc2", bc2), KernelArg.F32("maxNorm", step.MaxGradNorm));
+        if (shadow.IsNull) RefreshShadow(range);
+    }
+}

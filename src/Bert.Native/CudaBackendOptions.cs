@@ -1,0 +1,48 @@
+using Bert.Runtime;
+
+namespace Bert.Native;
+
+/// <summary>Settings of a <see cref="CudaBackend"/>; every default is the one used when nothing is said.</summary>
+public sealed record CudaBackendOptions
+{
+    /// <summary>Which GPU (driver ordinal). Default 0.</summary>
+    public int DeviceOrdinal { get; init; }
+
+    /// <summary>Element type of activations and GEMM inputs: F32 (default; the mode kernels are checked
+    /// in) or BF16 (bf16 storage and GEMM inputs, fp32 accumulation; parameters, gradients and
+    /// optimizer state stay F32).</summary>
+    public DType ComputeType { get; init; } = DType.F32;
+
+    /// <summary>How fp32 GEMMs run. Default <see cref="Fp32GemmMode.Default"/> (no TF32).</summary>
+    public Fp32GemmMode Fp32Gemm { get; init; } = Fp32GemmMode.Default;
+
+    /// <summary>Record CUDA events around every op for <see cref="CudaBackend.CollectOpTimings"/>. Default off.</summary>
+    public bool Profile { get; init; }
+
+    /// <summary>Synchronize after every kernel and GEMM so an asynchronous fault names its kernel (slow;
+    /// also on with CUDA_LAUNCH_BLOCKING=1). Default off.</summary>
+    public bool SynchronizeEachLaunch { get; init; }
+
+    /// <summary>Run fp32 Linear layers with a bias (and GELU-tanh) through cuBLASLt epilogues instead of a
+    /// bias broadcast + cuBLAS GEMM + activation kernel. Default off.</summary>
+    public bool UseCublasLt { get; init; }
+
+    /// <summary>Pinned host staging for uploads, split in two halves that alternate. Default 16 MiB.</summary>
+    public long StagingBytes { get; init; } = 16L << 20;
+
+    /// <summary>BF16 elements of scratch for GEMM operands that arrive as F32 in a BF16 GEMM (converted in
+    /// row chunks of at most this size). Default 16 Mi elements (32 MiB).</summary>
+    public long ConversionScratchElements { get; init; } = 16L << 20;
+
+    /// <summary>F32 elements of scratch for the partial sums of deterministic column reductions.
+    /// Default 4 Mi elements (16 MiB).</summary>
+    public long ReductionScratchElements { get; init; } = 4L << 20;
+
+    /// <summary>Where compiled PTX is cached; null: <see cref="KernelCompiler.DefaultCacheDirectory"/>.</summary>
+    public string? KernelCacheDirectory { get; init; }
+
+    /// <summary>In BF16 mode, F32 allocations with one of these labels get a BF16 shadow copy that BF16
+    /// GEMMs read as the weight operand; uploads, copies, zeroing and AdamW into them refresh it.
+    /// Default: "parameters" (the label <see cref="BertModelBase"/> gives the flat parameter buffer).</summary>
+    public IReadOnlyCollection<string> ShadowedLabels { get; init; } = ["parameters"];
+}

@@ -1,0 +1,207 @@
+// Device helpers every kernel file includes: bf16 storage, typed loads and stores, Philox 4x32-10
+// dropout (bit-identical to Bert.Runtime.Philox and DropoutSpec), warp and block reductions.
+//
+// Conventions of every kernel in this directory:
+//   - Activation tensors arrive as (pointer, type) pairs: type 0 = F32, 1 = BF16, the values of
+//     Bert.Runtime.DType. Parameters, gradients, LayerNorm statistics and weights are float*, indices int*.
+//   - Arithmetic is fp32 (reductions of norms and losses fp64); bf16 is a storage format only.
+//   - Block sizes are multiples of 32 and warp collectives are always executed by full warps.
+//   - No float atomics: every reduction has a fixed order, so results repeat bit for bit.
+//   - No headers: NVRTC compiles this without the CUDA toolkit's include directory.
+#pragma once
+
+typedef unsigned short bf16_t;
+
+#define BERT_F32 0
+#define BERT_BF16 1
+#define FULL_MASK 0xffffffffu
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000); }
+__device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
+
+__device__ __forceinline__ float bf16_to_float(bf16_t h) { return __uint_as_float(((unsigned int)h) << 16); }
+
+__device__ __forceinline__ bf16_t float_to_bf16(float f)
+{
+    unsigned int u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)((u >> 16) | 0x0040u);  // NaN stays a quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);                                              // nearest, ties to even
+    return (bf16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float load(const void* p, long long i, int type)
+{
+    return type == BERT_BF16 ? bf16_to_float(((const bf16_t*)p)[i]) : ((const float*)p)[i];
+}
+
+__device__ __forceinline__ void store(void* p, long long i, int type, float v)
+{
+    if (type == BERT_BF16) ((bf16_t*)p)[i] = float_to_bf16(v);
+    else ((float*)p)[i] = v;
+}
+
+// The value as a tensor of `type` holds it, so a later pass computes with exactly what was stored.
+__device__ __forceinline__ float stored(float v, int type)
+{
+    return type == BERT_BF16 ? bf16_to_float(float_to_bf16(v)) : v;
+}
+
+// ---- Philox 4x32-10 --------------------------------------------------------------------------------
+// Counter = (index/4 low, index/4 high, step, stream), key = seed; lane = index mod 4.
+__device__ __forceinline__ unsigned int philox_lane(unsigned long long seed, unsigned int step,
+                                                    unsigned int stream, unsigned long long index)
+{
+    unsigned long long block = index >> 2;
+    unsigned int c0 = (unsigned int)block, c1 = (unsigned int)(block >> 32), c2 = step, c3 = stream;
+    unsigned int k0 = (unsigned int)seed, k1 = (unsigned int)(seed >> 32);
+#pragma unroll
+    for (int round = 0; round < 10; round++)
+    {
+        unsigned int hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        unsigned int hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        unsigned int n0 = hi1 ^ c1 ^ k0;
+        unsigned int n2 = hi0 ^ c3 ^ k1;
+        c0 = n0;
+        c1 = lo1;
+        c2 = n2;
+        c3 = lo0;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    switch ((unsigned int)(index & 3ull))
+    {
+        case 0: return c0;
+        case 1: return c1;
+        case 2: return c2;
+        default: return c3;
+    }
+}
+
+// Multiplier of element `index` under dropout: 0 when dropped, `scale` = 1/(1-p) when kept, 1 when p = 0.
+// u = (x >> 8)·2^-24 is exact in fp32, so keep = u >= p decides exactly as the CPU does.
+__device__ __forceinline__ float dropout_factor(float p, float scale, unsigned long long seed,
+                                                unsigned int step, unsigned int stream, long long index)
+{
+    if (!(p > 0.0f)) return 1.0f;
+    float u = (float)(philox_lane(seed, step, stream, (unsigned long long)index) >> 8) * (1.0f / 16777216.0f);
+    return u >= p ? scale : 0.0f;
+}
+
+// ---- reductions (full warps only) ------------------------------------------------------------------
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ double warp_sum_double(double v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+// Sum over a 1-D block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+// scratch: __shared__ float[32]. All threads of the block must call it.
+__device__ __forceinline__ float block_sum(float v, float* scratch)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // scratch may still be read by the previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < warps ? scratch[lane] : 0.0f);
+}
+
+__device__ __forceinline__ double block_sum_double(double v, double* scratch)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum_double(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    return warp_sum_double(lane < warps ? scratch[lane] : 0.0);
+}
+
+// (value, index) pairs ordered by value, ties to the smaller index: the first maximum, as a serial scan finds.
+__device__ __forceinline__ void argmax_merge(float& v, int& i, float ov, int oi)
+{
+    if (ov > v || (ov == v && oi < i)) { v = ov; i = oi; }
+}
+
+// Block-wide first argmax; every thread gets the result. scratchV: __shared__ float[32], scratchI: int[32].
+__device__ __forceinline__ void block_argmax(float& v, int& i, float* scratchV, int* scratchI)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1)
+        argmax_merge(v, i, __shfl_xor_sync(FULL_MASK, v, o), __shfl_xor_sync(FULL_MASK, i, o));
+    __syncthreads();
+    if (lane == 0) { scratchV[warp] = v; scratchI[warp] = i; }
+    __syncthreads();
+    v = lane < warps ? scratchV[lane] : neg_inf();
+    i = lane < warps ? scratchI[lane] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1)
+        argmax_merge(v, i, __shfl_xor_sync(FULL_MASK, v, o), __shfl_xor_sync(FULL_MASK, i, o));
+}
+
+// ---- activations (values of Bert.Runtime.Activation) -----------------------------------------------
+
+#define ACT_NONE 0
+#define ACT_GELU 1
+#define ACT_GELU_TANH 2
+#define ACT_RELU 3
+#define ACT_TANH 4
+
+__device__ __forceinline__ float activate(float x, int activation)
+{
+    switch (activation)
+    {
+        case ACT_GELU: return 0.5f * x * (1.0f + erff(x * 0.7071067811865475f));
+        case ACT_GELU_TANH:
+        {
+            float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+            return 0.5f * x * (1.0f + tanhf(u));
+        }
+        case ACT_RELU: return x > 0.0f ? x : 0.0f;
+        case ACT_TANH: return tanhf(x);
+        default: return x;
+    }
+}
+
+// d activate(x) / dx
+__device__ __forceinline__ float activate_grad(float x, int activation)
+{
+    switch (activation)
+    {
+        case ACT_GELU:
+        {
+            float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865475f));
+            float pdf = 0.3989422804014327f * expf(-0.5f * x * x);
+            return cdf + x * pdf;
+        }
+        case ACT_GELU_TANH:
+        {
+            float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+            float t = tanhf(u);
+            float du = 0.7978845608028654f * (1.0f + 3.0f * 0.044715f * x * x);
+            return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
+        }
+        case ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
+        case ACT_TANH:
+        {
+            float t = tanhf(x);
+            return 1.0f - t * t;
+        }
+        default: return 1.0f;
+    }
+}
+
+// First index of a grid-stride loop over a 1-D grid, and its stride.
+__device__ __forceinline__ long long grid_index() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ long long grid_stride() { return (long long)gridDim.x * blockDim.x; }

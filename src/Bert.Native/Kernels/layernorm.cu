@@ -1,0 +1,152 @@
+// LayerNorm forward and backward, the post-LN residual variant, and the first stage of the
+// deterministic gamma/beta gradient reduction (the second stage is reduce_partials in reduce.cu).
+//
+// Row kernels: one warp per row, blockDim.x = 256 (8 rows per block), grid.x = ceil(rows / 8).
+// Lane l owns columns h = l, l+32, …: every pass reads back only what the same lane wrote, so in-place
+// use and aliasing (dInput = dOutput) need no barrier. Statistics: mean = Σx/H, var = Σ(x−mean)²/H
+// (two passes, biased), rstd = 1/sqrt(var + eps). Launchers: CudaBackend.Norm.cs.
+#include "common.cuh"
+
+#define ROWS_PER_BLOCK 8
+
+// out[N,H] = (in − mean)·rstd·gamma + beta; mean, rstd[N] saved.
+extern "C" __global__ void layernorm_forward(void* out, int outType, float* mean, float* rstd,
+    const void* in, int inType, const float* gamma, const float* beta, int rows, int hidden, float eps)
+{
+    int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;  // warp-uniform
+    long long base = (long long)row * hidden;
+
+    float s = 0.0f;
+    for (int h = lane; h < hidden; h += 32) s += load(in, base + h, inType);
+    float mu = warp_sum(s) / hidden;
+    float q = 0.0f;
+    for (int h = lane; h < hidden; h += 32)
+    {
+        float d = load(in, base + h, inType) - mu;
+        q += d * d;
+    }
+    float rs = 1.0f / sqrtf(warp_sum(q) / hidden + eps);
+    for (int h = lane; h < hidden; h += 32)
+        store(out, base + h, outType, (load(in, base + h, inType) - mu) * rs * gamma[h] + beta[h]);
+    if (lane == 0)
+    {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
+}
+
+// Post-LN residual: sum[N,H] = residual + dropout(branch) (mask index n·H + h); out = LN(sum)·gamma + beta.
+// Statistics are taken over sum as stored (bf16-rounded when sum is bf16), which the backward reads.
+extern "C" __global__ void residual_layernorm_forward(void* out, int outType, void* sum, int sumType,
+    float* mean, float* rstd, const void* residual, int residualType, const void* branch, int branchType,
+    const float* gamma, const float* beta, int rows, int hidden, float eps,
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+{
+    int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;  // warp-uniform
+    long long base = (long long)row * hidden;
+
+    float s = 0.0f;
+    for (int h = lane; h < hidden; h += 32)
+    {
+        long long i = base + h;
+        float v = load(residual, i, residualType)
+                + load(branch, i, branchType) * dropout_factor(dropP, dropScale, seed, step, stream, i);
+        v = stored(v, sumType);
+        store(sum, i, sumType, v);
+        s += v;
+    }
+    float mu = warp_sum(s) / hidden;
+    float q = 0.0f;
+    for (int h = lane; h < hidden; h += 32)
+    {
+        float d = load(sum, base + h, sumType) - mu;
+        q += d * d;
+    }
+    float rs = 1.0f / sqrtf(warp_sum(q) / hidden + eps);
+    for (int h = lane; h < hidden; h += 32)
+        store(out, base + h, outType, (load(sum, base + h, sumType) - mu) * rs * gamma[h] + beta[h]);
+    if (lane == 0)
+    {
+        mean[row] = mu;
+        rstd[row] = rs;
+    }
+}
+
+// dIn[N,H] = LayerNorm backward of dy = dropout(dOut) (mask index n·H + h; inactive when dropP = 0):
+//   g = dy·gamma, xhat = (in − mean)·rstd, dIn = rstd·(g − mean_h(g) − xhat·mean_h(g·xhat)).
+// dIn may alias dOut.
+extern "C" __global__ void layernorm_backward(void* dIn, int dInType, const void* dOut, int dOutType,
+    const void* in, int inType, const float* mean, const float* rstd, const float* gamma, int rows, int hidden,
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+{
+    int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;  // warp-uniform
+    long long base = (long long)row * hidden;
+    float mu = mean[row], rs = rstd[row];
+
+    float a = 0.0f, b = 0.0f;
+    for (int h = lane; h < hidden; h += 32)
+    {
+        long long i = base + h;
+        float g = load(dOut, i, dOutType) * dropout_factor(dropP, dropScale, seed, step, stream, i) * gamma[h];
+        float xhat = (load(in, i, inType) - mu) * rs;
+        a += g;
+        b += g * xhat;
+    }
+    a = warp_sum(a) / hidden;
+    b = warp_sum(b) / hidden;
+    for (int h = lane; h < hidden; h += 32)
+    {
+        long long i = base + h;
+        float g = load(dOut, i, dOutType) * dropout_factor(dropP, dropScale, seed, step, stream, i) * gamma[h];
+        float xhat = (load(in, i, inType) - mu) * rs;
+        store(dIn, i, dInType, rs * (g - a - xhat * b));
+    }
+}
+
+// Stage 1 of dGamma[H] += Σ_n dy·xhat and dBeta[H] += Σ_n dy (dy = dropout(dOut) as above).
+// blockDim = (32, 8): threadIdx.x picks the column c = blockIdx.x·32 + x, threadIdx.y strides the rows
+// of chunk blockIdx.y = [chunk·rowsPerChunk, +rowsPerChunk). Writes partial[chunk][0][c] (gamma) and
+// partial[chunk][1][c] (beta); the 8 row lanes are added in a fixed order.
+extern "C" __global__ void layernorm_param_grad_partial(float* partial, const void* dOut, int dOutType,
+    const void* in, int inType, const float* mean, const float* rstd, int rows, int hidden, int rowsPerChunk,
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+{
+    __shared__ float sg[8][33];
+    __shared__ float sb[8][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    int chunk = blockIdx.y;
+    int r0 = chunk * rowsPerChunk;
+    int r1 = min(rows, r0 + rowsPerChunk);
+    float g = 0.0f, b = 0.0f;
+    if (c < hidden)
+    {
+        for (int r = r0 + threadIdx.y; r < r1; r += 8)
+        {
+            long long i = (long long)r * hidden + c;
+            float dy = load(dOut, i, dOutType) * dropout_factor(dropP, dropScale, seed, step, stream, i);
+            float xhat = (load(in, i, inType) - mean[r]) * rstd[r];
+            g += dy * xhat;
+            b += dy;
+        }
+    }
+    sg[threadIdx.y][threadIdx.x] = g;
+    sb[threadIdx.y][threadIdx.x] = b;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < hidden)
+    {
+        float tg = 0.0f, tb = 0.0f;
+        for (int k = 0; k < 8; k++)
+        {
+            tg += sg[k][threadIdx.x];
+            tb += sb[k][threadIdx.x];
+        }
+        partial[((long long)chunk * 2 + 0) * hidden + c] = tg;
+        partial[((long long)chunk * 2 + 1) * hidden + c] = tb;
+    }
+}

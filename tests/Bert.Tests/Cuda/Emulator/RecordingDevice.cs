@@ -1,0 +1,124 @@
+using Bert.Native;
+using Bert.Runtime;
+
+namespace Bert.Tests.Cuda.Emulator;
+
+/// <summary>
+/// An <see cref="IDeviceApi"/> that executes nothing and holds no memory: it hands out address ranges,
+/// and checks every launch (arguments against the catalog, block and grid against an H100's limits,
+/// pointers inside allocations) and every GEMM (cuBLAS's rules, and every operand's extent inside one
+/// allocation). With it the launchers run at full BERT-large sizes on a laptop.
+/// </summary>
+internal sealed class RecordingDevice : IDeviceApi
+{
+    private readonly SortedDictionary<ulong, long> _allocations = [];
+    private ulong _next = 0x7000_0000_0000UL;
+    private long _used;
+
+    public CudaDeviceInfo Device { get; } = new()
+    {
+        Ordinal = 0, Name = "recording", ComputeMajor = 9, ComputeMinor = 0, TotalMemory = 1L << 40, Multiprocessors = 132,
+    };
+
+    public string Description => "recording device (no execution)";
+
+    public bool SupportsLt => true;
+
+    public int Launches { get; private set; }
+
+    public int GemmCount { get; private set; }
+
+    public uint MaxGridX { get; private set; }
+
+    public ulong Allocate(long bytes, string label)
+    {
+        ulong a = _next;
+        _allocations[a] = Math.Max(1, bytes);
+        _next += (ulong)((Math.Max(1, bytes) + 511) / 256 * 256);
+        _used += bytes;
+        return a;
+    }
+
+    public void Free(ulong address)
+    {
+        if (!_allocations.Remove(address, out var bytes)) throw new InvalidOperationException($"free of unknown address 0x{address:x}");
+        _used -= bytes;
+    }
+
+    public (long Free, long Total) MemoryInfo() => (Device.TotalMemory - _used, Device.TotalMemory);
+
+    private void Inside(ulong address, long bytes, string what)
+    {
+        if (bytes <= 0) return;
+        foreach (var (start, size) in _allocations)
+        {
+            if (address >= start && address + (ulong)bytes <= start + (ulong)size) return;
+        }
+        throw new InvalidOperationException($"{what}: [0x{address:x}, +{bytes}) is not inside one allocation");
+    }
+
+    public void Memset(ulong destination, byte value, long bytes) => Inside(destination, bytes, "memset");
+
+    public void Copy(ulong destination, ulong source, long bytes)
+    {
+        Inside(destination, bytes, "copy destination");
+        Inside(source, bytes, "copy source");
+    }
+
+    public void Upload(ulong destination, ReadOnlySpan<byte> source) => Inside(destination, source.Length, "upload");
+
+    public void Download(Span<byte> destination, ulong source)
+    {
+        Inside(source, destination.Length, "download");
+        destination.Clear();
+    }
+
+    public void UploadPinned(ulong destination, nint pinnedSource, long bytes) => Inside(destination, bytes, "pinned upload");
+
+    public nint AllocatePinned(long bytes) => System.Runtime.InteropServices.Marshal.AllocHGlobal((nint)Math.Max(1, bytes));
+
+    public void FreePinned(nint pointer) => System.Runtime.InteropServices.Marshal.FreeHGlobal(pointer);
+
+    public void Synchronize() { }
+
+    public void Launch(KernelSpec kernel, Dim3 grid, Dim3 block, ReadOnlySpan<KernelArg> args)
+    {
+        KernelArg.Validate(kernel, grid, block, args, Device);
+        foreach (var a in args)
+            if (a.Kind == KernelArgKind.Pointer && a.Bits != 0) Inside(a.Bits, 1, $"{kernel.Name} argument '{a.Name}'");
+        Launches++;
+        MaxGridX = Math.Max(MaxGridX, grid.X);
+    }
+
+    public void Gemm(in GemmCall call)
+    {
+        call.Validate();
+        var (a, b, c) = call.Extents();
+        Inside(call.A, a * call.AType.Size(), $"GEMM A ({call})");
+        Inside(call.B, b * call.BType.Size(), $"GEMM B ({call})");
+        Inside(call.C, c * call.CType.Size(), $"GEMM C ({call})");
+        GemmCount++;
+    }
+
+    public void LtMatmul(in LtMatmulCall call)
+    {
+        long extentA = (call.TransA ? (long)call.M - 1 : call.K - 1L) * call.Lda + (call.TransA ? call.K : call.M);
+        long extentB = (call.TransB ? (long)call.K - 1 : call.N - 1L) * call.Ldb + (call.TransB ? call.N : call.K);
+        Inside(call.A, extentA * 4, "Lt A");
+        Inside(call.B, extentB * 4, "Lt B");
+        Inside(call.D, ((call.N - 1L) * call.Ldd + call.M) * 4, "Lt D");
+        Inside(call.Bias, call.M * 4L, "Lt bias");
+    }
+
+    public nint CreateEvent() => 1;
+
+    public void RecordEvent(nint evt) { }
+
+    public void SynchronizeEvent(nint evt) { }
+
+    public float ElapsedMilliseconds(nint start, nint end) => 0;
+
+    public void DestroyEvent(nint evt) { }
+
+    public void Dispose() { }
+}
