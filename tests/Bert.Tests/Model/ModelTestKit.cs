@@ -150,25 +150,26 @@ internal sealed class HostInputs
     // ---- JSON (the parity scripts' input format) ------------------------------------------------
 
     /// <summary>The pretraining inputs as bert_reference.py and hf_parity.py read them: [B][S] and
-    /// [B][P] nested arrays under google-research/bert's feature names.</summary>
+    /// [B][P] nested arrays under google-research/bert's feature names, one row per line.</summary>
     public string ToJson()
     {
-        JsonArray Rows<T>(T[] data, int width) =>
-            [.. Enumerable.Range(0, data.Length / width).Select(r => (JsonNode)new JsonArray([.. data.Skip(r * width).Take(width).Select(v => JsonValue.Create(v))]))];
-        var root = new JsonObject
+        static string Row<T>(IEnumerable<T> values) => "[" + string.Join(", ", values.Select(v => JsonSerializer.Serialize(v))) + "]";
+        static string Rows<T>(T[] data, int width) =>
+            "[\n    " + string.Join(",\n    ", Enumerable.Range(0, data.Length / width).Select(r => Row(data.Skip(r * width).Take(width)))) + "\n  ]";
+        var fields = new (string Key, string Value)[]
         {
-            ["batch"] = Batch,
-            ["seq_length"] = Seq,
-            ["predictions"] = Predictions,
-            ["input_ids"] = Rows(InputIds, Seq),
-            ["token_type_ids"] = Rows(TokenTypeIds, Seq),
-            ["attention_mask"] = Rows(AttentionMask, Seq),
-            ["masked_lm_positions"] = Rows(MlmPositions, Predictions),
-            ["masked_lm_ids"] = Rows(MlmLabels, Predictions),
-            ["masked_lm_weights"] = Rows(MlmWeights, Predictions),
-            ["next_sentence_labels"] = new JsonArray([.. NspLabels.Select(v => (JsonNode)JsonValue.Create(v))]),
+            ("batch", Row([Batch])[1..^1]),
+            ("seq_length", Row([Seq])[1..^1]),
+            ("predictions", Row([Predictions])[1..^1]),
+            ("input_ids", Rows(InputIds, Seq)),
+            ("token_type_ids", Rows(TokenTypeIds, Seq)),
+            ("attention_mask", Rows(AttentionMask, Seq)),
+            ("masked_lm_positions", Rows(MlmPositions, Predictions)),
+            ("masked_lm_ids", Rows(MlmLabels, Predictions)),
+            ("masked_lm_weights", Rows(MlmWeights, Predictions)),
+            ("next_sentence_labels", Row(NspLabels)),
         };
-        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
+        return "{\n" + string.Join(",\n", fields.Select(f => $"  \"{f.Key}\": {f.Value}")) + "\n}\n";
     }
 
     public static HostInputs FromJson(string json, string file)
