@@ -78,9 +78,6 @@ internal sealed class HostInputs
 
     public const int ClsId = 2, SepId = 3, MaskId = 4;
 
-    /// <summary>Real tokens of sequence <paramref name="b"/>.</summary>
-    public int Length(int b) => AttentionMask.AsSpan(b * Seq, Seq).Count(1);
-
     public static HostInputs Create(ModelConfig c, int batch, int seq, int predictions, int seed)
     {
         var rng = new Random(seed);
@@ -210,7 +207,6 @@ internal sealed class DeviceInputs : IDisposable
     public DeviceInputs(IBackend backend, HostInputs host, ModelConfig config)
     {
         _backend = backend;
-        Host = host;
         TensorRef I32(int[] data) => Upload(data, DType.I32);
         TensorRef F32(float[] data) => Upload(data, DType.F32);
         bool mlm = config.HasMlmHead && host.Predictions > 0;
@@ -235,8 +231,6 @@ internal sealed class DeviceInputs : IDisposable
             EndPositions = config.HasSpanHead ? I32(host.EndPositions) : TensorRef.Null,
         };
     }
-
-    public HostInputs Host { get; }
 
     /// <summary>Inputs and every label the model's heads read.</summary>
     public BertBatch Batch { get; }
