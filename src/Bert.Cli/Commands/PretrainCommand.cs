@@ -161,7 +161,14 @@ public static class PretrainCommand
                     throw new UserException($"{checkpoints.Root}: holds checkpoints of an earlier run; pass --resume to continue it or choose another --out", ExitCodes.Usage);
                 model.InitializeParameters(s.Seed);
             }
-            Directory.CreateDirectory(s.Output);
+            try
+            {
+                Directory.CreateDirectory(s.Output);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new UserException($"--out {s.Output}: cannot create the run directory ({e.Message})", ExitCodes.Io);
+            }
 
             using var trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), s.Seed, resume?.State);
             resume?.RestoreOptimizer(trainer.Optimizer);
