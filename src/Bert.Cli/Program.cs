@@ -13,6 +13,7 @@ public static class Program
         var root = new RootCommand("bert: pretrain and fine-tune BERT in C# (CPU or NVIDIA GPU)");
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(VocabCommand.Create());
         root.Subcommands.Add(PrepareCommand.Create());

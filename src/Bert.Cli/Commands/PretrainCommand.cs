@@ -80,6 +80,29 @@ public static class PretrainCommand
 
     public static int Run(PretrainSettings s, CancellationToken ct)
     {
+        try
+        {
+            return RunCore(s, ct);
+        }
+        catch (Exception e) when (Translate(e) is { } user)
+        {
+            throw user;
+        }
+    }
+
+    /// <summary>The runtime's exceptions as one-line errors with their documented exit codes.</summary>
+    private static UserException? Translate(Exception e) => e switch
+    {
+        UserException => null,
+        NonFiniteException => new UserException(e.Message, ExitCodes.NonFinite),
+        CheckpointSettingsMismatchException => new UserException("--resume: " + e.Message, ExitCodes.Usage),
+        // Before CliErrors: a malformed data file is an IOException but bad input, not a failed write.
+        DataFormatException or InvalidDataException => new UserException(e.Message, ExitCodes.BadInput),
+        _ => CliErrors.Translate(e),
+    };
+
+    private static int RunCore(PretrainSettings s, CancellationToken ct)
+    {
         s.Validate();
         if (!ModelPresets.TryGet(s.Preset, out var preset))
             throw new UserException($"--preset {s.Preset}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
@@ -99,9 +122,13 @@ public static class PretrainCommand
             {
                 var d = PretrainingDataset.Open(trainDirs[p.SeqLength], vocabulary);
                 datasets[p.Name] = d;
-                if (d.MaxPredictions != p.MaxPredictions)
-                    throw new UserException($"{d.Directory}: dataset has max_predictions {d.MaxPredictions}, phase {p.Name} needs {p.MaxPredictions} (prepare it with --max-predictions {p.MaxPredictions})", ExitCodes.BadInput);
-                if (heldOutDirs.TryGetValue(p.SeqLength, out var h)) heldOutSets[p.Name] = PretrainingDataset.Open(h, vocabulary);
+                CheckShape(d, p);
+                if (heldOutDirs.TryGetValue(p.SeqLength, out var h))
+                {
+                    var held = PretrainingDataset.Open(h, vocabulary);
+                    heldOutSets[p.Name] = held;
+                    CheckShape(held, p);
+                }
             }
 
             // ---- device and model ------------------------------------------------------------
@@ -111,73 +138,72 @@ public static class PretrainCommand
             var schedule = LearningRateSchedule.Create(s.LearningRate, s.Warmup ?? s.Steps / 10, s.Steps);
             var settings = s.Fingerprint(vocabulary);
 
-            Directory.CreateDirectory(s.Output);
-            string checkpointRoot = Path.Combine(s.Output, "checkpoints");
-            var writer = new CheckpointWriter(checkpointRoot, new CheckpointWriterOptions { KeepLast = s.Keep });
-            TrainerState? state = null;
-            (float[] M, float[] V)? moments = null;
+            // Every check that can refuse the run comes before the first write into --out.
+            var checkpoints = new TrainingCheckpoints(Path.Combine(s.Output, "checkpoints"), s.Keep);
+            ResumePoint? resume = null;
             if (s.Resume)
             {
-                state = LoadCheckpoint(checkpointRoot, model, settings, out var loaded);
-                moments = loaded;
+                if (checkpoints.Complete.Count == 0)
+                    throw new UserException($"--resume: no complete checkpoint under {checkpoints.Root}", ExitCodes.BadInput);
+                try
+                {
+                    resume = checkpoints.Load(model, settings);
+                }
+                catch (TensorMismatchException e)
+                {
+                    throw new UserException($"--resume: the checkpoint is not a {preset.Name} model with a vocabulary of {vocabulary.Count}: {e.Message}",
+                        ExitCodes.BadInput);
+                }
             }
             else
             {
-                if (CheckpointReader.ListComplete(PhysicalFileSystem.Instance, checkpointRoot).Count > 0)
-                    throw new UserException($"{checkpointRoot}: holds checkpoints of an earlier run; pass --resume to continue it or choose another --out", ExitCodes.Usage);
+                if (checkpoints.Complete.Count > 0)
+                    throw new UserException($"{checkpoints.Root}: holds checkpoints of an earlier run; pass --resume to continue it or choose another --out", ExitCodes.Usage);
                 model.InitializeParameters(s.Seed);
             }
-
-            using var trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), s.Seed, state);
-            if (moments is { } mv)
+            try
             {
-                backend.Upload<float>(trainer.Optimizer.M, mv.M);
-                backend.Upload<float>(trainer.Optimizer.V, mv.V);
+                Directory.CreateDirectory(s.Output);
             }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new UserException($"--out {s.Output}: cannot create the run directory ({e.Message})", ExitCodes.Io);
+            }
+
+            using var trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), s.Seed, resume?.State);
+            resume?.RestoreOptimizer(trainer.Optimizer);
 
             var inv = CultureInfo.InvariantCulture;
             string plan = string.Join(", ", phases.Select(p => string.Create(inv, $"{p.Steps} at S={p.SeqLength} (batch {p.BatchSize}, micro {p.MicroBatch}, P={p.MaxPredictions})")));
             Console.WriteLine(string.Create(inv,
                 $"bert pretrain: {preset.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
-                + (state is null ? "" : $"; resuming at step {state.Step}"));
+                + (resume is null ? "" : $"; resuming at step {resume.Step} from {resume.Directory}"));
 
             string metricsPath = Path.Combine(s.Output, "metrics.jsonl");
             using var metrics = new MetricsLog(metricsPath, trainer.Step);
-            bool stop = false;
-            ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop = true; };
-            Console.CancelKeyPress += onCancel;
-            try
+            using var stopper = new StopRequest();
+            double seqPerSec = 0;
+            ProgressDisplay.Run("pretrain", s.Steps, report =>
             {
-                double seqPerSec = 0;
-                ProgressDisplay.Run("pretrain", s.Steps, report =>
+                report(trainer.Step, "");
+                while (!trainer.Finished && !stopper.Requested && !ct.IsCancellationRequested)
                 {
-                    report(trainer.Step, "");
-                    while (!trainer.Finished && !stop && !ct.IsCancellationRequested)
-                    {
-                        var r = trainer.RunStep();
-                        metrics.Write(r);
-                        seqPerSec = seqPerSec == 0 ? r.Sequences / r.Seconds : 0.9 * seqPerSec + 0.1 * r.Sequences / r.Seconds;
-                        report(trainer.Step, string.Create(CultureInfo.InvariantCulture,
-                            $"step {trainer.Step}/{s.Steps} {r.Phase} loss {r.Loss:F3} mlm-acc {r.MlmAccuracy:P1} nsp-acc {r.NspAccuracy:P1} {seqPerSec:F1} seq/s"));
-                        if (s.CheckpointEvery > 0 && trainer.Step % s.CheckpointEvery == 0 && !trainer.Finished)
-                            Save(writer, trainer, vocabulary, settings, ct);
-                    }
-                    return 0;
-                });
-            }
-            catch (NonFiniteException e)
-            {
-                throw new UserException(e.Message, ExitCodes.NonFinite);
-            }
-            finally
-            {
-                Console.CancelKeyPress -= onCancel;
-            }
-            string last = Save(writer, trainer, vocabulary, settings, CancellationToken.None);
+                    var r = trainer.RunStep();
+                    metrics.Write(r);
+                    seqPerSec = seqPerSec == 0 ? r.Sequences / r.Seconds : 0.9 * seqPerSec + 0.1 * r.Sequences / r.Seconds;
+                    report(trainer.Step, string.Create(CultureInfo.InvariantCulture,
+                        $"step {trainer.Step}/{s.Steps} {r.Phase} loss {r.Loss:F3} mlm-acc {r.MlmAccuracy:P1} nsp-acc {r.NspAccuracy:P1} {seqPerSec:F1} seq/s"));
+                    // Not cancellable: a stop request ends the loop and the final save follows anyway.
+                    if (s.CheckpointEvery > 0 && trainer.Step % s.CheckpointEvery == 0 && !trainer.Finished)
+                        checkpoints.Save(trainer, vocabulary, settings);
+                }
+                return 0;
+            });
+            string last = checkpoints.Save(trainer, vocabulary, settings);
             Console.WriteLine($"checkpoint: {last}");
             if (!trainer.Finished)
             {
-                Console.WriteLine($"stopped at step {trainer.Step} of {s.Steps}; continue with --resume");
+                Console.WriteLine($"stopped at step {trainer.Step} of {s.Steps}; continue with the same options and --resume");
                 return ExitCodes.Ok;
             }
 
@@ -197,6 +223,54 @@ public static class PretrainCommand
         {
             foreach (var d in datasets.Values) d.Dispose();
             foreach (var d in heldOutSets.Values) d.Dispose();
+        }
+    }
+
+    private static void CheckShape(PretrainingDataset d, Phase p)
+    {
+        if (d.SeqLength != p.SeqLength)
+            throw new UserException($"{d.Directory}: dataset has seq_length {d.SeqLength}, phase {p.Name} needs {p.SeqLength} (prepare it with --seq {p.SeqLength})", ExitCodes.BadInput);
+        if (d.MaxPredictions != p.MaxPredictions)
+            throw new UserException($"{d.Directory}: dataset has max_predictions {d.MaxPredictions}, phase {p.Name} needs {p.MaxPredictions} (prepare it with --max-predictions {p.MaxPredictions})", ExitCodes.BadInput);
+    }
+
+    /// <summary>Ctrl+C (SIGINT) or SIGTERM: finish the current step, save a checkpoint, stop. A second
+    /// Ctrl+C ends the process at once (nothing saved beyond the last checkpoint).</summary>
+    private sealed class StopRequest : IDisposable
+    {
+        private readonly System.Runtime.InteropServices.PosixSignalRegistration? _sigterm;
+        private volatile bool _requested;
+
+        public StopRequest()
+        {
+            Console.CancelKeyPress += OnCancel;
+            if (!OperatingSystem.IsWindows())
+                _sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c =>
+                {
+                    c.Cancel = true;
+                    Request();
+                });
+        }
+
+        public bool Requested => _requested;
+
+        private void OnCancel(object? sender, ConsoleCancelEventArgs e)
+        {
+            if (_requested) return;
+            e.Cancel = true;
+            Request();
+        }
+
+        private void Request()
+        {
+            _requested = true;
+            Console.Error.WriteLine("bert pretrain: stopping after this step and saving a checkpoint (Ctrl+C again to quit without saving)");
+        }
+
+        public void Dispose()
+        {
+            Console.CancelKeyPress -= OnCancel;
+            _sigterm?.Dispose();
         }
     }
 
@@ -222,45 +296,6 @@ public static class PretrainCommand
         return (vocabulary, train, held);
     }
 
-    private static string Save(CheckpointWriter writer, Trainer trainer, Vocabulary vocabulary, IReadOnlyDictionary<string, string> settings, CancellationToken ct)
-    {
-        var model = trainer.Model;
-        var be = model.Backend;
-        var p = new float[model.ParameterTotal];
-        var m = new float[model.ParameterTotal];
-        var v = new float[model.ParameterTotal];
-        be.Download<float>(p, model.Parameters);
-        be.Download<float>(m, trainer.Optimizer.M);
-        be.Download<float>(v, trainer.Optimizer.V);
-        return writer.Save(new CheckpointContent
-        {
-            Step = trainer.Step,
-            Config = model.Config,
-            Table = model.ParameterTable,
-            Parameters = p,
-            AdamM = m,
-            AdamV = v,
-            TrainerState = TrainerStateJson.Write(trainer.State, settings),
-            ExtraFiles = new Dictionary<string, ReadOnlyMemory<byte>> { ["vocab.txt"] = File.ReadAllBytes(vocabulary.Source) },
-        }, ct);
-    }
-
-    private static TrainerState LoadCheckpoint(string root, BertModelBase model, IReadOnlyDictionary<string, string> settings, out (float[] M, float[] V) moments)
-    {
-        if (CheckpointReader.FindLatest(root) is null)
-            throw new UserException($"--resume: no complete checkpoint under {Path.GetFullPath(root)}", ExitCodes.BadInput);
-        var ckpt = CheckpointReader.Open(root);
-        var (state, saved) = TrainerStateJson.Read(ckpt.ReadTrainerState(), Path.Combine(ckpt.Directory, CheckpointWriter.TrainerStateFile));
-        foreach (var (k, v) in settings)
-            if (saved.TryGetValue(k, out var old) && old != v)
-                throw new UserException($"--resume: {k} is {v} but the checkpoint {ckpt.Directory} was trained with {old}; resume with the same settings", ExitCodes.Usage);
-        var p = new float[model.ParameterTotal];
-        ckpt.ReadParameters(model.ParameterTable, p);
-        model.Backend.Upload<float>(model.Parameters, p);
-        moments = (new float[model.ParameterTotal], new float[model.ParameterTotal]);
-        ckpt.ReadOptimizerState(model.ParameterTable, moments.M, moments.V);
-        return state;
-    }
 }
 
 /// <summary>Every knob of `bert pretrain`.</summary>

@@ -34,6 +34,9 @@ public sealed class AdamWOptimizer : IDisposable
 
     public AdamWOptions Options { get; }
 
+    /// <summary>Where the moments live (the model's backend).</summary>
+    public IBackend Backend => _model.Backend;
+
     /// <summary>First moment, F32[ParameterTotal].</summary>
     public DeviceBuffer M { get; }
 
@@ -43,12 +46,28 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>Squared global gradient norm of the last step (device scalar).</summary>
     public TensorRef GradNormSquared => _normSquared.View;
 
-    /// <summary>Applies optimizer step <paramref name="step"/> (1-based for bias correction).</summary>
+    /// <summary>Applies optimizer step <paramref name="step"/> (1-based for bias correction):
+    /// <see cref="ComputeGradientNorm"/>, then <see cref="Apply"/>.</summary>
     public void Step(int step, float learningRate)
     {
+        ComputeGradientNorm();
+        Apply(step, learningRate);
+    }
+
+    /// <summary>Writes the squared global gradient norm into <see cref="GradNormSquared"/> (on the device).
+    /// A caller that must inspect it before any weight changes (the trainer's non-finite check) reads it
+    /// between this and <see cref="Apply"/>.</summary>
+    public void ComputeGradientNorm() =>
+        _model.Backend.SquaredNorm(_normSquared, _model.Gradients, _model.ParameterTotal);
+
+    /// <summary>The AdamW update of every parameter, clipped by the norm of the last
+    /// <see cref="ComputeGradientNorm"/>: the decayed prefix [0, DecayedParameterCount) with weight
+    /// decay, the rest without.</summary>
+    public void Apply(int step, float learningRate)
+    {
+        if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, "AdamW steps are 1-based");
         var be = _model.Backend;
         long total = _model.ParameterTotal, decayed = _model.DecayedParameterCount;
-        be.SquaredNorm(_normSquared, _model.Gradients, total);
         var clipNorm = Options.MaxGradNorm > 0 ? _normSquared.View : TensorRef.Null;
         var decay = new AdamWStep(learningRate, Options.Beta1, Options.Beta2, Options.Epsilon, Options.WeightDecay, step, Options.MaxGradNorm);
         var noDecay = decay with { WeightDecay = 0f };

@@ -31,7 +31,7 @@ public sealed class MetricsLog : IDisposable
     {
         var c = CultureInfo.InvariantCulture;
         _writer.WriteLine(string.Create(c,
-            $"{{\"kind\":\"train\",\"step\":{r.Step},\"phase\":\"{r.Phase}\",\"loss\":{Num(r.Loss)},\"mlm_loss\":{Num(r.MlmLoss)},\"nsp_loss\":{Num(r.NspLoss)}," +
+            $"{{\"kind\":\"train\",\"step\":{r.Step},\"phase\":\"{r.Phase}\",\"seq_length\":{r.SeqLength},\"loss\":{Num(r.Loss)},\"mlm_loss\":{Num(r.MlmLoss)},\"nsp_loss\":{Num(r.NspLoss)}," +
             $"\"mlm_accuracy\":{Num(r.MlmAccuracy)},\"nsp_accuracy\":{Num(r.NspAccuracy)},\"lr\":{Num(r.LearningRate)},\"grad_norm\":{Num(r.GradNorm)}," +
             $"\"sequences\":{r.Sequences},\"tokens\":{r.Tokens},\"seconds\":{Num(r.Seconds)}}}"));
         _writer.Flush();

@@ -3,19 +3,22 @@ using Bert.Runtime.Data;
 
 namespace Bert.Runtime.Training;
 
-/// <summary>What one optimizer step measured.</summary>
+/// <summary>What one optimizer step measured. <see cref="Step"/> is the step's 0-based index (as in
+/// metrics.jsonl); losses are the batch means (MLM weighted over its predictions).</summary>
 public readonly record struct StepReport(
-    long Step, string Phase, double Loss, double MlmLoss, double NspLoss, double MlmAccuracy, double NspAccuracy,
+    long Step, string Phase, int SeqLength, double Loss, double MlmLoss, double NspLoss, double MlmAccuracy, double NspAccuracy,
     double LearningRate, double GradNorm, int Sequences, int Tokens, double Seconds);
 
 /// <summary>Loss and accuracies over a held-out set.</summary>
 public readonly record struct EvalReport(double Loss, double MlmLoss, double NspLoss, double MlmAccuracy, double NspAccuracy,
     long Sequences, double MlmPredictions);
 
-/// <summary>Training diverged: a loss or gradient is NaN or infinite.</summary>
+/// <summary>Training diverged: a loss or gradient is NaN or infinite. Thrown before any weight of
+/// the step changed; <see cref="What"/> names the first non-finite tensor.</summary>
 public sealed class NonFiniteException(long step, string what)
     : Exception($"step {step}: {what}; training stopped (the last checkpoint is intact)")
 {
+    /// <summary>0-based index of the step that diverged (as in metrics.jsonl).</summary>
     public long Step { get; } = step;
     public string What { get; } = what;
 }
@@ -65,6 +68,8 @@ public sealed class Trainer : IDisposable
                 c is null ? default : new DataCursor(checked((int)c.Epoch), c.Position));
             _hosts[p.Name] = new HostBatch(p.BatchSize, p.SeqLength, p.MaxPredictions);
         }
+        if (resume is not null && resume.Seed != seed)
+            throw new ArgumentException($"the resumed state was trained with seed {resume.Seed}, this trainer has seed {seed}", nameof(resume));
         Optimizer = new AdamWOptimizer(model, adam);
         Step = resume?.Step ?? 0;
         _device = new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
@@ -82,12 +87,20 @@ public sealed class Trainer : IDisposable
 
     public Phase CurrentPhase => PhasePlan.At(_phases, Math.Min(Step, Schedule.TotalSteps - 1));
 
+    public IReadOnlyList<Phase> Phases => _phases;
+
+    /// <summary>Called once per optimizer step with the step's 0-based index and the whole batch just
+    /// read, before it goes to the device (instrumentation: tests, data audits). Must not keep the batch.</summary>
+    public Action<long, HostBatch>? BatchObserver { get; set; }
+
     /// <summary>Everything besides weights and moments that a resume needs.</summary>
     public TrainerState State => new(Step, _seed,
         _phases.Select(p => new CursorState(p.Name, _assemblers[p.Name].Cursor.Epoch, _assemblers[p.Name].Cursor.Position)).ToArray());
 
     /// <summary>Runs one optimizer step. Throws <see cref="NonFiniteException"/> before updating any
-    /// weight when the loss or a gradient is not finite.</summary>
+    /// weight when the loss or the gradient norm is not finite. A step that throws (or whose process
+    /// dies) part-way leaves this trainer unusable: the data cursor has moved and the gradients are
+    /// partial; continue from the last checkpoint in a new trainer.</summary>
     public StepReport RunStep()
     {
         if (Finished) throw new InvalidOperationException($"training already finished at step {Step}");
@@ -99,6 +112,7 @@ public sealed class Trainer : IDisposable
         // The MLM loss is the weighted mean over the whole batch, so the whole batch is read first:
         // its weight total scales every micro-batch's gradient.
         float weightTotal = _assemblers[phase.Name].Next(host);
+        BatchObserver?.Invoke(Step, host);
         int tokens = 0;
         for (int i = 0; i < phase.BatchSize * phase.SeqLength; i++) tokens += host.AttentionMask[i];
 
@@ -120,37 +134,48 @@ public sealed class Trainer : IDisposable
             nspCount += _metrics[MetricSlot.NspCount];
         }
         double loss = mlmLoss + nspLoss;
-        if (!double.IsFinite(loss))
-            throw new NonFiniteException(Step, $"loss is {loss} (MLM {mlmLoss}, NSP {nspLoss})");
 
-        float lr = (float)Schedule.At(Step);
-        Optimizer.Step((int)(Step + 1), lr);
+        // The norm is read before the update so that a NaN never reaches the weights or the moments.
+        Optimizer.ComputeGradientNorm();
         _model.Backend.Download<float>(_norm, Optimizer.GradNormSquared);
         double gradNorm = Math.Sqrt(_norm[0]);
+        if (!double.IsFinite(loss))
+            throw new NonFiniteException(Step, $"loss is {loss} (MLM {mlmLoss}, NSP {nspLoss}); {FirstNonFiniteTensor()}");
         if (!double.IsFinite(gradNorm))
-            throw new NonFiniteException(Step, FirstNonFiniteGradient());
+            throw new NonFiniteException(Step, $"gradient norm is {gradNorm}; {FirstNonFiniteTensor()}");
 
-        var report = new StepReport(Step, phase.Name, loss, mlmLoss, nspLoss,
+        float lr = (float)Schedule.At(Step);
+        Optimizer.Apply((int)(Step + 1), lr);
+
+        var report = new StepReport(Step, phase.Name, phase.SeqLength, loss, mlmLoss, nspLoss,
             mlmCount > 0 ? mlmCorrect / mlmCount : 0, nspCount > 0 ? nspCorrect / nspCount : 0,
             lr, gradNorm, phase.BatchSize, tokens, clock.Elapsed.TotalSeconds);
         Step++;
         return report;
     }
 
-    /// <summary>Names the first parameter tensor whose gradient holds a NaN or infinity.</summary>
-    public string FirstNonFiniteGradient()
+    /// <summary>Names the first tensor holding a NaN or infinity: a weight first (the likeliest cause),
+    /// else a gradient, in parameter-table order. Reads both buffers back (only on divergence).</summary>
+    public string FirstNonFiniteTensor()
     {
-        var table = _model.ParameterTable;
         var host = new float[_model.ParameterTotal];
+        _model.Backend.Download<float>(host, _model.Parameters);
+        if (FirstNonFinite(host, "weight") is { } weight) return weight;
         _model.Backend.Download<float>(host, _model.Gradients);
-        foreach (var p in table)
+        return FirstNonFinite(host, "gradient of")
+               ?? "every weight and gradient is finite (an activation overflowed)";
+    }
+
+    private string? FirstNonFinite(float[] host, string what)
+    {
+        foreach (var p in _model.ParameterTable)
         {
             var span = host.AsSpan((int)p.Offset, (int)p.Count);
             for (int i = 0; i < span.Length; i++)
                 if (!float.IsFinite(span[i]))
-                    return $"gradient of {p.Name} {p.ShapeText} is {span[i]} at element {i}";
+                    return $"first non-finite tensor: {what} {p.Name} {p.ShapeText} is {span[i]} at element {i}";
         }
-        return "the global gradient norm is not finite";
+        return null;
     }
 
     /// <summary>Held-out loss and accuracies over up to <paramref name="maxSequences"/> instances (in

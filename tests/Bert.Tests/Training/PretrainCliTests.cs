@@ -1,0 +1,321 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Bert.Cli;
+using Bert.Runtime;
+using Bert.Runtime.Data;
+using Bert.Runtime.IO;
+using Bert.Runtime.Presets;
+using Bert.Runtime.Training;
+using NUnit.Framework;
+using static Bert.Tests.Training.TrainingHelpers;
+
+namespace Bert.Tests.Training;
+
+/// <summary>`bert pretrain` and `bert eval` end to end, through Program.Run, on the synthetic data.</summary>
+[NonParallelizable] // the commands write to Console
+public partial class PretrainCliTests
+{
+    private const string Tensor = "bert.encoder.layer.0.attention.output.dense.weight";
+
+    /// <summary>The arguments of a small two-phase run into <paramref name="output"/>; <paramref name="overrides"/>
+    /// replace options ("--lr" → "0.002") or add flags ("--resume" → null).</summary>
+    private static string[] Args(string output, params (string Option, string? Value)[] overrides)
+    {
+        var options = new List<(string Option, string? Value)>
+        {
+            ("--data", TrainingData.DataRoot), ("--vocab", TrainingData.VocabPath), ("--heldout", TrainingData.HeldOutRoot),
+            ("--preset", "tiny"), ("--steps", "6"), ("--batch", "4"), ("--micro-batch", "2"), ("--batch-long", "2"),
+            ("--micro-batch-long", "1"), ("--seq", "32"), ("--seq-long", "64"), ("--long-fraction", "0.34"), ("--warmup", "2"),
+            ("--lr", "0.001"), ("--checkpoint-every", "2"), ("--eval-sequences", "50"), ("--threads", "2"), ("--device", "cpu"),
+            ("--seed", "9"), ("--out", output),
+        };
+        foreach (var o in overrides)
+        {
+            int i = options.FindIndex(x => x.Option == o.Option);
+            if (i >= 0) options[i] = o;
+            else options.Add(o);
+        }
+        var args = new List<string> { "pretrain" };
+        foreach (var (option, value) in options)
+        {
+            args.Add(option);
+            if (value is not null) args.Add(value);
+        }
+        return args.ToArray();
+    }
+
+    private sealed record Run(string Directory, int Code, string Out, string Err)
+    {
+        public string Checkpoints => Path.Combine(Directory, "checkpoints");
+        public string Step(int step) => Path.Combine(Checkpoints, CheckpointWriter.DirectoryName(step));
+    }
+
+    /// <summary>One complete run, shared by the tests that only read it.</summary>
+    private static readonly Lazy<Run> Straight = new(() =>
+    {
+        string dir = TrainingData.NewDirectory("cli-straight");
+        var (code, stdout, stderr) = RunCli(Args(dir));
+        return new Run(dir, code, stdout, stderr);
+    });
+
+    private static Dictionary<string, byte[]> Snapshot(string directory) =>
+        System.IO.Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories)
+            .ToDictionary(f => Path.GetRelativePath(directory, f), File.ReadAllBytes);
+
+    private static void CopyDirectory(string source, string destination)
+    {
+        System.IO.Directory.CreateDirectory(destination);
+        foreach (var f in System.IO.Directory.GetFiles(source)) File.Copy(f, Path.Combine(destination, Path.GetFileName(f)));
+        foreach (var d in System.IO.Directory.GetDirectories(source)) CopyDirectory(d, Path.Combine(destination, Path.GetFileName(d)));
+    }
+
+    [GeneratedRegex("\"seconds\":[^,}]*")]
+    private static partial Regex SecondsField();
+
+    [Test]
+    public void PretrainRunsBothPhasesThenResumesBitForBit()
+    {
+        var a = Straight.Value;
+        Assert.That(a.Code, Is.EqualTo(ExitCodes.Ok), a.Err);
+        var lines = File.ReadAllLines(Path.Combine(a.Directory, "metrics.jsonl"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(lines.Count(l => l.Contains("\"kind\":\"train\"")), Is.EqualTo(6));
+            Assert.That(lines.Count(l => l.Contains("\"phase\":\"seq32\",\"seq_length\":32,")), Is.EqualTo(4));
+            Assert.That(lines.Count(l => l.Contains("\"phase\":\"seq64\",\"seq_length\":64,")), Is.EqualTo(2), "the long phase is the last 34%");
+            Assert.That(lines.Count(l => l.Contains("\"kind\":\"eval\"")), Is.EqualTo(2), "held-out evaluation at both lengths");
+            Assert.That(a.Out, Does.Contain("held-out seq32: loss ").And.Contain("held-out seq64: loss "));
+            Assert.That(File.Exists(Path.Combine(a.Directory, "loss.png")));
+            Assert.That(new TrainingCheckpoints(a.Checkpoints).Complete.Select(c => c.Step), Is.EqualTo(new[] { 6L, 4L, 2L }));
+        });
+
+        // The same run, "killed" after step 2's checkpoint (the later ones removed), then resumed.
+        string dir = TrainingData.NewDirectory("cli-resumed");
+        Assert.That(RunCli(Args(dir)).Code, Is.EqualTo(ExitCodes.Ok));
+        var b = new Run(dir, 0, "", "");
+        System.IO.Directory.Delete(b.Step(6), recursive: true);
+        System.IO.Directory.Delete(b.Step(4), recursive: true);
+        var (code, stdout, stderr) = RunCli(Args(dir, ("--resume", null)));
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        Assert.That(stdout, Does.Contain("resuming at step 2"));
+        foreach (var file in new[] { CheckpointWriter.ModelFile, CheckpointWriter.OptimizerFile, CheckpointWriter.TrainerStateFile, "config.json", "vocab.txt" })
+            Assert.That(File.ReadAllBytes(Path.Combine(b.Step(6), file)), Is.EqualTo(File.ReadAllBytes(Path.Combine(a.Step(6), file))), file);
+        string Untimed(string path) => SecondsField().Replace(File.ReadAllText(path), "");
+        Assert.That(Untimed(Path.Combine(b.Directory, "metrics.jsonl")), Is.EqualTo(Untimed(Path.Combine(a.Directory, "metrics.jsonl"))),
+            "metrics.jsonl reads as one uninterrupted run");
+        Assert.That(File.ReadAllBytes(Path.Combine(b.Step(6), "vocab.txt")), Is.EqualTo(File.ReadAllBytes(TrainingData.VocabPath)), "vocab.txt travels with the checkpoint");
+    }
+
+    [Test]
+    public void ANaNWeightExitsWithCode5AndLeavesTheCheckpointIntact()
+    {
+        var a = Straight.Value;
+        Assert.That(a.Code, Is.EqualTo(ExitCodes.Ok), a.Err);
+        string dir = TrainingData.NewDirectory("cli-nan");
+        string root = Path.Combine(dir, "checkpoints");
+        CopyDirectory(a.Step(2), Path.Combine(root, CheckpointWriter.DirectoryName(2)));
+
+        // Step 2's checkpoint again, with one weight NaN: a run that diverged right after saving.
+        var ckpt = CheckpointReader.Open(root);
+        var table = ModelPresets.Get("tiny").TableFor(TrainingData.Vocab.Count);
+        long total = table.Sum(p => p.Count);
+        float[] p = new float[total], m = new float[total], v = new float[total];
+        ckpt.ReadParameters(table, p);
+        ckpt.ReadOptimizerState(table, m, v);
+        p[table.Single(t => t.Name == Tensor).Offset + 7] = float.NaN;
+        new CheckpointWriter(root).Save(new CheckpointContent
+        {
+            Step = 2, Config = ckpt.Config, Table = table, Parameters = p, AdamM = m, AdamV = v,
+            TrainerState = ckpt.ReadTrainerState(),
+            ExtraFiles = new Dictionary<string, ReadOnlyMemory<byte>> { ["vocab.txt"] = ckpt.ReadFile("vocab.txt") },
+        });
+        var before = Snapshot(root);
+
+        var (code, _, stderr) = RunCli(Args(dir, ("--resume", null)));
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(ExitCodes.NonFinite), stderr);
+            Assert.That(stderr, Does.Contain("step 2: loss is NaN"));
+            Assert.That(stderr, Does.Contain($"weight {Tensor} [128, 128] is NaN at element 7"));
+            Assert.That(Snapshot(root), Is.EqualTo(before), "the checkpoints are unchanged, none added");
+        });
+    }
+
+    private static string Copy(Run run, string name)
+    {
+        string dir = TrainingData.NewDirectory(name);
+        CopyDirectory(run.Checkpoints, Path.Combine(dir, "checkpoints"));
+        File.Copy(Path.Combine(run.Directory, "metrics.jsonl"), Path.Combine(dir, "metrics.jsonl"));
+        return dir;
+    }
+
+    [Test]
+    public void ResumingWithAnotherModelListsEveryMismatchedTensorAndChangesNothing()
+    {
+        var a = Straight.Value;
+        Assert.That(a.Code, Is.EqualTo(ExitCodes.Ok), a.Err);
+        string dir = Copy(a, "cli-other-model");
+        var before = Snapshot(dir);
+        var (code, _, stderr) = RunCli(Args(dir, ("--resume", null), ("--preset", "mini")));
+
+        int v = TrainingData.Vocab.Count;
+        var tiny = ModelPresets.Get("tiny").TableFor(v).ToDictionary(t => t.Name, t => t.ShapeText);
+        var mini = ModelPresets.Get("mini").TableFor(v);
+        var mismatched = mini.Where(t => tiny.TryGetValue(t.Name, out var s) && s != t.ShapeText).ToList();
+        var missing = mini.Where(t => !tiny.ContainsKey(t.Name)).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(ExitCodes.BadInput), stderr);
+            Assert.That(stderr, Does.Contain("--resume: the checkpoint is not a mini model")
+                .And.Contain(Path.Combine(dir, "checkpoints", "step-000006", CheckpointWriter.ModelFile)));
+            Assert.That(mismatched, Has.Count.GreaterThan(20));
+            foreach (var t in mismatched)
+                Assert.That(stderr, Does.Contain($"mismatched {t.Name}: model {t.ShapeText}, file {tiny[t.Name]}"));
+            foreach (var t in missing)
+                Assert.That(stderr, Does.Contain($"missing    {t.Name} {t.ShapeText}"));
+            Assert.That(Regex.Matches(stderr, "mismatched ").Count, Is.EqualTo(mismatched.Count), "each mismatched tensor once");
+            Assert.That(Snapshot(dir), Is.EqualTo(before), "checkpoints and metrics untouched");
+        });
+    }
+
+    [Test]
+    public void ResumingWithOtherSettingsOrOverwritingARunIsRefused()
+    {
+        var a = Straight.Value;
+        Assert.That(a.Code, Is.EqualTo(ExitCodes.Ok), a.Err);
+        string dir = Copy(a, "cli-settings");
+        var before = Snapshot(dir);
+        var changed = RunCli(Args(dir, ("--resume", null), ("--lr", "0.002")));
+        var fresh = RunCli(Args(dir));
+        Assert.Multiple(() =>
+        {
+            Assert.That(changed.Code, Is.EqualTo(ExitCodes.Usage), changed.Err);
+            Assert.That(changed.Err, Does.Contain("setting 'lr' is 0.002 but the checkpoint was trained with 0.001")
+                .And.Contain(Path.Combine(dir, "checkpoints", "step-000006")));
+            Assert.That(fresh.Code, Is.EqualTo(ExitCodes.Usage), fresh.Err);
+            Assert.That(fresh.Err, Does.Contain("holds checkpoints of an earlier run; pass --resume"));
+            Assert.That(Snapshot(dir), Is.EqualTo(before), "checkpoints and metrics untouched");
+        });
+    }
+
+    [Test]
+    public void MissingOrMismatchedDataIsBadInput()
+    {
+        string dir = TrainingData.NewDirectory("cli-data");
+        string shortDir = PretrainingDataBuilder.DatasetDirectory(TrainingData.DataRoot, 32);
+
+        string onlyShort = Path.Combine(dir, "only-short");
+        CopyDirectory(shortDir, Path.Combine(onlyShort, "seq32"));
+        var missing = RunCli(Args(Path.Combine(dir, "out1"), ("--data", onlyShort)));
+
+        string wrongLength = Path.Combine(dir, "wrong-length");
+        CopyDirectory(shortDir, Path.Combine(wrongLength, "seq32"));
+        CopyDirectory(shortDir, Path.Combine(wrongLength, "seq64"));
+        var length = RunCli(Args(Path.Combine(dir, "out2"), ("--data", wrongLength)));
+
+        string otherVocab = Path.Combine(dir, "other-vocab.txt");
+        Vocabulary.FromTokens(TrainingData.Vocab.Tokens.Append("zzz")).Save(otherVocab);
+        var vocab = RunCli(Args(Path.Combine(dir, "out3"), ("--vocab", otherVocab)));
+
+        var noCheckpoint = RunCli(Args(Path.Combine(dir, "out4"), ("--resume", null)));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(missing.Code, Is.EqualTo(ExitCodes.BadInput), missing.Err);
+            Assert.That(missing.Err, Does.Contain(Path.Combine(onlyShort, "seq64")).And.Contain("not found"));
+            Assert.That(length.Code, Is.EqualTo(ExitCodes.BadInput), length.Err);
+            Assert.That(length.Err, Does.Contain(Path.Combine(wrongLength, "seq64")).And.Contain("seq_length 32, phase seq64 needs 64"));
+            Assert.That(vocab.Code, Is.EqualTo(ExitCodes.BadInput), vocab.Err);
+            Assert.That(vocab.Err, Does.Contain("vocab_hash").And.Contain(shortDir).And.Contain(otherVocab));
+            Assert.That(noCheckpoint.Code, Is.EqualTo(ExitCodes.BadInput), noCheckpoint.Err);
+            Assert.That(noCheckpoint.Err, Does.Contain("--resume: no complete checkpoint under"));
+            foreach (var o in new[] { "out1", "out2", "out3", "out4" })
+                Assert.That(System.IO.Directory.Exists(Path.Combine(dir, o)), Is.False, $"{o}: nothing written before the input was checked");
+        });
+    }
+
+    [Test]
+    public void AnUnwritableOutputDirectoryIsAnIoError()
+    {
+        string dir = TrainingData.NewDirectory("cli-unwritable");
+        string file = Path.Combine(dir, "a-file");
+        File.WriteAllText(file, "not a directory");
+        var (code, _, stderr) = RunCli(Args(Path.Combine(file, "run")));
+        Assert.That(code, Is.EqualTo(ExitCodes.Io), stderr);
+        Assert.That(stderr, Does.Contain($"--out {Path.Combine(file, "run")}: cannot create the run directory"));
+        Assert.That(File.ReadAllText(file), Is.EqualTo("not a directory"));
+    }
+
+    // ---- bert eval ---------------------------------------------------------------------------
+
+    [GeneratedRegex(@"loss [0-9.]+ \(MLM [0-9.]+, NSP [0-9.]+\), MLM accuracy [0-9.]+ %, NSP accuracy [0-9.]+ % over \d+ sequences")]
+    private static partial Regex EvalNumbers();
+
+    [Test]
+    public void EvalReproducesTheHeldOutNumbersOfPretrainFromTheCheckpoint()
+    {
+        var a = Straight.Value;
+        Assert.That(a.Code, Is.EqualTo(ExitCodes.Ok), a.Err);
+        var (code, stdout, stderr) = RunCli("eval", "--checkpoint", a.Checkpoints, "--data", TrainingData.HeldOutRoot,
+            "--batch", "2", "--max-sequences", "50", "--threads", "2", "--device", "cpu");
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        Assert.That(stdout, Does.Contain("step 6, tiny"));
+        foreach (int seq in new[] { 32, 64 })
+        {
+            string pretrainLine = a.Out.Split('\n').Single(l => l.StartsWith($"held-out seq{seq}:", StringComparison.Ordinal));
+            string evalLine = stdout.Split('\n').Single(l => l.StartsWith(PretrainingDataBuilder.DatasetDirectory(TrainingData.HeldOutRoot, seq) + ":", StringComparison.Ordinal));
+            Assert.That(EvalNumbers().Match(evalLine).Value, Is.EqualTo(EvalNumbers().Match(pretrainLine).Value).And.Not.Empty, $"seq{seq}");
+        }
+    }
+
+    [Test]
+    public void EvalOfZeroWeightsGivesUniformPredictions()
+    {
+        // All-zero weights make every logit 0: the MLM loss is ln V and the NSP loss ln 2, exactly
+        // what an independent computation gives.
+        string dir = TrainingData.NewDirectory("eval-zero");
+        var config = ModelPresets.Get("tiny").Config with { VocabSize = TrainingData.Vocab.Count };
+        var table = ModelPresets.Get("tiny").TableFor(config.VocabSize);
+        new CheckpointWriter(dir).Save(new CheckpointContent { Step = 0, Config = config, Table = table, Parameters = new float[table.Sum(t => t.Count)] });
+        string data = PretrainingDataBuilder.DatasetDirectory(TrainingData.HeldOutRoot, 32);
+
+        var noVocab = RunCli("eval", "--checkpoint", dir, "--data", data, "--device", "cpu");
+        var (code, stdout, stderr) = RunCli("eval", "--checkpoint", dir, "--data", data, "--vocab", TrainingData.VocabPath, "--device", "cpu");
+        Assert.That(noVocab.Code, Is.EqualTo(ExitCodes.BadInput), noVocab.Err);
+        Assert.That(noVocab.Err, Does.Contain("stores no vocab.txt; pass --vocab"));
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        double lnV = Math.Log(TrainingData.Vocab.Count), ln2 = Math.Log(2);
+        Assert.That(stdout, Does.Contain(string.Create(CultureInfo.InvariantCulture,
+            $"loss {lnV + ln2:F4} (MLM {lnV:F4}, NSP {ln2:F4}), MLM accuracy 0.00 %")));
+    }
+
+    [Test]
+    public void EvalRejectsModelsWithoutAPresetAndMismatchedInputs()
+    {
+        var a = Straight.Value;
+        Assert.That(a.Code, Is.EqualTo(ExitCodes.Ok), a.Err);
+        string dir = TrainingData.NewDirectory("eval-bad");
+        string odd = Path.Combine(dir, "odd");
+        var config = NoDropoutModel.ModelConfig with { VocabSize = TrainingData.Vocab.Count };
+        var table = NoDropoutModel.TableFor(config.VocabSize);
+        new CheckpointWriter(odd).Save(new CheckpointContent { Step = 0, Config = config, Table = table, Parameters = new float[table.Sum(t => t.Count)] });
+        string otherVocab = Path.Combine(dir, "other-vocab.txt");
+        Vocabulary.FromTokens(TrainingData.Vocab.Tokens.Append("zzz")).Save(otherVocab);
+
+        var noPreset = RunCli("eval", "--checkpoint", odd, "--data", TrainingData.HeldOutRoot, "--vocab", TrainingData.VocabPath, "--device", "cpu");
+        var vocab = RunCli("eval", "--checkpoint", a.Checkpoints, "--data", TrainingData.HeldOutRoot, "--vocab", otherVocab, "--device", "cpu");
+        var noData = RunCli("eval", "--checkpoint", a.Checkpoints, "--data", Path.Combine(dir, "absent"), "--device", "cpu");
+        var noCheckpoint = RunCli("eval", "--checkpoint", Path.Combine(dir, "absent"), "--data", TrainingData.HeldOutRoot, "--device", "cpu");
+        Assert.Multiple(() =>
+        {
+            Assert.That(noPreset.Code, Is.EqualTo(ExitCodes.BadInput), noPreset.Err);
+            Assert.That(noPreset.Err, Does.Contain(Path.Combine(odd, "step-000000", "config.json")).And.Contain("hidden_size 32").And.Contain("no built-in preset"));
+            Assert.That(vocab.Code, Is.EqualTo(ExitCodes.BadInput), vocab.Err);
+            Assert.That(vocab.Err, Does.Contain(otherVocab).And.Contain($"vocab_size {TrainingData.Vocab.Count}"));
+            Assert.That(noData.Code, Is.EqualTo(ExitCodes.BadInput), noData.Err);
+            Assert.That(noData.Err, Does.Contain(Path.Combine(dir, "absent")));
+            Assert.That(noCheckpoint.Code, Is.EqualTo(ExitCodes.BadInput), noCheckpoint.Err);
+            Assert.That(noCheckpoint.Err, Does.Contain(Path.Combine(dir, "absent")));
+        });
+    }
+}
