@@ -30,18 +30,23 @@ internal static class FuzzSamples
     }
 
     /// <summary>A checkpoint of <see cref="TinyConfig"/> with moments, trainer state and a vocab.txt.</summary>
-    public static string WriteCheckpoint(string root, long step)
+    public static string WriteCheckpoint(string root, long step) =>
+        new CheckpointWriter(root, new CheckpointWriterOptions { KeepLast = 2 }).Save(Checkpoint(step));
+
+    /// <summary>What <see cref="WriteCheckpoint"/> writes; the values depend on the step.</summary>
+    public static CheckpointContent Checkpoint(long step)
     {
         long total = ParameterLayout.Total(TinyTable);
         var state = TrainerStateJson.Write(new TrainerState(step, 42, [new CursorState("seq128", 0, 3)]),
             new Dictionary<string, string> { ["preset"] = "fuzz" });
-        return new CheckpointWriter(root, new CheckpointWriterOptions { KeepLast = 2 }).Save(new CheckpointContent
+        int seed = (int)step * 3;
+        return new CheckpointContent
         {
             Step = step, Config = TinyConfig, Table = TinyTable,
-            Parameters = Values(total, 1), AdamM = Values(total, 2), AdamV = Values(total, 3),
+            Parameters = Values(total, seed + 1), AdamM = Values(total, seed + 2), AdamV = Values(total, seed + 3),
             TrainerState = state,
             ExtraFiles = new Dictionary<string, ReadOnlyMemory<byte>> { ["vocab.txt"] = Encoding.UTF8.GetBytes("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n") },
-        });
+        };
     }
 
     public static string GoldenDirectory(string relative) =>
