@@ -30,6 +30,7 @@ internal sealed class CliTarget : FuzzTarget
     private readonly string[] _optionNames;
     private readonly string[] _commands;
     private Dictionary<string, (long, DateTime)> _snapshot = new();
+    private readonly SortedDictionary<int, long> _exitCodes = new();
 
     private static readonly string[] Values =
     [
@@ -192,6 +193,7 @@ internal sealed class CliTarget : FuzzTarget
             Environment.CurrentDirectory = cwd;
             if (Changed()) Restore();
         }
+        lock (_exitCodes) _exitCodes[code] = _exitCodes.GetValueOrDefault(code) + 1;
         if (code is not (ExitCodes.Ok or ExitCodes.Usage or ExitCodes.BadInput or ExitCodes.Io or ExitCodes.NonFinite or ExitCodes.Device))
             throw new CliInternalErrorException(code, args, errors.ToString());
         if (code != ExitCodes.Ok && errors.ToString().Trim().Length == 0)
@@ -199,6 +201,14 @@ internal sealed class CliTarget : FuzzTarget
     }
 
     public override bool IsExpected(Exception e) => false;
+
+    public override string Details
+    {
+        get
+        {
+            lock (_exitCodes) return "exit codes: " + string.Join(", ", _exitCodes.Select(kv => $"{kv.Key} ×{kv.Value:N0}"));
+        }
+    }
 
     public static byte[] Encode(IEnumerable<string> args) => Encoding.UTF8.GetBytes(string.Join('\0', args));
 

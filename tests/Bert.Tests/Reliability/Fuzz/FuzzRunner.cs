@@ -31,6 +31,9 @@ internal abstract class FuzzTarget : IDisposable
     /// tables). A parser that sizes an allocation from a header field exceeds it.</summary>
     public virtual long AllocationBudget(int inputLength) => 64L * inputLength + (8L << 20);
 
+    /// <summary>Target-specific statistics for the summary (e.g. the CLI's exit codes).</summary>
+    public virtual string Details => "";
+
     public virtual void Dispose()
     {
     }
@@ -66,6 +69,7 @@ internal sealed class FuzzReport
     public double MaxAllocationRatio { get; set; }
     public long MaxAllocationBytes { get; set; }
     public Dictionary<string, long> RejectionsByType { get; } = new(StringComparer.Ordinal);
+    public string Details { get; set; } = "";
 
     public bool Clean => Crashes.Count == 0 && Hangs.Count == 0 && AllocationViolations.Count == 0;
 
@@ -77,7 +81,9 @@ internal sealed class FuzzReport
         sb.Append(inv, $"accepted {Accepted:N0}, rejected {Rejected:N0}; crashes {Crashes.Count}, hangs {Hangs.Count}, allocation violations {AllocationViolations.Count}; ");
         sb.Append(inv, $"slowest {SlowestSeconds * 1000:F0} ms (#{SlowestIndex}), max allocation {MaxAllocationBytes:N0} B");
         if (RejectionsByType.Count > 0)
-            sb.Append("; rejections: ").AppendJoin(", ", RejectionsByType.OrderByDescending(kv => kv.Value).Select(kv => $"{kv.Key} {kv.Value:N0}"));
+            sb.Append(inv, $"; rejections ({RejectionsByType.Count} kinds): ")
+                .AppendJoin(", ", RejectionsByType.OrderByDescending(kv => kv.Value).Take(12).Select(kv => $"{kv.Key} {kv.Value:N0}"));
+        if (Details.Length > 0) sb.Append("; ").Append(Details);
         foreach (var f in Crashes.Concat(Hangs).Concat(AllocationViolations).Take(20))
             sb.Append(inv, $"\n  {f.Kind} at input #{f.Index}: {f.Summary}");
         return sb.ToString();
@@ -182,6 +188,7 @@ internal static class FuzzRunner
             if (timeBudget is { } b && clock.Elapsed > b) break;
         }
         report.Seconds = clock.Elapsed.TotalSeconds;
+        lock (gate) report.Details = target.Details;
         return report;
     }
 
@@ -205,7 +212,13 @@ internal static class FuzzRunner
         else if (target.IsExpected(error))
         {
             report.Rejected++;
-            string type = error.GetType().Name;
+            // By type and, for the format exceptions, by field: which checks the inputs reached.
+            string type = error.GetType().Name + error switch
+            {
+                Bert.Runtime.Data.DataFormatException d => " " + Short(d.Field),
+                Bert.Runtime.IO.FileFormatException f => " " + Short(f.Field),
+                _ => "",
+            };
             report.RejectionsByType[type] = report.RejectionsByType.GetValueOrDefault(type) + 1;
         }
         else
@@ -234,6 +247,15 @@ internal static class FuzzRunner
                 }
             }
         }
+    }
+
+    /// <summary>A field name without the per-input parts (record numbers, byte offsets, tensor names).</summary>
+    private static string Short(string field)
+    {
+        string f = System.Text.RegularExpressions.Regex.Replace(field, @"\d+", "N");
+        if (f.StartsWith("__metadata__.", StringComparison.Ordinal)) return "__metadata__.*";
+        int dot = f.LastIndexOf('.');
+        return dot > 0 && !f.Contains(' ', StringComparison.Ordinal) ? "*" + f[dot..] : f;
     }
 
     private static string First(string message)

@@ -84,9 +84,12 @@ internal sealed class Mutator(IReadOnlyList<byte[]> seeds, MutationHints hints)
     {
         int count = rng.Skewed(8);
         var data = input;
+        // Three inputs in four keep to the format's own edits, so most of them get past the syntax
+        // checks (JSON that parses, valid UTF-8) to the checks behind; the rest mix in raw byte edits.
+        bool structured = (_hints.Json || _hints.Text) && !rng.OneIn(4);
         for (int i = 0; i < count; i++)
         {
-            int kind = rng.Below(10);
+            int kind = structured ? 0 : rng.Below(10);
             if (_hints.Json && kind < 5) data = JsonOp(rng, data, 0, data.Length, out _);
             else if (_hints.Text && kind < 5) data = TextOp(rng, data);
             else data = ByteOp(rng, data);
