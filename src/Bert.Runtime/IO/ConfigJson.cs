@@ -35,8 +35,9 @@ public static class ConfigJson
     /// <summary>Most encoder layers a config may declare (BERT-large has 24); bounds the parameter table.</summary>
     public const int MaxLayers = 1024;
 
-    /// <summary>Most classes of a classification head; bounds the id2label table written back.</summary>
-    public const int MaxLabels = 100_000;
+    /// <summary>Most classes of a classification head. num_labels alone (no id2label) makes export write
+    /// a LABEL_i name per class, so this bounds what a few bytes of config can make us allocate.</summary>
+    public const int MaxLabels = 4096;
 
     private static readonly string[] Activations = ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"];
 

@@ -173,6 +173,7 @@ public class ErrorTableTests
         C("config: invalid UTF-8", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-utf8", "--out", Out], "{d}/hf-utf8/config.json", "0xFF", "not valid UTF-8"),
         C("config: too many layers", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-layers", "--out", Out], "{d}/hf-layers/config.json", "num_hidden_layers", "2000000"),
         C("config: model too large", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-huge", "--out", Out], "{d}/hf-huge/config.json", "vocab_size", "1000000000", "parameters"),
+        C("config: too many classes", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-labels", "--out", Out], "{d}/hf-labels/config.json", "num_labels", "5000", "at most 4096"),
         C("safetensors: no model.safetensors", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-pt", "--out", Out], "{d}/hf-pt", "pytorch_model.bin", "safe_serialization=True"),
         C("safetensors: header length beyond the file", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-len", "--out", Out],
             "{d}/hf-len/model.safetensors", "header length", "1099511627776"),
@@ -293,6 +294,9 @@ public class ErrorTableTests
             EditConfig(d, "\"vocab_size\": 11", "\"vocab_size\": 1000000000");
             EditConfig(d, "\"hidden_size\": 4", "\"hidden_size\": 8");
         });
+        Hf("hf-labels", tiny, d => File.WriteAllText(Path.Combine(d, "config.json"),
+            "{\"architectures\": [\"BertForSequenceClassification\"], \"vocab_size\": 11, \"hidden_size\": 4, \"num_hidden_layers\": 1, " +
+            "\"num_attention_heads\": 2, \"intermediate_size\": 6, \"num_labels\": 5000}"));
         Hf("hf-pt", tiny, d =>
         {
             File.Move(Path.Combine(d, "model.safetensors"), Path.Combine(d, "pytorch_model.bin"));

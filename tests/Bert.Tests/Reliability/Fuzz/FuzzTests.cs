@@ -23,8 +23,8 @@ public class FuzzTests
 
     private static readonly Dictionary<string, long> DefaultIterations = new(StringComparer.Ordinal)
     {
-        ["safetensors"] = 6000, ["config"] = 6000, ["vocab"] = 3000, ["corpus"] = 2000, ["shard"] = 6000,
-        ["trainer-state"] = 8000, ["manifest"] = 3000, ["cli"] = 600,
+        ["safetensors"] = 20_000, ["config"] = 20_000, ["vocab"] = 8_000, ["corpus"] = 6_000, ["shard"] = 30_000,
+        ["trainer-state"] = 30_000, ["manifest"] = 8_000, ["cli"] = 6_000,
     };
 
     internal static FuzzTarget Create(string name) => name switch
