@@ -61,7 +61,7 @@ public class FuzzTests
         Assert.That(report.Clean, Is.True, summary + "\n\n" + string.Join("\n\n",
             report.Crashes.Concat(report.AllocationViolations).Take(5).Select(f => $"#{f.Index}: {f.Detail}")));
         Assert.That(report.Inputs, Is.GreaterThan(0));
-        Assert.That(report.Accepted + report.Rejected, Is.EqualTo(report.Inputs));
+        Assert.That(report.Accepted + report.Rejected + report.Stalls, Is.EqualTo(report.Inputs));
     }
 
     private static long? Env(string name) =>
@@ -97,16 +97,19 @@ public class FuzzHarnessTests
         var report = FuzzRunner.Run(target, seed: 3, count: 400, timeout: TimeSpan.FromSeconds(1));
         Assert.That(report.Crashes.Select(c => c.Summary), Has.Some.Contains(nameof(IndexOutOfRangeException)));
         Assert.That(report.Hangs, Has.Count.EqualTo(1));
+        Assert.That(report.Stalls, Is.EqualTo(1), "an input slow once but fast on the retry is a stall, not a hang");
         Assert.That(report.AllocationViolations, Is.Not.Empty);
         Assert.That(report.Rejected, Is.GreaterThan(0));
         Assert.That(report.Inputs, Is.EqualTo(400));
     }
 
     /// <summary>Rejects most inputs properly, but crashes on a 0x00 first byte, allocates from a length
-    /// field on 0x01 and hangs on the first 0x02.</summary>
+    /// field on 0x01, hangs on the first input starting 0x02 (every time it sees it) and stalls once
+    /// on the first input starting 0x03.</summary>
     private sealed class PlantedBugTarget : FuzzTarget
     {
-        private int _hung;
+        private byte[]? _hangs;
+        private int _stalled;
 
         public override string Name => "planted";
         public override IReadOnlyList<byte[]> Seeds { get; } = [[0x10, 0x20, 0x30, 0x40], [0x50, 0x60]];
@@ -130,7 +133,10 @@ public class FuzzHarnessTests
                 case 1:
                     GC.KeepAlive(new byte[64 << 20]);
                     break;
-                case 2 when Interlocked.Exchange(ref _hung, 1) == 0:
+                case 2 when (Interlocked.CompareExchange(ref _hangs, input, null) ?? input).AsSpan().SequenceEqual(input):
+                    Thread.Sleep(3000);
+                    break;
+                case 3 when Interlocked.Exchange(ref _stalled, 1) == 0:
                     Thread.Sleep(3000);
                     break;
                 default:
