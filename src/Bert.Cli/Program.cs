@@ -28,14 +28,24 @@ public static class Program
         var root = BuildRoot();
         try
         {
-            // Without this, System.CommandLine's default handler catches UserException first, prints
-            // a stack trace and exits 1 instead of the documented exit code.
-            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            var parse = root.Parse(args);
+            if (parse.Errors.Count > 0)
+            {
+                // System.CommandLine would print help and exit 1, the code of an internal error.
+                if (args.Length == 0) root.Parse(["--help"]).Invoke();
+                foreach (var error in parse.Errors) Console.Error.WriteLine($"bert: error: {error.Message}");
+                string command = parse.CommandResult.Command == root ? "bert" : "bert " + parse.CommandResult.Command.Name;
+                Console.Error.WriteLine($"run '{command} --help' for the options");
+                return ExitCodes.Usage;
+            }
+            // Without this, System.CommandLine's default handler catches exceptions first, prints a
+            // stack trace and exits 1 instead of the documented exit code.
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
-        catch (UserException e)
+        catch (Exception e) when (CliErrors.Translate(e) is { } user)
         {
-            Console.Error.WriteLine($"bert: error: {e.Message}");
-            return e.ExitCode;
+            Console.Error.WriteLine($"bert: error: {user.Message}");
+            return user.ExitCode;
         }
         catch (Exception e)
         {

@@ -59,17 +59,3 @@ public static class ExportCommand
         }
     }
 }
-
-/// <summary>Maps the I/O layer's exceptions to the CLI's one-line errors and exit codes.</summary>
-internal static class CliErrors
-{
-    public static UserException? Translate(Exception e) => e switch
-    {
-        UserException => null,
-        FileFormatException or TensorMismatchException => new UserException(e.Message, ExitCodes.BadInput),
-        FileNotFoundException or DirectoryNotFoundException => new UserException(e.Message, ExitCodes.BadInput),
-        DiskFullException => new UserException(e.Message, ExitCodes.Io),
-        IOException or UnauthorizedAccessException => new UserException(e.Message, ExitCodes.Io),
-        _ => null,
-    };
-}

@@ -144,45 +144,23 @@ internal static class DataCommands
             });
     }
 
-    /// <summary>Maps the runtime's exceptions to <see cref="UserException"/>s with their exit codes,
-    /// and reports them itself so the code survives whatever the invocation's exception handler does.</summary>
+    /// <summary>Runs a data command, reporting its errors itself (so the exit code survives whatever the
+    /// invocation's exception handler does), mapped as <see cref="CliErrors"/> maps every command's.</summary>
     public static int Run(Func<int> action)
     {
         try
         {
-            try
-            {
-                return action();
-            }
-            catch (FileNotFoundException e)
-            {
-                throw new UserException(e.Message, ExitCodes.BadInput);
-            }
-            catch (DirectoryNotFoundException e)
-            {
-                throw new UserException(e.Message, ExitCodes.BadInput);
-            }
-            catch (DataFormatException e)
-            {
-                throw new UserException(e.Message, ExitCodes.BadInput);
-            }
-            catch (OperationCanceledException)
-            {
-                throw new UserException("cancelled; nothing was written", ExitCodes.Io);
-            }
-            catch (IOException e)
-            {
-                throw new UserException(e.Message, ExitCodes.Io);
-            }
-            catch (UnauthorizedAccessException e)
-            {
-                throw new UserException(e.Message, ExitCodes.Io);
-            }
+            return action();
         }
-        catch (UserException e)
+        catch (OperationCanceledException)
         {
-            Console.Error.WriteLine($"bert: error: {e.Message}");
-            return e.ExitCode;
+            Console.Error.WriteLine("bert: error: cancelled; nothing was written");
+            return ExitCodes.Io;
+        }
+        catch (Exception e) when (CliErrors.Translate(e) is { } user)
+        {
+            Console.Error.WriteLine($"bert: error: {user.Message}");
+            return user.ExitCode;
         }
     }
 }

@@ -48,6 +48,9 @@ public sealed record CheckpointManifest(long Step, IReadOnlyList<ManifestEntry> 
     /// <exception cref="CheckpointFormatException">Not a manifest of this format and version.</exception>
     public static CheckpointManifest Parse(ReadOnlySpan<byte> utf8, string file)
     {
+        int bad = Utf8Validation.FirstInvalid(utf8);
+        if (bad >= 0)
+            throw new CheckpointFormatException(file, "(file)", $"byte 0x{utf8[bad]:X2} at offset {bad}", "manifest is not valid UTF-8");
         JsonDocument doc;
         try
         {
@@ -60,37 +63,46 @@ public sealed record CheckpointManifest(long Step, IReadOnlyList<ManifestEntry> 
         }
         using (doc)
         {
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new CheckpointFormatException(file, "(root)", root.ValueKind.ToString(), "manifest must be a JSON object");
-            string format = String(root, "format", file);
-            if (format != Format)
-                throw new CheckpointFormatException(file, "format", format, $"expected \"{Format}\"");
-            long version = Integer(root, "version", file);
-            if (version != Version)
-                throw new CheckpointFormatException(file, "version", version.ToString(CultureInfo.InvariantCulture), $"this build reads version {Version}");
-            long step = Integer(root, "step", file);
-            string created = root.TryGetProperty("created_utc", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()! : "";
-            if (!root.TryGetProperty("files", out var files) || files.ValueKind != JsonValueKind.Array)
-                throw new CheckpointFormatException(file, "files", "(absent)", "manifest must list its files");
-            var entries = new List<ManifestEntry>();
-            var names = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var f in files.EnumerateArray())
+            try
             {
-                if (f.ValueKind != JsonValueKind.Object)
-                    throw new CheckpointFormatException(file, "files[]", f.ValueKind.ToString(), "each file entry must be an object");
-                string name = String(f, "name", file);
-                if (name.Length == 0 || name.Contains('/') || name.Contains('\\') || name is "." or "..")
-                    throw new CheckpointFormatException(file, "files[].name", name, "must be a plain file name inside the checkpoint");
-                if (!names.Add(name))
-                    throw new CheckpointFormatException(file, "files[].name", name, "listed twice");
-                long bytes = Integer(f, "bytes", file);
-                string hash = String(f, "xxh64", file);
-                if (hash.Length != 16 || !hash.All(char.IsAsciiHexDigitLower))
-                    throw new CheckpointFormatException(file, $"{name}.xxh64", hash, "must be 16 lower-case hex digits");
-                entries.Add(new ManifestEntry(name, bytes, hash));
+                var root = doc.RootElement;
+                if (root.ValueKind != JsonValueKind.Object)
+                    throw new CheckpointFormatException(file, "(root)", root.ValueKind.ToString(), "manifest must be a JSON object");
+                string format = String(root, "format", file);
+                if (format != Format)
+                    throw new CheckpointFormatException(file, "format", format, $"expected \"{Format}\"");
+                long version = Integer(root, "version", file);
+                if (version != Version)
+                    throw new CheckpointFormatException(file, "version", version.ToString(CultureInfo.InvariantCulture), $"this build reads version {Version}");
+                long step = Integer(root, "step", file);
+                string created = root.TryGetProperty("created_utc", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString()! : "";
+                if (!root.TryGetProperty("files", out var files) || files.ValueKind != JsonValueKind.Array)
+                    throw new CheckpointFormatException(file, "files", "(absent)", "manifest must list its files");
+                var entries = new List<ManifestEntry>();
+                var names = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var f in files.EnumerateArray())
+                {
+                    if (f.ValueKind != JsonValueKind.Object)
+                        throw new CheckpointFormatException(file, "files[]", f.ValueKind.ToString(), "each file entry must be an object");
+                    string name = String(f, "name", file);
+                    if (name.Length == 0 || name.Contains('/') || name.Contains('\\') || name is "." or "..")
+                        throw new CheckpointFormatException(file, "files[].name", name, "must be a plain file name inside the checkpoint");
+                    if (!names.Add(name))
+                        throw new CheckpointFormatException(file, "files[].name", name, "listed twice");
+                    long bytes = Integer(f, "bytes", file);
+                    string hash = String(f, "xxh64", file);
+                    if (hash.Length != 16 || !hash.All(char.IsAsciiHexDigitLower))
+                        throw new CheckpointFormatException(file, $"{name}.xxh64", hash, "must be 16 lower-case hex digits");
+                    entries.Add(new ManifestEntry(name, bytes, hash));
+                }
+                return new CheckpointManifest(step, entries, created);
             }
-            return new CheckpointManifest(step, entries, created);
+            catch (InvalidOperationException e)
+            {
+                // A string or key whose \u escape is not valid UTF-16 (a lone surrogate such as \udc00):
+                // System.Text.Json only finds out when the string is read.
+                throw new CheckpointFormatException(file, "(file)", "a \\u escape", "manifest holds a string that is not valid UTF-16: " + e.Message, e);
+            }
         }
     }
 

@@ -32,6 +32,13 @@ public static class ConfigJson
         ("BertForQuestionAnswering", new Heads(false, false, false, false, false, true)),
     ];
 
+    /// <summary>Most encoder layers a config may declare (BERT-large has 24); bounds the parameter table.</summary>
+    public const int MaxLayers = 1024;
+
+    /// <summary>Most classes of a classification head. num_labels alone (no id2label) makes export write
+    /// a LABEL_i name per class, so this bounds what a few bytes of config can make us allocate.</summary>
+    public const int MaxLabels = 4096;
+
     private static readonly string[] Activations = ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"];
 
     /// <summary>Reads and validates a config.json.</summary>
@@ -48,6 +55,9 @@ public static class ConfigJson
     /// <param name="defaultName">ModelConfig.Name when the file has no "_name_or_path".</param>
     public static ModelConfigFile Parse(ReadOnlySpan<byte> utf8, string file, string defaultName)
     {
+        int bad = Utf8Validation.FirstInvalid(utf8);
+        if (bad >= 0)
+            throw new ConfigFormatException(file, "(file)", $"byte 0x{utf8[bad]:X2} at offset {bad}", "not valid UTF-8");
         JsonDocument doc;
         try
         {
@@ -61,13 +71,22 @@ public static class ConfigJson
         }
         using (doc)
         {
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new ConfigFormatException(file, "(root)", root.ValueKind.ToString(), "config must be a JSON object");
-            var keys = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var p in root.EnumerateObject())
-                if (!keys.Add(p.Name)) throw new ConfigFormatException(file, p.Name, "(repeated)", "duplicate key");
-            return ParseRoot(root, file, defaultName);
+            try
+            {
+                var root = doc.RootElement;
+                if (root.ValueKind != JsonValueKind.Object)
+                    throw new ConfigFormatException(file, "(root)", root.ValueKind.ToString(), "config must be a JSON object");
+                var keys = new HashSet<string>(StringComparer.Ordinal);
+                foreach (var p in root.EnumerateObject())
+                    if (!keys.Add(p.Name)) throw new ConfigFormatException(file, p.Name, "(repeated)", "duplicate key");
+                return ParseRoot(root, file, defaultName);
+            }
+            catch (InvalidOperationException e)
+            {
+                // A string or key whose \u escape is not valid UTF-16 (a lone surrogate such as \udc00):
+                // System.Text.Json only finds out when the string is read.
+                throw new ConfigFormatException(file, "(file)", "a \\u escape", "a string is not valid UTF-16: " + e.Message, e);
+            }
         }
     }
 
@@ -103,6 +122,8 @@ public static class ConfigJson
         int layers = RequiredPositiveInt(root, "num_hidden_layers", file);
         int attentionHeads = RequiredPositiveInt(root, "num_attention_heads", file);
         int intermediate = RequiredPositiveInt(root, "intermediate_size", file);
+        if (layers > MaxLayers)
+            throw new ConfigFormatException(file, "num_hidden_layers", layers.ToString(CultureInfo.InvariantCulture), $"at most {MaxLayers} layers are supported");
         if (hidden % attentionHeads != 0)
             throw new ConfigFormatException(file, "hidden_size", hidden.ToString(CultureInfo.InvariantCulture),
                 $"must be divisible by num_attention_heads ({attentionHeads})");
@@ -161,6 +182,16 @@ public static class ConfigJson
             ClassifierDropout = classifierDropout,
         };
         bool classifier = heads.Classification || heads.TokenClassification;
+        if (classifier && numLabels > MaxLabels)
+            throw new ConfigFormatException(file, labels is null ? "num_labels" : "id2label", numLabels.ToString(CultureInfo.InvariantCulture),
+                $"at most {MaxLabels} classes are supported");
+        // Import, export and training hold all parameters in one flat fp32 array; a config that cannot
+        // fit is malformed here rather than an out-of-memory error later.
+        long total = Math.Max(ParameterLayout.Total(ParameterLayout.For(model)), ParameterLayout.Total(ParameterLayout.ForPretraining(model)));
+        if (total > Array.MaxLength)
+            throw new ConfigFormatException(file, "vocab_size, hidden_size, intermediate_size, num_hidden_layers",
+                $"{vocab}, {hidden}, {intermediate}, {layers}",
+                $"the model would have {total} parameters, more than the {Array.MaxLength} one flat fp32 buffer holds");
         return new ModelConfigFile(model, classifier ? labels : null);
     }
 
@@ -188,6 +219,10 @@ public static class ConfigJson
             expected++;
         }
         var names = byId.Values.ToList();
+        var distinct = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (id, label) in byId)
+            if (!distinct.Add(label))
+                throw new ConfigFormatException(file, $"id2label.{id}", Quote(label), "label names must be distinct");
         if (root.TryGetProperty("label2id", out var label2id) && label2id.ValueKind != JsonValueKind.Null)
         {
             if (label2id.ValueKind != JsonValueKind.Object)

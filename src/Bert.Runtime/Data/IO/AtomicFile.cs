@@ -1,4 +1,5 @@
 using System.Text;
+using Bert.Runtime.IO;
 
 namespace Bert.Runtime.Data;
 
@@ -25,9 +26,11 @@ public static class AtomicFile
             }
             File.Move(temp, full, overwrite: true);
         }
-        catch
+        catch (Exception e)
         {
             TryDelete(temp);
+            if (DiskFull.Is(e) && e is not DiskFullException)
+                throw new DiskFullException(full, $"cannot write '{full}': no space left on device; the previous file (if any) is unchanged", e);
             throw;
         }
     }
@@ -58,30 +61,36 @@ public static class AtomicFile
 /// <summary>
 /// A directory built under a temporary name beside its destination and moved into place by
 /// <see cref="Commit"/>. Disposing without committing deletes everything written, so a failed or
-/// cancelled run leaves nothing partial behind.
+/// cancelled run leaves nothing partial behind. File operations go through an <see cref="IFileSystem"/>.
 /// </summary>
 public sealed class AtomicDirectory : IDisposable
 {
+    private readonly IFileSystem _fs;
     private bool _committed;
 
     /// <param name="destination">The directory to create or replace. An existing one is replaced
     /// only when it holds nothing but files named by <paramref name="replaceable"/>.</param>
     /// <param name="replaceable">Which existing files may be discarded (for example shards and stats.json).</param>
-    public AtomicDirectory(string destination, Func<string, bool> replaceable)
+    /// <param name="fileSystem">Default: the physical file system.</param>
+    public AtomicDirectory(string destination, Func<string, bool> replaceable, IFileSystem? fileSystem = null)
     {
+        _fs = fileSystem ?? PhysicalFileSystem.Instance;
         Destination = Path.GetFullPath(destination);
-        if (Directory.Exists(Destination))
+        if (_fs.DirectoryExists(Destination))
         {
-            foreach (var entry in Directory.EnumerateFileSystemEntries(Destination))
+            var dirs = _fs.EnumerateDirectories(Destination, "*");
+            if (dirs.Count > 0)
+                throw new IOException($"{Destination}: refusing to replace a directory that holds '{Path.GetFileName(dirs[0])}', which this command did not write; choose another output directory");
+            foreach (var entry in _fs.EnumerateFiles(Destination, "*"))
             {
-                if (Directory.Exists(entry) || !replaceable(Path.GetFileName(entry)))
+                if (!replaceable(Path.GetFileName(entry)))
                     throw new IOException($"{Destination}: refusing to replace a directory that holds '{Path.GetFileName(entry)}', which this command did not write; choose another output directory");
             }
         }
         string parent = Path.GetDirectoryName(Destination)!;
-        Directory.CreateDirectory(parent);
+        _fs.CreateDirectory(parent);
         TempPath = AtomicFile.TempName(Destination);
-        Directory.CreateDirectory(TempPath);
+        _fs.CreateDirectory(TempPath);
     }
 
     public string Destination { get; }
@@ -92,15 +101,39 @@ public sealed class AtomicDirectory : IDisposable
     /// <summary>Moves the finished directory into place, replacing an older one.</summary>
     public void Commit()
     {
+        string parent = Path.GetDirectoryName(Destination)!;
+        // The files are on disk (each writer fsyncs); make their names durable before the rename publishes them.
+        _fs.FlushDirectory(TempPath);
         string? old = null;
-        if (Directory.Exists(Destination))
+        if (_fs.DirectoryExists(Destination))
         {
             old = AtomicFile.TempName(Destination) + ".old";
-            Directory.Move(Destination, old);
+            _fs.MoveDirectory(Destination, old);
         }
-        Directory.Move(TempPath, Destination);
+        try
+        {
+            _fs.MoveDirectory(TempPath, Destination);
+        }
+        catch
+        {
+            if (old != null) TryMoveBack(old);
+            throw;
+        }
         _committed = true;
-        if (old != null) Directory.Delete(old, recursive: true);
+        _fs.FlushDirectory(parent);
+        if (old != null) _fs.DeleteDirectory(old);
+    }
+
+    private void TryMoveBack(string old)
+    {
+        try
+        {
+            _fs.MoveDirectory(old, Destination);
+        }
+        catch (IOException)
+        {
+            // The older dataset stays under its temp name; the caller sees the original failure.
+        }
     }
 
     public void Dispose()
@@ -108,7 +141,7 @@ public sealed class AtomicDirectory : IDisposable
         if (_committed) return;
         try
         {
-            if (Directory.Exists(TempPath)) Directory.Delete(TempPath, recursive: true);
+            if (_fs.DirectoryExists(TempPath)) _fs.DeleteDirectory(TempPath);
         }
         catch (IOException)
         {

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using Bert.Runtime.IO;
 
 namespace Bert.Runtime.Data;
 
@@ -30,9 +31,12 @@ public static class PretrainingDataBuilder
         name == StatsFileName || (name.StartsWith("shard-", StringComparison.Ordinal) && name.EndsWith(".bin", StringComparison.Ordinal));
 
     /// <summary>Reads and tokenizes <paramref name="corpusPath"/>, then builds the dataset.</summary>
+    /// <param name="fileSystem">Where the dataset is written (default: the physical file system).</param>
+    /// <exception cref="DiskFullException">The volume filled up; an older dataset in <paramref name="outputDirectory"/>
+    /// is unchanged and nothing partial is left.</exception>
     public static PretrainingStats Build(string corpusPath, CorpusFormat format, Vocabulary vocabulary,
         PretrainingDataOptions options, string outputDirectory, IProgress<PrepareProgress>? progress = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, IFileSystem? fileSystem = null)
     {
         options.Validate();
         var clock = Stopwatch.StartNew();
@@ -40,18 +44,21 @@ public static class PretrainingDataBuilder
         var tokenizer = new BertTokenizer(vocabulary, options.LowerCase);
         var corpus = TokenizedCorpus.Tokenize(text, tokenizer, Stage(progress, PrepareProgress.Tokenize), cancellationToken,
             options.MaxDegreeOfParallelism);
-        return Build(corpus, corpusPath, vocabulary, options, outputDirectory, progress, cancellationToken, clock);
+        return Build(corpus, corpusPath, vocabulary, options, outputDirectory, progress, cancellationToken, clock, fileSystem);
     }
 
     /// <summary>Builds the dataset from an already tokenized corpus.</summary>
+    /// <param name="fileSystem">Where the dataset is written (default: the physical file system).</param>
+    /// <exception cref="DiskFullException">The volume filled up; an older dataset in <paramref name="outputDirectory"/>
+    /// is unchanged and nothing partial is left.</exception>
     public static PretrainingStats Build(TokenizedCorpus corpus, string corpusName, Vocabulary vocabulary,
         PretrainingDataOptions options, string outputDirectory, IProgress<PrepareProgress>? progress = null,
-        CancellationToken cancellationToken = default) =>
-        Build(corpus, corpusName, vocabulary, options, outputDirectory, progress, cancellationToken, Stopwatch.StartNew());
+        CancellationToken cancellationToken = default, IFileSystem? fileSystem = null) =>
+        Build(corpus, corpusName, vocabulary, options, outputDirectory, progress, cancellationToken, Stopwatch.StartNew(), fileSystem);
 
     private static PretrainingStats Build(TokenizedCorpus corpus, string corpusName, Vocabulary vocabulary,
         PretrainingDataOptions options, string outputDirectory, IProgress<PrepareProgress>? progress,
-        CancellationToken cancellationToken, Stopwatch clock)
+        CancellationToken cancellationToken, Stopwatch clock, IFileSystem? fileSystem)
     {
         options.Validate();
         if (corpus.DocumentCount == 0)
@@ -104,71 +111,82 @@ public static class PretrainingDataBuilder
         DataRng.Create(options.Seed, ShuffleStream).Shuffle(order.AsSpan());
 
         int shardCount = count == 0 ? 0 : (int)((count + options.InstancesPerShard - 1) / options.InstancesPerShard);
+        var fs = fileSystem ?? PhysicalFileSystem.Instance;
         var writeProgress = Stage(progress, PrepareProgress.Write);
-        using var directory = new AtomicDirectory(outputDirectory, IsDatasetFile);
-        var buffer = new byte[Math.Max(layout.RecordSize, (1 << 20) / layout.RecordSize * layout.RecordSize)];
-        int flags = options.WholeWordMask ? ShardHeader.FlagWholeWordMask : 0;
-        for (int s = 0; s < shardCount; s++)
+        try
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var writer = new ShardWriter(Path.Combine(directory.TempPath, ShardFileName(s)), vocabulary.Hash, vocabulary.Count,
-                options.SeqLength, layout.MaxPredictions, flags);
-            long first = (long)s * options.InstancesPerShard;
-            long last = Math.Min(count, first + options.InstancesPerShard);
-            int filled = 0;
-            for (long g = first; g < last; g++)
+            using var directory = new AtomicDirectory(outputDirectory, IsDatasetFile, fs);
+            var buffer = new byte[Math.Max(layout.RecordSize, (1 << 20) / layout.RecordSize * layout.RecordSize)];
+            int flags = options.WholeWordMask ? ShardHeader.FlagWholeWordMask : 0;
+            for (int s = 0; s < shardCount; s++)
             {
-                int source = order[g];
-                int item = FindItem(itemStarts, source);
-                results[item].Record(source - itemStarts[item]).CopyTo(buffer.AsSpan(filled));
-                filled += layout.RecordSize;
-                if (filled == buffer.Length)
+                cancellationToken.ThrowIfCancellationRequested();
+                using var writer = new ShardWriter(Path.Combine(directory.TempPath, ShardFileName(s)), vocabulary.Hash, vocabulary.Count,
+                    options.SeqLength, layout.MaxPredictions, flags, fs);
+                long first = (long)s * options.InstancesPerShard;
+                long last = Math.Min(count, first + options.InstancesPerShard);
+                int filled = 0;
+                for (long g = first; g < last; g++)
                 {
-                    writer.Append(buffer);
-                    filled = 0;
+                    int source = order[g];
+                    int item = FindItem(itemStarts, source);
+                    results[item].Record(source - itemStarts[item]).CopyTo(buffer.AsSpan(filled));
+                    filled += layout.RecordSize;
+                    if (filled == buffer.Length)
+                    {
+                        writer.Append(buffer);
+                        filled = 0;
+                    }
                 }
+                writer.Append(buffer.AsSpan(0, filled));
+                writer.Commit();
+                writeProgress?.Report((double)(s + 1) / shardCount);
             }
-            writer.Append(buffer.AsSpan(0, filled));
-            writer.Commit();
-            writeProgress?.Report((double)(s + 1) / shardCount);
-        }
 
-        var stats = new PretrainingStats
+            var stats = new PretrainingStats
+            {
+                Corpus = corpusName,
+                Vocabulary = vocabulary.Source,
+                VocabHash = vocabulary.Hash.ToString("x16"),
+                VocabSize = vocabulary.Count,
+                SeqLength = options.SeqLength,
+                MaxPredictions = layout.MaxPredictions,
+                DupeFactor = options.DupeFactor,
+                Seed = options.Seed,
+                WholeWordMask = options.WholeWordMask,
+                LowerCase = options.LowerCase,
+                ShortSeqProb = options.ShortSeqProb,
+                MaskedLmProb = options.MaskedLmProb,
+                Documents = documents,
+                SkippedDocuments = skipped,
+                Sentences = corpus.TotalSentences,
+                CorpusTokens = corpus.TotalTokens,
+                Instances = count,
+                Tokens = total.Tokens,
+                MaskedTokens = total.Masked,
+                MaskedAsMask = total.MaskedAsMask,
+                MaskedAsRandom = total.MaskedAsRandom,
+                MaskedAsKept = total.MaskedAsKept,
+                NspRandom = total.NspRandom,
+                NspForcedRandom = total.NspForcedRandom,
+                TruncatedPairs = total.Truncated,
+                Shards = shardCount,
+                LengthHistogram = total.Histogram,
+                HistogramBinWidth = binWidth,
+                Seconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
+            };
+            // Seconds vary between runs, so stats.json is not part of the byte-identical output; the shards are.
+            byte[] json = System.Text.Encoding.UTF8.GetBytes(stats.ToJson());
+            Bert.Runtime.IO.AtomicFile.WriteDurable(fs, Path.Combine(directory.TempPath, StatsFileName), s => s.Write(json));
+            directory.Commit();
+            return stats;
+        }
+        catch (Exception e) when (DiskFull.Is(e) && e is not DiskFullException)
         {
-            Corpus = corpusName,
-            Vocabulary = vocabulary.Source,
-            VocabHash = vocabulary.Hash.ToString("x16"),
-            VocabSize = vocabulary.Count,
-            SeqLength = options.SeqLength,
-            MaxPredictions = layout.MaxPredictions,
-            DupeFactor = options.DupeFactor,
-            Seed = options.Seed,
-            WholeWordMask = options.WholeWordMask,
-            LowerCase = options.LowerCase,
-            ShortSeqProb = options.ShortSeqProb,
-            MaskedLmProb = options.MaskedLmProb,
-            Documents = documents,
-            SkippedDocuments = skipped,
-            Sentences = corpus.TotalSentences,
-            CorpusTokens = corpus.TotalTokens,
-            Instances = count,
-            Tokens = total.Tokens,
-            MaskedTokens = total.Masked,
-            MaskedAsMask = total.MaskedAsMask,
-            MaskedAsRandom = total.MaskedAsRandom,
-            MaskedAsKept = total.MaskedAsKept,
-            NspRandom = total.NspRandom,
-            NspForcedRandom = total.NspForcedRandom,
-            TruncatedPairs = total.Truncated,
-            Shards = shardCount,
-            LengthHistogram = total.Histogram,
-            HistogramBinWidth = binWidth,
-            Seconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
-        };
-        // Seconds vary between runs, so stats.json is not part of the byte-identical output; the shards are.
-        AtomicFile.WriteAllText(Path.Combine(directory.TempPath, StatsFileName), stats.ToJson());
-        directory.Commit();
-        return stats;
+            string full = Path.GetFullPath(outputDirectory);
+            throw new DiskFullException(full,
+                $"cannot write dataset '{full}': no space left on device; the previous dataset (if any) is unchanged and nothing partial was left", e);
+        }
     }
 
     private static int FindItem(int[] itemStarts, int index)

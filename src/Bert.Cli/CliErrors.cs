@@ -1,0 +1,43 @@
+using Bert.Runtime.Data;
+using Bert.Runtime.IO;
+using Bert.Runtime.Training;
+
+namespace Bert.Cli;
+
+/// <summary>
+/// The one mapping from the runtime's exceptions to the CLI's one-line errors and exit codes, used by
+/// <see cref="Program.Run"/> for every command:
+/// <list type="table">
+/// <item><term>2 Usage</term><description>bad arguments (parse errors, <see cref="UserException"/> by default)</description></item>
+/// <item><term>3 BadInput</term><description>a missing or malformed input: the typed format exceptions
+/// (<see cref="DataFormatException"/> and its shard, vocabulary and corpus kinds; <see cref="FileFormatException"/>
+/// and its safetensors, config and checkpoint kinds), <see cref="TensorMismatchException"/>,
+/// <see cref="InvalidDataException"/>, <see cref="FileNotFoundException"/>, <see cref="DirectoryNotFoundException"/></description></item>
+/// <item><term>4 Io</term><description>an output that cannot be written: <see cref="DiskFullException"/>, any other
+/// <see cref="IOException"/>, <see cref="UnauthorizedAccessException"/>; a cancelled command</description></item>
+/// <item><term>5 NonFinite</term><description><see cref="NonFiniteException"/>: training diverged</description></item>
+/// <item><term>6 Device</term><description>the GPU or its driver failed: exceptions of the CUDA bindings (namespace
+/// Bert.Native), a missing native library</description></item>
+/// </list>
+/// Anything else is a bug: <see cref="ExitCodes.Internal"/> with the stack trace.
+/// </summary>
+internal static class CliErrors
+{
+    /// <summary>The user-facing error for <paramref name="e"/>, or null when it is a bug.</summary>
+    public static UserException? Translate(Exception e) => e switch
+    {
+        UserException u => u,
+        NonFiniteException => new UserException(e.Message, ExitCodes.NonFinite),
+        // The format exceptions first: DataFormatException is an IOException, and its message already names file, field and value.
+        DataFormatException or FileFormatException or TensorMismatchException or InvalidDataException
+            => new UserException(e.Message, ExitCodes.BadInput),
+        FileNotFoundException or DirectoryNotFoundException => new UserException(e.Message, ExitCodes.BadInput),
+        DiskFullException => new UserException(e.Message, ExitCodes.Io),
+        IOException or UnauthorizedAccessException => new UserException(e.Message, ExitCodes.Io),
+        OperationCanceledException => new UserException("cancelled", ExitCodes.Io),
+        DllNotFoundException or EntryPointNotFoundException => new UserException(e.Message, ExitCodes.Device),
+        _ when e.GetType().Namespace?.StartsWith("Bert.Native", StringComparison.Ordinal) == true
+            => new UserException(e.Message, ExitCodes.Device),
+        _ => null,
+    };
+}
