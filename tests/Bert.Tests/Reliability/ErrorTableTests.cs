@@ -111,7 +111,7 @@ public class ErrorTableTests
         C("pretrain: --data without --vocab", ExitCodes.Usage, ["pretrain", "--data", Data, "--seq", "16"], "--data needs --vocab"),
         C("pretrain: checkpoints without --resume", ExitCodes.Usage, PretrainOut(Run),
             "{d}/run/checkpoints", "--resume"),
-        C("pretrain: resume with other settings", ExitCodes.Usage, Resume(Run, "--lr", "0.002"), "--resume", "lr is 0.002", "{d}/run/checkpoints/step-000002", "0.001"),
+        C("pretrain: resume with other settings", ExitCodes.Usage, Resume(Run, "--lr", "0.002"), "--resume", "'lr' is 0.002", "{d}/run/checkpoints/step-000002", "0.001"),
 
         // ---- corpus and vocabulary files (3) ---------------------------------------------------------
         C("corpus: missing", ExitCodes.BadInput, ["vocab", "--corpus", "{d}/nope.txt", "--out", Out], "--corpus {d}/nope.txt", "not found"),
