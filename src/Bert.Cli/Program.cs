@@ -17,6 +17,9 @@ public static class Program
         root.Subcommands.Add(PrepareCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(ImportCommand.Create());
+        root.Subcommands.Add(FinetuneCommand.Create());
+        root.Subcommands.Add(FillMaskCommand.Create());
+        root.Subcommands.Add(EmbedCommand.Create());
         return root;
     }
 
