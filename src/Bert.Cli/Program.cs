@@ -20,6 +20,9 @@ public static class Program
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(ImportCommand.Create());
         root.Subcommands.Add(CheckKernelsCommand.Create(() => new Bert.Runtime.Cpu.CpuBackend()));
+        root.Subcommands.Add(FinetuneCommand.Create());
+        root.Subcommands.Add(FillMaskCommand.Create());
+        root.Subcommands.Add(EmbedCommand.Create());
         return root;
     }
 

@@ -73,7 +73,7 @@ internal sealed class CliTarget : FuzzTarget
         ];
     }
 
-    private static readonly HashSet<string> LongRunning = new(StringComparer.Ordinal) { "bench" };
+    private static readonly HashSet<string> LongRunning = new(StringComparer.Ordinal) { "bench", "finetune" };
 
     public override string Name => "cli";
     public override IReadOnlyList<byte[]> Seeds { get; }

@@ -1,0 +1,114 @@
+using System.Text.Json;
+using Bert.Runtime.Data;
+using Bert.Runtime.IO;
+using Bert.Runtime.Presets;
+
+namespace Bert.Runtime.FineTuning;
+
+/// <summary>
+/// Where pretrained weights come from: a checkpoint written by this project (a step-N directory, or a
+/// run's checkpoint root, whose newest complete checkpoint is used after its manifest checksums are
+/// verified) or a HuggingFace model directory (config.json, model.safetensors, vocab.txt).
+/// </summary>
+public sealed class PretrainedSource
+{
+    private const string VocabFile = "vocab.txt";
+    private const string TokenizerConfigFile = "tokenizer_config.json";
+
+    private PretrainedSource(string directory, ModelConfigFile config, long? step)
+    {
+        Directory = directory;
+        ConfigFile = config;
+        Step = step;
+    }
+
+    /// <summary>The directory the weights are read from.</summary>
+    public string Directory { get; }
+
+    public ModelConfigFile ConfigFile { get; }
+
+    /// <summary>The sizes in config.json (vocabulary included).</summary>
+    public ModelConfig Config => ConfigFile.Model;
+
+    /// <summary>The checkpoint's optimizer step; null for a HuggingFace directory.</summary>
+    public long? Step { get; }
+
+    public string WeightsPath => Path.Combine(Directory, HfInterop.WeightsFile);
+
+    public string VocabularyPath => Path.Combine(Directory, VocabFile);
+
+    /// <summary>Opens <paramref name="path"/> (see the class summary).</summary>
+    /// <exception cref="CheckpointFormatException">Neither a checkpoint nor a model directory, or a corrupt checkpoint.</exception>
+    /// <exception cref="ConfigFormatException">A malformed config.json.</exception>
+    public static PretrainedSource Open(string path, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string full = Path.GetFullPath(path);
+        if (!System.IO.Directory.Exists(full))
+            throw new CheckpointFormatException(full, "directory", "(absent)", "checkpoint directory does not exist");
+        if (CheckpointReader.FindLatest(full) is not null)
+        {
+            var ckpt = CheckpointReader.Open(full, verify: true, cancellationToken: cancellationToken);
+            return new PretrainedSource(ckpt.Directory, ckpt.ConfigFile, ckpt.Step);
+        }
+        string config = Path.Combine(full, ConfigJson.FileName);
+        if (File.Exists(config) && File.Exists(Path.Combine(full, HfInterop.WeightsFile)))
+            return new PretrainedSource(full, ConfigJson.Read(config), null);
+        throw new CheckpointFormatException(full, "directory", "(no checkpoint)",
+            "neither a checkpoint (a step-N directory with manifest.json, or a run's checkpoint root) " +
+            "nor a model directory with config.json and model.safetensors");
+    }
+
+    /// <summary>The vocabulary stored beside the weights.</summary>
+    /// <exception cref="FileNotFoundException">No vocab.txt in the directory.</exception>
+    public Vocabulary LoadVocabulary()
+    {
+        if (!File.Exists(VocabularyPath))
+            throw new FileNotFoundException($"{Directory}: no {VocabFile} beside the weights; the tokenizer needs the vocabulary the model was trained with", VocabularyPath);
+        var vocabulary = Vocabulary.Load(VocabularyPath);
+        if (vocabulary.Count != Config.VocabSize)
+            throw new InvalidDataException($"{VocabularyPath}: {vocabulary.Count} tokens, but config.json vocab_size is {Config.VocabSize}");
+        return vocabulary;
+    }
+
+    /// <summary>Whether text is lowercased and stripped of accents before WordPiece: tokenizer_config.json's
+    /// "do_lower_case" when present; otherwise uncased unless a vocabulary token (not a [SPECIAL]
+    /// one) holds an uppercase letter, which an uncased vocabulary never does.</summary>
+    public bool LowerCase(Vocabulary vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(vocabulary);
+        string tokenizerConfig = Path.Combine(Directory, TokenizerConfigFile);
+        if (File.Exists(tokenizerConfig))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllBytes(tokenizerConfig));
+                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("do_lower_case", out var v)
+                    && v.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                    return v.GetBoolean();
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{tokenizerConfig}: not valid JSON ({e.Message})", e);
+            }
+        }
+        foreach (var t in vocabulary.Tokens)
+        {
+            if (t.Length > 2 && t[0] == '[' && t[^1] == ']') continue;
+            foreach (char c in t)
+                if (char.IsUpper(c)) return false;
+        }
+        return true;
+    }
+
+    /// <summary>The preset size ("tiny" … "large") whose encoder matches config.json.</summary>
+    /// <exception cref="InvalidDataException">No preset has these sizes.</exception>
+    public string PresetSize()
+    {
+        var c = Config;
+        return FineTuningPresets.SizeOf(c) ?? throw new InvalidDataException(
+            $"{Path.Combine(Directory, ConfigJson.FileName)}: sizes L={c.Layers}, H={c.Hidden}, heads={c.Heads}, I={c.Intermediate}, " +
+            $"positions={c.MaxPositions}, segments={c.TypeVocabSize}, {c.HiddenActivation}, eps={c.LayerNormEps:G3} match no preset " +
+            $"({string.Join(", ", ModelPresets.Names)}); declare a model with these sizes to use it");
+    }
+}
