@@ -63,6 +63,7 @@ public class PretrainedLoadingTests
             "cls.predictions.transform.dense.bias", "cls.predictions.transform.dense.weight", "cls.seq_relationship.bias", "cls.seq_relationship.weight",
         }));
         Assert.That(report.Loaded, Has.Count.EqualTo(model.ParameterTable.Count - 2));
+        Assert.That(report.Describe(), Does.Contain("loaded 39 tensors, initialized 2, dropped 7\n  loaded      bert.embeddings (5), bert.encoder.layer.0-1 (32), bert.pooler (2)\n"));
 
         // Every shared tensor equals the checkpoint's, bit for bit.
         var pre = new float[ModelPresets.Get("tiny").TableFor(TinyCheckpoints.Vocabulary.Count).Sum(r => r.Count)];
