@@ -191,7 +191,7 @@ public static class FinetuneCommand
                         bestDir = FineTunedCheckpoint.Save(writer, model, tuner.Step, task == FineTuningTask.Span ? null : data.LabelNames,
                             vocabulary, lowerCase, cancellationToken: CancellationToken.None);
                     }
-                    log.WriteLine(string.Create(inv,
+                    Say(log, string.Create(inv,
                         $"epoch {epoch}: train loss {epochLoss / Math.Max(1, epochSteps):F4}; validation {v.Describe()}{(better ? " (best so far, saved)" : "")}"));
                     epochLoss = 0;
                     epochSteps = 0;
@@ -233,6 +233,14 @@ public static class FinetuneCommand
         log.WriteLine($"metrics: {metricsPath}; plot: {png}; results: {Path.Combine(outDir, "results.json")}; predictions of the best checkpoint on the {(data.Test is null ? "validation" : "test")} split: {Path.Combine(outDir, "predictions.tsv")}");
         if (!tuner.Finished) log.WriteLine($"stopped at step {tuner.Step} of {tuner.TotalSteps}");
         return ExitCodes.Ok;
+    }
+
+    /// <summary>A line printed while the progress bar runs: through Spectre's console on a terminal, so
+    /// it appears above the live bar instead of tearing it.</summary>
+    private static void Say(TextWriter log, string line)
+    {
+        if (ReferenceEquals(log, Console.Out) && ProgressDisplay.Interactive) Spectre.Console.AnsiConsole.WriteLine(line);
+        else log.WriteLine(line);
     }
 
     /// <summary>--windows for --data spam when not given.</summary>

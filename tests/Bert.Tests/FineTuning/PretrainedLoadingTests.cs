@@ -30,6 +30,9 @@ public class PretrainedLoadingTests
             Assert.That(table.Any(r => r.Name.StartsWith("bert.pooler.", StringComparison.Ordinal)), Is.EqualTo(p.Task == FineTuningTask.Classification),
                 $"{p.Config.Name}: HuggingFace keeps the pooler only for sequence classification");
             Assert.That(FineTuningPresets.SizeOf(p.Config), Is.EqualTo(p.Size));
+            // The checkpoint layout rule (bert import/export) agrees with the generated table, offsets included.
+            Assert.That(ParameterLayout.For(p.Config with { VocabSize = 1000 }).Select(r => (r.Name, r.ShapeText, r.Offset, r.Decay)),
+                Is.EqualTo(table.Select(r => (r.Name, r.ShapeText, r.Offset, r.Decay))), p.Config.Name);
             Assert.That(ConfigJson.Architecture(p.Config), Is.EqualTo(p.Task switch
             {
                 FineTuningTask.Classification => "BertForSequenceClassification",
