@@ -264,7 +264,8 @@ public static class FinetuneCommand
         $"{name} {split.Examples} examples" + (split.Features.Count != split.Examples ? $" ({split.Features.Count} rows)" : "")
         + (split.Features.Truncated > 0 ? $", {split.Features.Truncated} truncated" : "");
 
-    private sealed record LoadedData(TaskSplit Train, TaskSplit Validation, TaskSplit? Test, IReadOnlyList<string> LabelNames, string TrainOrigin);
+    private sealed record LoadedData(TaskSplit Train, TaskSplit Validation, TaskSplit? Test, IReadOnlyList<string> LabelNames, string TrainOrigin,
+        int Windows = 1);
 
     private static LoadedData LoadData(FinetuneSettings s, FineTuningTask task, BertTokenizer tokenizer, TextWriter log, CancellationToken ct)
     {
@@ -298,7 +299,7 @@ public static class FinetuneCommand
                 var index = LabelSets.Index(labels);
                 TaskSplit Make(List<ClassificationExample> x) =>
                     TaskSplit.ForClassification(x, Featurizer.Classification(x, index, tokenizer, s.MaxSeq, s.TailTokens ?? 0, windows));
-                return new LoadedData(Make(train), Make(validation), test is null ? null : Make(test), labels, origin);
+                return new LoadedData(Make(train), Make(validation), test is null ? null : Make(test), labels, origin, windows);
             }
             case FineTuningTask.TokenClassification:
             {
@@ -374,6 +375,12 @@ public static class FinetuneCommand
             w.WriteNumber("warmup", options.WarmupFraction);
             w.WriteNumber("weight_decay", options.Adam.WeightDecay);
             w.WriteNumber("max_seq", s.MaxSeq);
+            if (task == FineTuningTask.Classification)
+            {
+                w.WriteNumber("tail_tokens", s.TailTokens ?? 0);
+                w.WriteNumber("windows", data.Windows);
+            }
+            if (task == FineTuningTask.Span) w.WriteNumber("doc_stride", s.DocStride);
             w.WriteString("seed", s.Seed.ToString(CultureInfo.InvariantCulture));
             w.WriteStartArray("per_epoch");
             foreach (var (epoch, step, trainLoss, v) in epochs)
