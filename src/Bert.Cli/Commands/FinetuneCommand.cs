@@ -36,6 +36,8 @@ public static class FinetuneCommand
         var warmup = new Option<double>("--warmup") { Description = "fraction of the steps spent warming up", DefaultValueFactory = _ => 0.1 };
         var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW weight decay (not on LayerNorm weights and biases)", DefaultValueFactory = _ => 0.01f };
         var maxSeq = new Option<int>("--max-seq") { Description = "tokens per row, [CLS] and [SEP] included (longer texts are truncated; long sentences and contexts are split)", DefaultValueFactory = _ => 128 };
+        var tailTokens = new Option<int?>("--tail-tokens") { Description = "classify: a truncated text keeps its last N tokens besides its first max-seq−2−N (head+tail truncation; default 0: the head only)" };
+        var windows = new Option<int?>("--windows") { Description = "classify: cut a long text into up to N windows of max-seq tokens (the last one its end), train on each and average their logits (default 1: truncate; 4 with --data spam)" };
         var docStride = new Option<int>("--doc-stride") { Description = "span: word pieces between the starts of two context windows", DefaultValueFactory = _ => 128 };
         var seed = new Option<ulong>("--seed") { Description = "seed of the head's initialization, data order and dropout", DefaultValueFactory = _ => 42UL };
         var threads = new Option<int>("--threads") { Description = "CPU threads (0: all cores)", DefaultValueFactory = _ => 0 };
@@ -45,7 +47,7 @@ public static class FinetuneCommand
         var cmd = new Command("finetune", "fine-tune a pretrained checkpoint: sequence classification, token classification or span extraction")
         {
             task, checkpoint, data, validation, test, validationFraction, output, epochs, batch, micro, lr, warmup, weightDecay,
-            maxSeq, docStride, seed, threads, device, dataRoot,
+            maxSeq, tailTokens, windows, docStride, seed, threads, device, dataRoot,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new FinetuneSettings
         {
@@ -63,6 +65,8 @@ public static class FinetuneCommand
             Warmup = r.GetValue(warmup),
             WeightDecay = r.GetValue(weightDecay),
             MaxSeq = r.GetValue(maxSeq),
+            TailTokens = r.GetValue(tailTokens),
+            Windows = r.GetValue(windows),
             DocStride = r.GetValue(docStride),
             Seed = r.GetValue(seed),
             Threads = r.GetValue(threads),
@@ -187,7 +191,7 @@ public static class FinetuneCommand
                         bestDir = FineTunedCheckpoint.Save(writer, model, tuner.Step, task == FineTuningTask.Span ? null : data.LabelNames,
                             vocabulary, lowerCase, cancellationToken: CancellationToken.None);
                     }
-                    log.WriteLine(string.Create(inv,
+                    Say(log, string.Create(inv,
                         $"epoch {epoch}: train loss {epochLoss / Math.Max(1, epochSteps):F4}; validation {v.Describe()}{(better ? " (best so far, saved)" : "")}"));
                     epochLoss = 0;
                     epochSteps = 0;
@@ -231,6 +235,17 @@ public static class FinetuneCommand
         return ExitCodes.Ok;
     }
 
+    /// <summary>A line printed while the progress bar runs: through Spectre's console on a terminal, so
+    /// it appears above the live bar instead of tearing it.</summary>
+    private static void Say(TextWriter log, string line)
+    {
+        if (ReferenceEquals(log, Console.Out) && ProgressDisplay.Interactive) Spectre.Console.AnsiConsole.WriteLine(line);
+        else log.WriteLine(line);
+    }
+
+    /// <summary>--windows for --data spam when not given.</summary>
+    public const int SpamWindows = 4;
+
     private static int EvalBatch(int microBatch) => Math.Max(microBatch, 32);
 
     internal static PretrainedSource OpenCheckpoint(string path)
@@ -249,7 +264,8 @@ public static class FinetuneCommand
         $"{name} {split.Examples} examples" + (split.Features.Count != split.Examples ? $" ({split.Features.Count} rows)" : "")
         + (split.Features.Truncated > 0 ? $", {split.Features.Truncated} truncated" : "");
 
-    private sealed record LoadedData(TaskSplit Train, TaskSplit Validation, TaskSplit? Test, IReadOnlyList<string> LabelNames, string TrainOrigin);
+    private sealed record LoadedData(TaskSplit Train, TaskSplit Validation, TaskSplit? Test, IReadOnlyList<string> LabelNames, string TrainOrigin,
+        int Windows = 1);
 
     private static LoadedData LoadData(FinetuneSettings s, FineTuningTask task, BertTokenizer tokenizer, TextWriter log, CancellationToken ct)
     {
@@ -261,12 +277,15 @@ public static class FinetuneCommand
                 List<ClassificationExample>? test = null;
                 IReadOnlyList<string> labels;
                 string origin = s.Data;
+                int windows = s.Windows ?? 1;
                 if (s.Data == "spam")
                 {
+                    // Most messages are longer than a row: the built-in task reads up to four windows of each.
+                    windows = s.Windows ?? SpamWindows;
                     var spam = SpamAssassinCorpus.Load(s.DataRoot, ct);
                     (train, validation, test, labels) = (spam.Train, spam.Validation, spam.Test, spam.LabelNames);
                     origin = SpamAssassinCorpus.DataDirectory(s.DataRoot);
-                    log.WriteLine($"data: SpamAssassin corpus ({origin}), headers stripped; deterministic split by group: 70% train, 10% validation, 20% test");
+                    log.WriteLine($"data: SpamAssassin corpus ({origin}), headers stripped; deterministic split by group: 70% train, 10% validation, 20% test; up to {windows} windows per message");
                 }
                 else
                 {
@@ -278,8 +297,9 @@ public static class FinetuneCommand
                 if (labels.Count < 2)
                     throw new UserException($"{origin}: the training data has a single class ('{labels[0]}'); classification needs at least two", ExitCodes.BadInput);
                 var index = LabelSets.Index(labels);
-                TaskSplit Make(List<ClassificationExample> x) => TaskSplit.ForClassification(x, Featurizer.Classification(x, index, tokenizer, s.MaxSeq));
-                return new LoadedData(Make(train), Make(validation), test is null ? null : Make(test), labels, origin);
+                TaskSplit Make(List<ClassificationExample> x) =>
+                    TaskSplit.ForClassification(x, Featurizer.Classification(x, index, tokenizer, s.MaxSeq, s.TailTokens ?? 0, windows));
+                return new LoadedData(Make(train), Make(validation), test is null ? null : Make(test), labels, origin, windows);
             }
             case FineTuningTask.TokenClassification:
             {
@@ -355,6 +375,12 @@ public static class FinetuneCommand
             w.WriteNumber("warmup", options.WarmupFraction);
             w.WriteNumber("weight_decay", options.Adam.WeightDecay);
             w.WriteNumber("max_seq", s.MaxSeq);
+            if (task == FineTuningTask.Classification)
+            {
+                w.WriteNumber("tail_tokens", s.TailTokens ?? 0);
+                w.WriteNumber("windows", data.Windows);
+            }
+            if (task == FineTuningTask.Span) w.WriteNumber("doc_stride", s.DocStride);
             w.WriteString("seed", s.Seed.ToString(CultureInfo.InvariantCulture));
             w.WriteStartArray("per_epoch");
             foreach (var (epoch, step, trainLoss, v) in epochs)
@@ -401,6 +427,10 @@ public sealed record FinetuneSettings
     public double Warmup { get; init; } = 0.1;
     public float WeightDecay { get; init; } = 0.01f;
     public int MaxSeq { get; init; } = 128;
+    /// <summary>Head+tail truncation of single texts (classify); null: 0, the head only.</summary>
+    public int? TailTokens { get; init; }
+    /// <summary>Windows per long text (classify); null: 1, truncation.</summary>
+    public int? Windows { get; init; }
     public int DocStride { get; init; } = 128;
     public ulong Seed { get; init; } = 42;
     public int Threads { get; init; }
@@ -419,6 +449,8 @@ public sealed record FinetuneSettings
         if (!(WeightDecay >= 0) || float.IsInfinity(WeightDecay)) throw new UserException($"--weight-decay {WeightDecay.ToString(inv)}: must be non-negative");
         if (!(ValidationFraction > 0 && ValidationFraction < 1)) throw new UserException($"--validation-fraction {ValidationFraction.ToString(inv)}: must be in (0, 1)");
         if (MaxSeq < 8) throw new UserException($"--max-seq {MaxSeq}: must be at least 8");
+        if (TailTokens is { } tail && (tail < 0 || tail > MaxSeq - 2)) throw new UserException($"--tail-tokens {tail}: must be in [0, {MaxSeq - 2}] (max-seq − 2)");
+        if (Windows is < 1) throw new UserException($"--windows {Windows}: must be positive");
         if (DocStride < 1) throw new UserException($"--doc-stride {DocStride}: must be positive");
         if (Threads < 0) throw new UserException($"--threads {Threads}: must be 0 (all cores) or positive");
         if (Device is not ("auto" or "cpu" or "cuda")) throw new UserException($"--device {Device}: choose auto, cpu or cuda");

@@ -45,26 +45,28 @@ public sealed class Features
 /// <summary>Turns examples into <see cref="Features"/> with BERT's input conventions.</summary>
 public static class Featurizer
 {
-    /// <summary>[CLS] A [SEP] (B [SEP]); a pair is trimmed from the longer side (truncate_seq_pair),
-    /// a single text from its end.</summary>
+    /// <summary>[CLS] A [SEP] (B [SEP]); a pair is trimmed from the longer side (truncate_seq_pair).
+    /// A single text that does not fit is truncated at its end, or with <paramref name="tailTokens"/> &gt; 0
+    /// in its middle: the first maxSeq − 2 − tailTokens tokens and the last tailTokens are kept
+    /// ("head+tail", the best of the truncations compared by Sun et al. 2019, How to Fine-Tune BERT for
+    /// Text Classification?). With <paramref name="maxWindows"/> &gt; 1 a long single text is instead
+    /// cut into consecutive windows of maxSeq − 2 tokens, at most maxWindows of them, the last one
+    /// being the text's end; every window is a row with the example's label, and evaluation averages
+    /// the windows' logits.</summary>
     /// <param name="labelIndex">Class name → class id.</param>
     public static Features Classification(IReadOnlyList<ClassificationExample> examples, IReadOnlyDictionary<string, int> labelIndex,
-        BertTokenizer tokenizer, int maxSeq)
+        BertTokenizer tokenizer, int maxSeq, int tailTokens = 0, int maxWindows = 1)
     {
         if (maxSeq < 4) throw new ArgumentOutOfRangeException(nameof(maxSeq), maxSeq, "sequence length must be at least 4");
-        int n = examples.Count;
+        if (tailTokens < 0 || tailTokens > maxSeq - 2)
+            throw new ArgumentOutOfRangeException(nameof(tailTokens), tailTokens, $"tail tokens must be in [0, {maxSeq - 2}]");
+        if (maxWindows < 1) throw new ArgumentOutOfRangeException(nameof(maxWindows), maxWindows, "windows must be at least 1");
         var vocab = tokenizer.Vocabulary;
-        var f = new Features
-        {
-            Task = FineTuningTask.Classification, Count = n, Examples = n, Stride = maxSeq,
-            InputIds = new int[n * maxSeq], TokenTypes = new int[n * maxSeq], Lengths = new int[n],
-            Example = new int[n], Labels = new int[n],
-            Truncated = 0,
-        };
+        var rows = new List<(int Example, int Label, int[] Ids, int[] Types)>(examples.Count);
         int truncated = 0;
         var a = new List<int>();
         var b = new List<int>();
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < examples.Count; i++)
         {
             var e = examples[i];
             if (!labelIndex.TryGetValue(e.Label, out int label))
@@ -75,36 +77,65 @@ public static class Featurizer
             tokenizer.Encode(e.Text, a);
             if (e.TextPair is not null) tokenizer.Encode(e.TextPair, b);
             int budget = maxSeq - (e.TextPair is null ? 2 : 3);
+            if (e.TextPair is null && maxWindows > 1 && a.Count > budget)
+            {
+                int windows = (a.Count + budget - 1) / budget;
+                if (windows > maxWindows) truncated++;
+                for (int w = 0; w < Math.Min(windows, maxWindows); w++)
+                {
+                    // The last window ends where the text ends, whether or not the middle was skipped.
+                    int start = w == maxWindows - 1 || w == windows - 1 ? a.Count - budget : w * budget;
+                    rows.Add((i, label, Row(vocab, a.GetRange(start, budget), null), new int[budget + 2]));
+                }
+                continue;
+            }
             if (a.Count + b.Count > budget)
             {
                 truncated++;
+                if (e.TextPair is null && tailTokens > 0) a.RemoveRange(budget - tailTokens, a.Count - budget);
                 while (a.Count + b.Count > budget)
                 {
                     if (a.Count >= b.Count) a.RemoveAt(a.Count - 1);
                     else b.RemoveAt(b.Count - 1);
                 }
             }
-            var ids = f.InputIds.AsSpan(i * maxSeq, maxSeq);
-            var types = f.TokenTypes.AsSpan(i * maxSeq, maxSeq);
-            int t = 0;
-            ids[t++] = vocab.ClsId;
-            foreach (int id in a) ids[t++] = id;
-            ids[t++] = vocab.SepId;
-            if (e.TextPair is not null)
-            {
-                foreach (int id in b)
-                {
-                    types[t] = 1;
-                    ids[t++] = id;
-                }
-                types[t] = 1;
-                ids[t++] = vocab.SepId;
-            }
-            f.Lengths[i] = t;
-            f.Example[i] = i;
-            f.Labels![i] = label;
+            var ids = Row(vocab, a, e.TextPair is null ? null : b);
+            var types = new int[ids.Length];
+            if (e.TextPair is not null) types.AsSpan(a.Count + 2).Fill(1);
+            rows.Add((i, label, ids, types));
         }
-        return WithTruncated(f, truncated);
+
+        int n = rows.Count;
+        var f = new Features
+        {
+            Task = FineTuningTask.Classification, Count = n, Examples = examples.Count, Stride = maxSeq,
+            InputIds = new int[n * maxSeq], TokenTypes = new int[n * maxSeq], Lengths = new int[n],
+            Example = new int[n], Labels = new int[n], Truncated = truncated,
+        };
+        for (int r = 0; r < n; r++)
+        {
+            var row = rows[r];
+            row.Ids.CopyTo(f.InputIds, r * maxSeq);
+            row.Types.CopyTo(f.TokenTypes, r * maxSeq);
+            f.Lengths[r] = row.Ids.Length;
+            f.Example[r] = row.Example;
+            f.Labels![r] = row.Label;
+        }
+        return f;
+    }
+
+    /// <summary>[CLS] a [SEP], or [CLS] a [SEP] b [SEP].</summary>
+    private static int[] Row(Vocabulary vocab, List<int> a, List<int>? b)
+    {
+        var ids = new int[a.Count + 2 + (b is null ? 0 : b.Count + 1)];
+        int t = 0;
+        ids[t++] = vocab.ClsId;
+        foreach (int id in a) ids[t++] = id;
+        ids[t++] = vocab.SepId;
+        if (b is null) return ids;
+        foreach (int id in b) ids[t++] = id;
+        ids[t] = vocab.SepId;
+        return ids;
     }
 
     /// <summary>[CLS] pieces [SEP]; each word is labelled at its first piece. A sentence longer than a

@@ -136,18 +136,31 @@ public static class FineTuningEvaluator
         return result;
     }
 
-    private static (EvaluationResult, SplitPredictions) ScoreClassification(Features f, float[] logits, int heads, int classes)
+    /// <summary>Per example: the argmax of its rows' mean logits (one row unless a long text was cut into windows).</summary>
+    internal static (EvaluationResult, SplitPredictions) ScoreClassification(Features f, float[] logits, int heads, int classes)
     {
-        var predicted = new int[f.Count];
+        var sums = new double[f.Examples * classes];
+        var gold = new int[f.Examples];
         double loss = 0;
         for (int r = 0; r < f.Count; r++)
         {
             var row = logits.AsSpan(r * heads, heads);
-            predicted[r] = ArgMax(row[..classes]);
-            loss += CrossEntropy(row, f.Labels![r]);
+            int e = f.Example[r];
+            for (int c = 0; c < classes; c++) sums[e * classes + c] += row[c];
+            gold[e] = f.Labels![r];
+            loss += CrossEntropy(row, f.Labels[r]);
         }
-        var (accuracy, f1) = FineTuningMetrics.Classification(f.Labels, predicted, classes);
-        return (new EvaluationResult(f.Task, f.Count > 0 ? loss / f.Count : 0, accuracy, f1, f.Count), new SplitPredictions(predicted, null, null));
+        var predicted = new int[f.Examples];
+        for (int e = 0; e < f.Examples; e++)
+        {
+            var s = sums.AsSpan(e * classes, classes);
+            int best = 0;
+            for (int c = 1; c < classes; c++)
+                if (s[c] > s[best]) best = c;
+            predicted[e] = best;
+        }
+        var (accuracy, f1) = FineTuningMetrics.Classification(gold, predicted, classes);
+        return (new EvaluationResult(f.Task, f.Count > 0 ? loss / f.Count : 0, accuracy, f1, f.Examples), new SplitPredictions(predicted, null, null));
     }
 
     private static (EvaluationResult, SplitPredictions) ScoreTokens(Features f, IReadOnlyList<TaggedSentence> sentences, float[] logits,

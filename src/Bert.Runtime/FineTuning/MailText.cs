@@ -9,7 +9,8 @@ namespace Bert.Runtime.FineTuning;
 /// dropped, the body is split into its MIME parts (multipart/* recursively, by boundary), each text
 /// part is decoded from its transfer encoding (quoted-printable, base64) and charset, HTML parts are
 /// reduced to their text (script, style and comments dropped, tags replaced by spaces, entities
-/// decoded), and non-text parts (attachments, images) are left out. Malformed MIME falls back to the
+/// decoded), and non-text parts (attachments, images) are left out. Characters that cannot be decoded
+/// (U+FFFD in the input, non-ASCII bytes of a charset .NET has no table for) become '?'. Malformed MIME falls back to the
 /// raw body, so every message gives some text.
 /// </summary>
 public static partial class MailText
@@ -20,6 +21,9 @@ public static partial class MailText
         ArgumentNullException.ThrowIfNull(message);
         var sb = new StringBuilder();
         AppendPart(sb, message.Replace("\r\n", "\n", StringComparison.Ordinal), depth: 0);
+        // U+FFFD marks characters that could not be decoded (the corpus package decoded raw 8-bit text as
+        // UTF-8); the tokenizer would delete them silently, so they are shown as '?'.
+        sb.Replace('\uFFFD', '?');
         return Whitespace().Replace(sb.ToString(), m => m.Value.Contains('\n') ? "\n" : " ").Trim();
     }
 
@@ -164,20 +168,26 @@ public static partial class MailText
 
     private static string Decode(byte[] bytes, string charset)
     {
+        string name = charset.ToLowerInvariant();
         Encoding encoding;
         try
         {
-            encoding = charset.ToLowerInvariant() switch
+            encoding = name switch
             {
                 "utf-8" or "utf8" => new UTF8Encoding(false, false),
-                // Without the code-pages provider, windows-1252 and other single-byte sets read as Latin-1
-                // (identical for letters; only a few punctuation marks differ).
                 _ => Encoding.GetEncoding(charset) is { IsSingleByte: true } e && e.CodePage != 20127 ? e : Encoding.Latin1,
             };
         }
         catch (ArgumentException)
         {
-            encoding = Encoding.Latin1;
+            // .NET has no tables for most legacy charsets. The Western single-byte ones (windows-125x,
+            // iso-8859-x) read as Latin-1, which agrees on letters; the others (euc-kr, big5, gb2312,
+            // shift_jis, koi8-r, ...) would come out as accented garbage, so their non-ASCII bytes are
+            // shown as '?', as a mail reader without the charset shows them.
+            encoding = name.StartsWith("windows-125", StringComparison.Ordinal) || name.StartsWith("iso-8859", StringComparison.Ordinal)
+                       || name.StartsWith("cp125", StringComparison.Ordinal) || name.StartsWith("latin", StringComparison.Ordinal)
+                ? Encoding.Latin1
+                : Encoding.ASCII;
         }
         return encoding.GetString(bytes);
     }

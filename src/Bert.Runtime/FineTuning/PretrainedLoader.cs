@@ -20,10 +20,40 @@ public sealed record PretrainedLoadReport(string Source, IReadOnlyList<string> L
         var sb = new StringBuilder();
         sb.Append($"{Source}: loaded {Loaded.Count} tensors, initialized {Initialized.Count}, dropped {Dropped.Count}");
         if (Skipped.Count > 0) sb.Append($", skipped {Skipped.Count}");
+        if (Loaded.Count > 0) sb.Append("\n  loaded      ").Append(Summarize(Loaded));
         foreach (var n in Initialized) sb.Append("\n  initialized ").Append(n);
         foreach (var n in Dropped) sb.Append("\n  dropped     ").Append(n);
         foreach (var n in Skipped) sb.Append("\n  skipped     ").Append(n);
         return sb.ToString();
+    }
+
+    /// <summary>Tensor names grouped by module: "bert.embeddings (5), bert.encoder.layer.0-11 (192), bert.pooler (2)".</summary>
+    public static string Summarize(IEnumerable<string> names)
+    {
+        var groups = new List<(string Module, int Count)>();
+        var layers = new SortedSet<int>();
+        int layerTensors = 0;
+        foreach (var name in names)
+        {
+            var parts = name.Split('.');
+            if (parts.Length > 3 && parts[0] == "bert" && parts[1] == "encoder" && parts[2] == "layer" && int.TryParse(parts[3], out int layer))
+            {
+                layers.Add(layer);
+                layerTensors++;
+                continue;
+            }
+            string module = parts.Length > 2 ? parts[0] + "." + parts[1] : parts[0];
+            int i = groups.FindIndex(g => g.Module == module);
+            if (i < 0) groups.Add((module, 1));
+            else groups[i] = (module, groups[i].Count + 1);
+        }
+        if (layers.Count > 0)
+        {
+            string range = layers.Count == layers.Max - layers.Min + 1 ? $"{layers.Min}-{layers.Max}" : string.Join(",", layers);
+            int at = groups.FindIndex(g => g.Module == "bert.embeddings") + 1;
+            groups.Insert(at, ($"bert.encoder.layer.{range}", layerTensors));
+        }
+        return string.Join(", ", groups.Select(g => $"{g.Module} ({g.Count})"));
     }
 }
 

@@ -31,6 +31,34 @@ public class FeaturizerTests
     }
 
     [Test]
+    public void HeadPlusTailTruncationAndWindowsCoverBothEndsOfALongText()
+    {
+        var index = LabelSets.Index(["neg", "pos"]);
+        const string text = "the man went to the store and the film was very good it is great";  // 15 tokens
+        var f = Featurizer.Classification([new(text, null, "pos", "t:1")], index, Tokenizer, maxSeq: 8, tailTokens: 2);
+        Assert.That(Row(f, 0), Is.EqualTo(Ids("[CLS] the man went to is great [SEP]")));
+
+        // Windows of 6 tokens: 15 tokens need 3; with at most 2, the second is the text's end.
+        var w = Featurizer.Classification([new("a film", null, "neg", "t:1"), new(text, null, "pos", "t:2")], index, Tokenizer, maxSeq: 8, maxWindows: 2);
+        Assert.That((w.Count, w.Examples, w.Truncated), Is.EqualTo((3, 2, 1)));
+        Assert.That(w.Example, Is.EqualTo(new[] { 0, 1, 1 }));
+        Assert.That(w.Labels, Is.EqualTo(new[] { 0, 1, 1 }));
+        Assert.That(Row(w, 1), Is.EqualTo(Ids("[CLS] the man went to the store [SEP]")));
+        Assert.That(Row(w, 2), Is.EqualTo(Ids("[CLS] was very good it is great [SEP]")), "the last window ends with the text");
+        var all = Featurizer.Classification([new(text, null, "pos", "t:2")], index, Tokenizer, maxSeq: 8, maxWindows: 5);
+        Assert.That((all.Count, all.Truncated), Is.EqualTo((3, 0)));
+        Assert.That(Row(all, 1), Is.EqualTo(Ids("[CLS] and the film was very good [SEP]")));
+        Assert.That(Row(all, 2), Is.EqualTo(Ids("[CLS] was very good it is great [SEP]")), "the last window ends with the text");
+
+        // Evaluation averages the windows' logits per example: example 1's windows say (3, −3) and (−1, 4),
+        // whose mean (1, 0.5) picks class 0 although its last window alone would pick class 1.
+        float[] logits = [2f, 0f, 3f, -3f, -1f, 4f];
+        var (result, predictions) = FineTuningEvaluator.ScoreClassification(w, logits, heads: 2, classes: 2);
+        Assert.That(predictions.Classes, Is.EqualTo(new[] { 0, 0 }));
+        Assert.That((result.Examples, result.Accuracy), Is.EqualTo((2, 0.5)));
+    }
+
+    [Test]
     public void TokensLabelTheFirstPieceOfEachWordAndSplitLongSentencesAtWordBoundaries()
     {
         var tags = LabelSets.Index(["B-PER", "O"]);

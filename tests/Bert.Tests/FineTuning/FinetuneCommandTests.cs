@@ -56,6 +56,7 @@ public class FinetuneCommandTests
         Assert.That(results.GetProperty("per_epoch").GetArrayLength(), Is.EqualTo(2));
         Assert.That(results.GetProperty("labels").EnumerateArray().Select(e => e.GetString()), Is.EqualTo(new[] { "neg", "pos" }));
         Assert.That(results.GetProperty("test").GetProperty("examples").GetInt32(), Is.EqualTo(2));
+        Assert.That((results.GetProperty("windows").GetInt32(), results.GetProperty("tail_tokens").GetInt32()), Is.EqualTo((1, 0)));
         string best = results.GetProperty("best_checkpoint").GetString()!;
         var config = ConfigJson.Read(Path.Combine(best, "config.json"));
         Assert.That((config.Model.ClassificationLabels, config.LabelNames), Is.EqualTo((2, new[] { "neg", "pos" })));

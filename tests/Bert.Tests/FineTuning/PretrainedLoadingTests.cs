@@ -30,6 +30,9 @@ public class PretrainedLoadingTests
             Assert.That(table.Any(r => r.Name.StartsWith("bert.pooler.", StringComparison.Ordinal)), Is.EqualTo(p.Task == FineTuningTask.Classification),
                 $"{p.Config.Name}: HuggingFace keeps the pooler only for sequence classification");
             Assert.That(FineTuningPresets.SizeOf(p.Config), Is.EqualTo(p.Size));
+            // The checkpoint layout rule (bert import/export) agrees with the generated table, offsets included.
+            Assert.That(ParameterLayout.For(p.Config with { VocabSize = 1000 }).Select(r => (r.Name, r.ShapeText, r.Offset, r.Decay)),
+                Is.EqualTo(table.Select(r => (r.Name, r.ShapeText, r.Offset, r.Decay))), p.Config.Name);
             Assert.That(ConfigJson.Architecture(p.Config), Is.EqualTo(p.Task switch
             {
                 FineTuningTask.Classification => "BertForSequenceClassification",
@@ -63,6 +66,7 @@ public class PretrainedLoadingTests
             "cls.predictions.transform.dense.bias", "cls.predictions.transform.dense.weight", "cls.seq_relationship.bias", "cls.seq_relationship.weight",
         }));
         Assert.That(report.Loaded, Has.Count.EqualTo(model.ParameterTable.Count - 2));
+        Assert.That(report.Describe(), Does.Contain("loaded 39 tensors, initialized 2, dropped 7\n  loaded      bert.embeddings (5), bert.encoder.layer.0-1 (32), bert.pooler (2)\n"));
 
         // Every shared tensor equals the checkpoint's, bit for bit.
         var pre = new float[ModelPresets.Get("tiny").TableFor(TinyCheckpoints.Vocabulary.Count).Sum(r => r.Count)];
