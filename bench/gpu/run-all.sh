@@ -1,34 +1,77 @@
 #!/usr/bin/env bash
-# One call on the GPU machine runs every GPU check of the open issues and leaves raw logs in $OUT
+# One call on the GPU machine runs the GPU checks of the open issues and leaves raw logs in $OUT
 # (or ./gpu-out): the GPU tests, compute-sanitizer over them, bert check-kernels (fp32 and bf16),
 # a short bert pretrain --device cuda, bert bench for BERT-base/large at S=128/512 beside the
-# transformers peer, and the HF parity script. Prepare here first: ../shared/device/pack
-# Run there:   bash bench/gpu/run-all.sh    (through .device/run, which sets up .NET and CUDA paths)
+# transformers peer, and the HF parity script. Every stage has its own time limit, so one hang
+# cannot eat the call; every log is also packed into $OUT/logs.tar.gz (the device tool returns
+# at most 8 files).
+#
+# Prepare here first:  RuntimeIdentifier=linux-x64 ../shared/device/pack
+# Run there:           bash .device/run bash bench/gpu/run-all.sh
+# Choose stages:       STAGES="tests kernels pretrain bench hf parity sanitizer" (default: all but sanitizer)
 set -uo pipefail
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 app=${APP:-.device/app}
+stages=" ${STAGES:-tests kernels pretrain bench hf parity} "
 commit=$(git rev-parse HEAD 2>/dev/null || cat .device/commit 2>/dev/null || echo unknown)
 log() { echo "== $(date -u +%FT%TZ) commit $commit: $*" | tee -a "$out/summary.log"; }
+want() { [[ "$stages" == *" $1 "* ]]; }
+# run LIMIT LOGFILE COMMAND...: runs with a time limit, appends the command line and its output to the log.
+run() {
+  local limit=$1 file=$2; shift 2
+  echo "\$ $*" >> "$out/$file"
+  timeout --kill-after=10 "$limit" "$@" >> "$out/$file" 2>&1
+  local rc=$?
+  echo "[exit $rc]" >> "$out/$file"
+  echo "   exit $rc ($file)" | tee -a "$out/summary.log"
+  return $rc
+}
 
-log "GPU tests"
-dotnet "$app/Bert.Tests.dll" --filter "TestCategory=Gpu" 2>&1 | tee "$out/gpu-tests.log" | tail -n 8
-log "compute-sanitizer memcheck over the GPU tests"
-compute-sanitizer --tool memcheck --print-limit 20 dotnet "$app/Bert.Tests.dll" --filter "TestCategory=Gpu" > "$out/sanitizer.log" 2>&1
-grep -E "ERROR SUMMARY|total:|failed:" "$out/sanitizer.log" | tee -a "$out/summary.log"
-log "check-kernels"
-dotnet "$app/bert.dll" check-kernels 2>&1 | tee "$out/check-kernels.log" | tail -n 40
-log "pretrain --device cuda (short)"
-dotnet "$app/bert.dll" pretrain --device cuda --steps 200 --out /tmp/pt-cuda --data-root /tmp/bert-data 2>&1 | tail -n 12 | tee "$out/pretrain-cuda.log"
-for cfg in "base 128 20 256" "base 512 80 32" "large 128 20 256" "large 512 80 32"; do
-  set -- $cfg
-  log "bert bench $1 S=$2 B=$4"
-  dotnet "$app/bert.dll" bench --device cuda --preset "$1" --seq "$2" --predictions "$3" --batch "$4" --steps 10 --breakdown \
-    --json "$out/bench-$1-$2.json" 2>&1 | tee -a "$out/bench.log" | tail -n 14
-  log "transformers peer $1 S=$2 B=$4"
-  python3 bench/reference/hf_gpu_step.py --preset "$1" --seq "$2" --predictions "$3" --batch "$4" 2>&1 | tee -a "$out/hf-peer.log" | tail -n 3
-done
-log "HF parity (transformers loads our export)"
-python3 bench/reference/parity/hf_parity.py --model bench/results/parity/odd/model --inputs bench/results/parity/odd/inputs.json \
-  --expected bench/results/parity/odd/bert.json --device cuda --report "$out/hf-parity.json" 2>&1 | tee "$out/hf-parity.log" | tail -n 20
+log "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
+if want tests; then
+  log "GPU tests"
+  run "${TESTS_LIMIT:-300}" gpu-tests.log dotnet "$app/Bert.Tests.dll" --filter "TestCategory=Gpu"
+  grep -E "^(failed|Test run summary|  total|  failed|  succeeded|  skipped)|failed .*\(" "$out/gpu-tests.log" | head -n 60 | tee -a "$out/summary.log"
+fi
+if want kernels; then
+  log "check-kernels"
+  run 120 check-kernels.log dotnet "$app/bert.dll" check-kernels
+  run 120 check-kernels.log dotnet "$app/bert.dll" check-kernels --precision bf16
+  tail -n 50 "$out/check-kernels.log"
+fi
+if want pretrain; then
+  log "pretrain --device cuda (short)"
+  run 240 pretrain-cuda.log dotnet "$app/bert.dll" pretrain --device cuda --steps 200 --out /tmp/pt-cuda --data-root data
+  tail -n 20 "$out/pretrain-cuda.log"
+fi
+if want bench; then
+  for cfg in ${BENCH_CONFIGS:-"base:128:20:256" "base:512:80:32" "large:128:20:256" "large:512:80:32"}; do
+    IFS=: read -r preset seq pred batch <<< "$cfg"
+    log "bert bench $preset S=$seq B=$batch"
+    run 150 bench.log dotnet "$app/bert.dll" bench --device cuda --preset "$preset" --seq "$seq" --predictions "$pred" \
+      --batch "$batch" --steps 10 --breakdown --json "$out/bench-$preset-$seq.json"
+    tail -n 16 "$out/bench.log"
+    if want hf; then
+      log "transformers peer $preset S=$seq B=$batch"
+      PYTHONUNBUFFERED=1 run 240 hf-peer.log python3 bench/reference/hf_gpu_step.py --preset "$preset" --seq "$seq" \
+        --predictions "$pred" --batch "$batch"
+      tail -n 3 "$out/hf-peer.log"
+    fi
+  done
+fi
+if want parity; then
+  log "HF parity (transformers loads our export)"
+  PYTHONUNBUFFERED=1 run 180 hf-parity.log python3 bench/reference/parity/hf_parity.py --model bench/results/parity/odd/model \
+    --inputs bench/results/parity/odd/inputs.json --expected bench/results/parity/odd/bert.json --device cuda \
+    --report "$out/hf-parity.json"
+  tail -n 20 "$out/hf-parity.log"
+fi
+if want sanitizer; then
+  log "compute-sanitizer memcheck over the GPU tests"
+  run "${SANITIZER_LIMIT:-400}" sanitizer.log compute-sanitizer --tool memcheck --print-limit 20 --target-processes all \
+    dotnet "$app/Bert.Tests.dll" --filter "TestCategory=Gpu"
+  grep -E "ERROR SUMMARY|total:|failed:|succeeded:" "$out/sanitizer.log" | tee -a "$out/summary.log"
+fi
 log "done"
+(cd "$out" && tar -czf logs.tar.gz --exclude=logs.tar.gz ./*.log ./*.json 2>/dev/null)
