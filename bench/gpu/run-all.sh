@@ -15,6 +15,10 @@ mkdir -p "$out"
 app=${APP:-.device/app}
 stages=" ${STAGES:-tests kernels pretrain bench hf parity} "
 commit=$(git rev-parse HEAD 2>/dev/null || cat .device/commit 2>/dev/null || echo unknown)
+# .device/run puts every directory holding a libcuda on the path, CUDA's forward-compatibility copy
+# (cuda/compat) included; on a newer driver that copy fails cuInit with error 803, for torch too.
+strip_compat() { echo "${1:-}" | tr ':' '\n' | grep -vE '/(compat|stubs)/?$' | paste -sd: -; }
+export LD_LIBRARY_PATH=$(strip_compat "${LD_LIBRARY_PATH:-}") BERT_CUDA_LIBRARY_PATH=$(strip_compat "${BERT_CUDA_LIBRARY_PATH:-}")
 log() { echo "== $(date -u +%FT%TZ) commit $commit: $*" | tee -a "$out/summary.log"; }
 want() { [[ "$stages" == *" $1 "* ]]; }
 # run LIMIT LOGFILE COMMAND...: runs with a time limit, appends the command line and its output to the log.
@@ -28,6 +32,7 @@ run() {
   return $rc
 }
 
+log "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 log "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
 if want tests; then
   log "GPU tests"

@@ -64,6 +64,9 @@ internal static class NativeLibraries
             if (usable.Length > 0) names = usable;
         }
         var order = new List<string>();
+        // The driver library must match the kernel module: the loader's copy (the installed driver) comes
+        // first; directories of the variable may hold a toolkit's forward-compatibility copy.
+        if (logical == Cuda) order.AddRange(names);
         var env = Environment.GetEnvironmentVariable(PathVariable);
         if (!string.IsNullOrWhiteSpace(env))
         {
@@ -71,7 +74,7 @@ internal static class NativeLibraries
                 foreach (var name in names)
                     order.Add(Path.Combine(dir, name));
         }
-        order.AddRange(names);
+        if (logical != Cuda) order.AddRange(names);
         return order;
     }
 
@@ -126,6 +129,13 @@ internal static class NativeLibraries
                 {
                     if (NativeLibrary.TryLoad(candidate, out var h))
                     {
+                        // A driver library that does not match the kernel module (CUDA's forward-compatibility
+                        // copy under cuda/compat on a newer driver, or a stub) loads but fails cuInit: skip it.
+                        if (logical == Cuda && !DriverUsable(h))
+                        {
+                            NativeLibrary.Free(h);
+                            continue;
+                        }
                         result = new Result(h, candidate, tried);
                         break;
                     }
@@ -136,6 +146,18 @@ internal static class NativeLibraries
             pathOrReason = handle != 0 ? result.Path : NotFoundMessage(logical, result.Tried);
             return handle != 0;
         }
+    }
+
+    private const int CudaErrorSystemDriverMismatch = 803, CudaErrorCompatNotSupported = 804, CudaErrorStubLibrary = 34;
+
+    /// <summary>False when <paramref name="handle"/> is a libcuda that cannot drive this machine's kernel module.
+    /// Other cuInit failures (no device, say) keep the library, so that the error reaches the user.</summary>
+    private static bool DriverUsable(nint handle)
+    {
+        if (!NativeLibrary.TryGetExport(handle, "cuInit", out var export)) return false;
+        int status;
+        unsafe { status = ((delegate* unmanaged<uint, int>)export)(0); }
+        return status is not (CudaErrorSystemDriverMismatch or CudaErrorCompatNotSupported or CudaErrorStubLibrary);
     }
 
     /// <summary>The loaded file of a logical library, or why it could not be loaded.</summary>

@@ -64,6 +64,12 @@ public class KernelCompileTests
             Assert.That(order.Skip(6), Is.EqualTo(new[] { "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2" }));
             Assert.That(NativeLibraries.SearchOrder(NativeLibraries.Cublas).Skip(4),
                 Is.EqualTo(new[] { "libcublas.so.13", "libcublas.so.12" }));
+            // The driver library must match the kernel module, so the loader's (installed) copy comes first and
+            // a toolkit's forward-compatibility copy in the variable's directories only after it.
+            Assert.That(NativeLibraries.SearchOrder(NativeLibraries.Cuda), Is.EqualTo(new[]
+            {
+                "libcuda.so.1", "libcuda.so", "/opt/a/libcuda.so.1", "/opt/a/libcuda.so", "/opt/b/libcuda.so.1", "/opt/b/libcuda.so",
+            }));
         }
         finally
         {
