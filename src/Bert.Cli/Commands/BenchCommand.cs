@@ -34,23 +34,32 @@ public static class BenchCommand
         var threads = new Option<int>("--threads") { Description = "CPU threads (0: all cores)", DefaultValueFactory = _ => 0 };
         var breakdown = new Option<bool>("--breakdown") { Description = "also time every op (one extra, synchronized step)" };
         var torch = new Option<bool>("--torch") { Description = "run the PyTorch CPU reference (bench/reference/torch_cpu_step.py) alongside" };
+        var precision = Backends.PrecisionOption();
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var cmd = new Command("bench", "time pretraining steps of a preset; compare with PyTorch")
         {
-            preset, device, batch, seq, predictions, vocab, steps, warmup, threads, breakdown, torch, json,
+            preset, device, batch, seq, predictions, vocab, steps, warmup, threads, breakdown, torch, json, precision,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(r.GetValue(preset)!, r.GetValue(device)!, r.GetValue(batch), r.GetValue(seq),
             r.GetValue(predictions) ?? PretrainingDataOptions.DefaultMaxPredictions(r.GetValue(seq)), r.GetValue(vocab),
-            r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads), r.GetValue(breakdown), r.GetValue(torch), r.GetValue(json))));
+            r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads), r.GetValue(breakdown), r.GetValue(torch), r.GetValue(json), r.GetValue(precision)!)));
         return cmd;
     }
 
     public sealed record Result(string Preset, string Device, int Batch, int Seq, int Predictions, int Vocab, int Threads,
         double MedianStepSeconds, double SequencesPerSecond, double TokensPerSecond, double TeraFlops, double? Mfu,
-        IReadOnlyList<(string Op, double Seconds, long Calls)> Breakdown, double? TorchStepSeconds);
+        IReadOnlyList<(string Op, double Seconds, long Calls)> Breakdown, double? TorchStepSeconds)
+    {
+        /// <summary>bf16 or fp32: the backend's compute type.</summary>
+        public string Precision { get; init; } = "f32";
+
+        /// <summary>Device memory in use after the timed steps (total − free as the driver reports it, so the
+        /// CUDA context is included); every buffer is allocated before the first step, so this is the peak.</summary>
+        public long? DeviceMemoryBytes { get; init; }
+    }
 
     public static int Run(string presetName, string deviceName, int batch, int seq, int predictions, int vocab, int steps, int warmup,
-        int threads, bool breakdown, bool torch, string? jsonPath)
+        int threads, bool breakdown, bool torch, string? jsonPath, string precision = "auto")
     {
         if (!ModelPresets.TryGet(presetName, out var preset))
             throw new UserException($"--preset {presetName}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
@@ -60,7 +69,7 @@ public static class BenchCommand
         if (vocab < 8) throw new UserException($"--vocab-size {vocab}: must be at least 8");
         if (steps < 1) throw new UserException($"--steps {steps}: must be positive");
 
-        using var backend = Backends.Create(deviceName, threads);
+        using var backend = Backends.Create(deviceName, threads, precision);
         using var model = preset.Create(backend, batch, seq, predictions, vocab);
         model.InitializeParameters(1);
         model.Seed = 1;
@@ -96,6 +105,7 @@ public static class BenchCommand
         Array.Sort(times);
         double median = times[steps / 2];
 
+        long? deviceMemory = backend is Bert.Native.CudaBackend cudaBackend ? cudaBackend.MemoryInfo() is var (free, total) ? total - free : null : null;
         IReadOnlyList<(string, double, long)> ops = [];
         if (breakdown)
         {
@@ -115,7 +125,11 @@ public static class BenchCommand
         bool gpu = !backend.Name.StartsWith("cpu", StringComparison.Ordinal);
         double? torchStep = torch ? RunTorch(presetName, batch, seq, predictions, vocab, threads, steps) : null;
         var result = new Result(presetName, backend.Name, batch, seq, predictions, vocab, threads, median, batch / median,
-            batch * seq / median, achieved / 1e12, gpu ? achieved / H100PeakFlops : null, ops, torchStep);
+            batch * seq / median, achieved / 1e12, gpu ? achieved / H100PeakFlops : null, ops, torchStep)
+        {
+            Precision = backend.ComputeType == DType.BF16 ? "bf16" : "f32",
+            DeviceMemoryBytes = deviceMemory,
+        };
         Print(result);
         if (jsonPath is not null) WriteJson(result, jsonPath);
         return ExitCodes.Ok;
@@ -206,11 +220,13 @@ public static class BenchCommand
         var table = new Table().AddColumns("metric", "value");
         table.AddRow("model", Markup.Escape($"{r.Preset}, B={r.Batch}, S={r.Seq}, P={r.Predictions}, V={r.Vocab}"));
         table.AddRow("device", Markup.Escape(r.Device));
+        table.AddRow("precision", r.Precision);
         table.AddRow("median step", string.Create(inv, $"{r.MedianStepSeconds * 1e3:F2} ms"));
         table.AddRow("sequences/s", string.Create(inv, $"{r.SequencesPerSecond:F1}"));
         table.AddRow("tokens/s", string.Create(inv, $"{r.TokensPerSecond:F0}"));
         table.AddRow("achieved", string.Create(inv, $"{r.TeraFlops * 1e3:F1} GFLOP/s"));
         if (r.Mfu is { } mfu) table.AddRow("MFU (vs 989.4 TFLOP/s)", string.Create(inv, $"{mfu:P1}"));
+        if (r.DeviceMemoryBytes is { } mem) table.AddRow("GPU memory in use (peak)", string.Create(inv, $"{mem / (double)(1L << 30):F2} GiB"));
         if (r.TorchStepSeconds is { } ts)
         {
             table.AddRow("PyTorch step (same machine)", string.Create(inv, $"{ts * 1e3:F2} ms"));
@@ -235,6 +251,8 @@ public static class BenchCommand
             w.WriteStartObject();
             w.WriteString("preset", r.Preset);
             w.WriteString("device", r.Device);
+            w.WriteString("precision", r.Precision);
+            if (r.DeviceMemoryBytes is { } mem) w.WriteNumber("device_memory_bytes", mem);
             w.WriteNumber("batch", r.Batch);
             w.WriteNumber("seq", r.Seq);
             w.WriteNumber("predictions", r.Predictions);

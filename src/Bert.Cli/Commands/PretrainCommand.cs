@@ -37,6 +37,7 @@ public static class PretrainCommand
         var seed = new Option<ulong>("--seed") { Description = "seed of initialization, dropout and data order", DefaultValueFactory = _ => 42UL };
         var threads = new Option<int>("--threads") { Description = "CPU threads (0: all cores)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => "auto" };
+        var precision = Backends.PrecisionOption();
         var checkpointEvery = new Option<long>("--checkpoint-every") { Description = "steps between checkpoints (0: only at the end)", DefaultValueFactory = _ => 100 };
         var keep = new Option<int>("--keep") { Description = "checkpoints kept", DefaultValueFactory = _ => 3 };
         var evalSequences = new Option<long>("--eval-sequences") { Description = "held-out sequences evaluated at the end", DefaultValueFactory = _ => 2000 };
@@ -46,7 +47,7 @@ public static class PretrainCommand
         var cmd = new Command("pretrain", "pretrain BERT (MLM + NSP); with no options, the default job on the Brown corpus")
         {
             preset, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab,
-            output, resume, seed, threads, device, checkpointEvery, keep, evalSequences, dataRoot, vocabSize,
+            output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
         {
@@ -69,6 +70,7 @@ public static class PretrainCommand
             Seed = r.GetValue(seed),
             Threads = r.GetValue(threads),
             Device = r.GetValue(device)!,
+            Precision = r.GetValue(precision)!,
             CheckpointEvery = r.GetValue(checkpointEvery),
             Keep = r.GetValue(keep),
             EvalSequences = r.GetValue(evalSequences),
@@ -132,7 +134,7 @@ public static class PretrainCommand
             }
 
             // ---- device and model ------------------------------------------------------------
-            using var backend = Backends.Create(s.Device, s.Threads);
+            using var backend = Backends.Create(s.Device, s.Threads, s.Precision);
             int maxMicro = phases.Max(p => p.MicroBatch), maxSeq = phases.Max(p => p.SeqLength), maxPred = phases.Max(p => p.MaxPredictions);
             using var model = preset.Create(backend, maxMicro, maxSeq, maxPred, vocabulary.Count);
             var schedule = LearningRateSchedule.Create(s.LearningRate, s.Warmup ?? s.Steps / 10, s.Steps);
@@ -320,6 +322,7 @@ public sealed record PretrainSettings
     public ulong Seed { get; init; } = 42;
     public int Threads { get; init; }
     public string Device { get; init; } = "auto";
+    public string Precision { get; init; } = "auto";
     public long CheckpointEvery { get; init; } = 100;
     public int Keep { get; init; } = 3;
     public long EvalSequences { get; init; } = 2000;
