@@ -10,8 +10,10 @@
 # Run there:           bash .device/run bash bench/gpu/run-all.sh
 # Choose stages:       STAGES="tests kernels pretrain bench hf parity sanitizer" (default: all but sanitizer)
 set -uo pipefail
-out=${OUT:-gpu-out}
-mkdir -p "$out"
+# Logs go to a work folder; $OUT receives summary.log and logs.tar.gz (the device tool returns at most 8 files).
+final=${OUT:-gpu-out}
+out=$(mktemp -d /tmp/gpu-logs.XXXX)
+mkdir -p "$final"
 app=${APP:-.device/app}
 stages=" ${STAGES:-tests kernels pretrain bench hf parity} "
 commit=$(cat .device/commit 2>/dev/null || git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -84,4 +86,5 @@ if want sanitizer; then
   grep -E "ERROR SUMMARY|total:|failed:|succeeded:" "$out/sanitizer.log" | tee -a "$out/summary.log"
 fi
 log "done"
-(cd "$out" && tar -czf logs.tar.gz --exclude=logs.tar.gz ./*.log ./*.json 2>/dev/null)
+(cd "$out" && tar -czf "$final/logs.tar.gz" ./*.log ./*.json 2>/dev/null)
+cp "$out/summary.log" "$final/summary.log"

@@ -1,7 +1,9 @@
 using Bert.Native;
 using Bert.Runtime;
+using Bert.Runtime.Data;
 using Bert.Runtime.Presets;
 using Bert.Runtime.Training;
+using Bert.Tests.Data;
 using NUnit.Framework;
 using static Bert.Tests.Training.TrainingHelpers;
 
@@ -25,16 +27,35 @@ public class GpuTrainingTests
 
     private sealed record Run(List<StepReport> Reports, float[] FirstGradient);
 
-    /// <summary><paramref name="steps"/> steps of <paramref name="preset"/> with dropout as the preset has it
-    /// (0.1), batch 8, 10% of the steps at S=64; weights, data order and dropout from fixed seeds.</summary>
-    private static Run Train(IBackend backend, string preset, int steps, double lr)
+    /// <summary>A corpus of 4,000 synthetic documents at S=32 (about 20,000 instances): random syllables
+    /// have an entropy floor, so 2,000 steps of batch 8 (less than one epoch) cannot memorize it and the
+    /// loss stays meaningful to compare.</summary>
+    private static readonly Lazy<string> LargeData = new(() =>
     {
-        var datasets = TrainerTests.Datasets();
+        string root = TrainingData.NewDirectory("large");
+        PretrainingDataBuilder.Build(SyntheticCorpus.Tokenized(4000, 8, seed: 31), "synthetic-large", TrainingData.Vocab,
+            new PretrainingDataOptions { SeqLength = TrainingData.ShortSeq, DupeFactor = 1, Seed = 3 },
+            PretrainingDataBuilder.DatasetDirectory(root, TrainingData.ShortSeq));
+        return root;
+    });
+
+    /// <summary><paramref name="steps"/> steps of <paramref name="preset"/> with dropout as the preset has it
+    /// (0.1), batch 8, 10% of the steps at S=64 (all at S=32 on the large corpus); weights, data order and
+    /// dropout from fixed seeds.</summary>
+    private static Run Train(IBackend backend, string preset, int steps, double lr, bool large = false)
+    {
+        var datasets = large
+            ? new Dictionary<string, PretrainingDataset>
+            {
+                [$"seq{TrainingData.ShortSeq}"] = PretrainingDataset.Open(
+                    PretrainingDataBuilder.DatasetDirectory(LargeData.Value, TrainingData.ShortSeq), TrainingData.Vocab),
+            }
+            : TrainerTests.Datasets();
         try
         {
             using var model = ModelPresets.Create(preset, backend, 8, TrainingData.LongSeq, TrainingData.LongPredictions, TrainingData.Vocab.Count);
             model.InitializeParameters(21);
-            var phases = TrainerTests.Phases(steps, steps >= 10 ? 0.1 : 0, 8, 8, 4, 4);
+            var phases = TrainerTests.Phases(steps, steps >= 10 && !large ? 0.1 : 0, 8, 8, 4, 4);
             using var trainer = new Trainer(model, phases, datasets, LearningRateSchedule.Create(lr, steps / 10, steps), new AdamWOptions(), seed: 5);
             var reports = new List<StepReport>(steps);
             float[]? first = null;
@@ -106,13 +127,13 @@ public class GpuTrainingTests
     {
         const int steps = 2000, width = 100;
         using var f32 = Gpu(DType.F32);
-        var a = Windows(Train(f32, "mini", steps, 5e-4).Reports, width);
+        var a = Windows(Train(f32, "mini", steps, 5e-4, large: true).Reports, width);
         using var bf16 = Gpu(DType.BF16);
-        var b = Windows(Train(bf16, "mini", steps, 5e-4).Reports, width);
+        var b = Windows(Train(bf16, "mini", steps, 5e-4, large: true).Reports, width);
         TestContext.Progress.WriteLine("window  fp32     bf16     rel");
         for (int w = 0; w < a.Length; w++)
             TestContext.Progress.WriteLine($"{w * width,6}  {a[w]:F4}  {b[w]:F4}  {Math.Abs(b[w] - a[w]) / a[w]:e2}");
-        Assert.That(a[^1], Is.LessThan(0.8 * a[0]), "the fp32 run must learn for the comparison to mean anything");
+        Assert.That(a[^1], Is.LessThan(0.9 * a[0]), "the fp32 run must learn for the comparison to mean anything");
         for (int w = 0; w < a.Length; w++)
             Assert.That(Math.Abs(b[w] - a[w]) / a[w], Is.LessThanOrEqualTo(0.02), $"steps {w * width}..{(w + 1) * width - 1}");
     }
