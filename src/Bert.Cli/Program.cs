@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using Bert.Cli.Commands;
 
 namespace Bert.Cli;
@@ -41,6 +42,11 @@ public static class Program
                 Console.Error.WriteLine($"run '{command} --help' for the options");
                 return ExitCodes.Usage;
             }
+            if (EmptyValue(parse) is { } empty)
+            {
+                Console.Error.WriteLine($"bert: error: {empty.Option} '{empty.Value}': expects a value (a path, name or number), not a blank string");
+                return ExitCodes.Usage;
+            }
             // Without this, System.CommandLine's default handler catches exceptions first, prints a
             // stack trace and exits 1 instead of the documented exit code.
             return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
@@ -55,5 +61,16 @@ public static class Program
             Console.Error.WriteLine($"bert: internal error (please report it): {e}");
             return ExitCodes.Internal;
         }
+    }
+
+    /// <summary>The first string option given an empty or blank value (<c>--out ''</c>), which every
+    /// path API rejects with an ArgumentException deep inside a command; null when there is none.</summary>
+    private static (string Option, string Value)? EmptyValue(ParseResult parse)
+    {
+        foreach (var child in parse.CommandResult.Children)
+            if (child is OptionResult { Option.ValueType: var type } option && type == typeof(string)
+                && option.Tokens.FirstOrDefault(t => string.IsNullOrWhiteSpace(t.Value)) is { } blank)
+                return (option.Option.Name, blank.Value);
+        return null;
     }
 }

@@ -65,6 +65,7 @@ internal sealed class CrashTestHarness
     private readonly string _vocab;
     private readonly Random _random;
     private readonly TextWriter _log;
+    private readonly ConditionalWeakTable<Process, StringBuilder> _stderr = new();
 
     public CrashTestHarness(string work, int seed, TextWriter log)
     {
@@ -277,8 +278,6 @@ internal sealed class CrashTestHarness
         process.WaitForExit();
         return (process.ExitCode, string.Join("\n", lines), TailOfStderr(process), clock.Elapsed.TotalSeconds);
     }
-
-    private readonly ConditionalWeakTable<Process, StringBuilder> _stderr = new();
 
     private Process Start(string[] args, ConcurrentQueue<string> stdout)
     {

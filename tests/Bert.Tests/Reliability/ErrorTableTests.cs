@@ -95,6 +95,8 @@ public class ErrorTableTests
         C("prepare: masked-lm-prob 0", ExitCodes.Usage, Prepare("--masked-lm-prob", "0"), "--masked-lm-prob 0", "(0, 1]"),
         C("prepare: shard size 0", ExitCodes.Usage, Prepare("--shard-size", "0"), "--shard-size 0", "positive"),
         C("prepare: seed not a number", ExitCodes.Usage, Prepare("--seed", "-1"), "'-1'", "--seed"),
+        C("export: blank checkpoint path", ExitCodes.Usage, ["export", "--checkpoint", "", "--out", Out], "--checkpoint ''", "blank"),
+        C("pretrain: blank run directory", ExitCodes.Usage, Pretrain("--out", " "), "--out ' '", "blank"),
         C("export: dtype f64", ExitCodes.Usage, ["export", "--checkpoint", Ckpt, "--out", Out, "--dtype", "f64"], "'f64'", "'bf16'"),
         C("import: out holds checkpoints", ExitCodes.Usage, ["import", "--hf", Hf, "--out", Ckpt], "--out", "{d}/ckpt", "already holds checkpoints"),
         C("pretrain: steps 0", ExitCodes.Usage, Pretrain("--steps", "0"), "--steps 0", "positive"),

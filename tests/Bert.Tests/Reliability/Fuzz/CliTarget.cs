@@ -11,6 +11,11 @@ namespace Bert.Tests.Reliability.Fuzz;
 internal sealed class CliInternalErrorException(int exitCode, string[] args, string stderr)
     : Exception($"exit code {exitCode} for bert {string.Join(' ', args.Select(Quote))}: {stderr.Split('\n').FirstOrDefault(l => l.Length > 0)}\n{stderr}")
 {
+    /// <summary>The exception type and the frame that threw it inside bert, so distinct bugs stay distinct.</summary>
+    public string Signature { get; } =
+        (stderr.Split('\n').FirstOrDefault(l => l.Contains("Exception", StringComparison.Ordinal))?.Split(':').Skip(1).FirstOrDefault()?.Trim() ?? "")
+        + " " + (stderr.Split('\n').FirstOrDefault(l => l.TrimStart().StartsWith("at Bert.", StringComparison.Ordinal))?.Trim() ?? $"exit {exitCode}");
+
     private static string Quote(string a) => a.Length == 0 || a.Any(c => c is ' ' or '"' or '\'') ? "'" + a + "'" : a;
 }
 

@@ -250,7 +250,7 @@ internal static class FuzzRunner
         }
         else
         {
-            string frame = error.StackTrace?.Split('\n').FirstOrDefault()?.Trim() ?? "";
+            string frame = error is CliInternalErrorException cli ? cli.Signature : error.StackTrace?.Split('\n').FirstOrDefault()?.Trim() ?? "";
             string key = error.GetType().FullName + " " + frame;
             if (seen.Add(key))
             {
