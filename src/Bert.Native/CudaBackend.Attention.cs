@@ -53,10 +53,15 @@ public sealed partial class CudaBackend
         _api.Gemm(GemmCall.RowMajor(false, true, seq, seq, headDim, scale,
             ws.Q, headDim, (long)seq * headDim, ws.K, headDim, (long)seq * headDim, 0f,
             probsView, seq, (long)seq * seq, (int)z, _options.Fp32Gemm));
+        // Softmax in place, and in the same pass the dropped copy D the context GEMM reads (unless D is probs itself).
+        bool separate = dropout.Active || probsView.DType != ws.Probs2.DType;
+        var dropped = separate ? ws.Probs2.Slice(0, probsView.Length) : probsView;
         Launch(KernelCatalog.AttentionSoftmaxForward, RowGrid(z * seq), RowBlock,
-            KernelArg.Ptr("probs", probsView), KernelArg.Type("probsType", probsView), KernelArg.Ptr("mask", attentionMask),
-            KernelArg.I32("batch", batch), KernelArg.I32("heads", heads), KernelArg.I32("seq", seq));
-        var dropped = DroppedProbs(ws.Probs2, probsView, dropout);
+            KernelArg.Ptr("probs", probsView), KernelArg.Type("probsType", probsView),
+            KernelArg.Ptr("dropped", separate ? dropped.Address : 0UL), KernelArg.Type("droppedType", dropped),
+            KernelArg.Ptr("mask", attentionMask),
+            KernelArg.I32("batch", batch), KernelArg.I32("heads", heads), KernelArg.I32("seq", seq),
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
         // Row-major ctx_z[S, HD] = D_z[S, S]·v_z[S, HD].
         _api.Gemm(GemmCall.RowMajor(false, false, seq, headDim, seq, 1f,
             dropped, seq, (long)seq * seq, ws.V, headDim, (long)seq * headDim, 0f,
@@ -165,7 +170,7 @@ public sealed partial class CudaBackend
             _api.Copy(output.Address, input.Address, count * input.DType.Size());
             return;
         }
-        Launch(KernelCatalog.DropoutForward, new Dim3(GridFor(count, 256)), new Dim3(256),
+        Launch(KernelCatalog.DropoutForward, new Dim3(GridFor((count + 3) / 4, 256)), new Dim3(256),
             KernelArg.Ptr("out", output), KernelArg.Type("outType", output),
             KernelArg.Ptr("in", input), KernelArg.Type("inType", input), KernelArg.I64("count", count),
             KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));

@@ -135,7 +135,7 @@ public static class KernelCatalog
         P("out"), I("outType"), P("q"), P("k"), P("v"), I("inType"),
         I("batch"), I("seq"), I("heads"), I("headDim"), I("parts"));
     public static readonly KernelSpec AttentionSoftmaxForward = Def("attention.cu", "attention_softmax_forward", (RowBlock, 1),
-        P("probs"), I("probsType"), P("mask"), I("batch"), I("heads"), I("seq"));
+        WithDropout(P("probs"), I("probsType"), P("dropped"), I("droppedType"), P("mask"), I("batch"), I("heads"), I("seq")));
     public static readonly KernelSpec AttentionSoftmaxBackward = Def("attention.cu", "attention_softmax_backward", (RowBlock, 1),
         WithDropout(P("dScores"), I("dScoresType"), P("probs"), I("probsType"), I("batch"), I("heads"), I("seq")));
 

@@ -47,11 +47,13 @@ __device__ __forceinline__ float stored(float v, int type)
 }
 
 // ---- Philox 4x32-10 --------------------------------------------------------------------------------
-// Counter = (index/4 low, index/4 high, step, stream), key = seed; lane = index mod 4.
-__device__ __forceinline__ unsigned int philox_lane(unsigned long long seed, unsigned int step,
-                                                    unsigned int stream, unsigned long long index)
+// Counter = (index/4 low, index/4 high, step, stream), key = seed; lane = index mod 4. One evaluation
+// gives the four lanes of a block, so kernels that walk four consecutive indices call philox4 once.
+struct philox_out { unsigned int x, y, z, w; };
+
+__device__ __forceinline__ philox_out philox4(unsigned long long seed, unsigned int step, unsigned int stream,
+                                              unsigned long long block)
 {
-    unsigned long long block = index >> 2;
     unsigned int c0 = (unsigned int)block, c1 = (unsigned int)(block >> 32), c2 = step, c3 = stream;
     unsigned int k0 = (unsigned int)seed, k1 = (unsigned int)(seed >> 32);
 #pragma unroll
@@ -68,13 +70,39 @@ __device__ __forceinline__ unsigned int philox_lane(unsigned long long seed, uns
         k0 += 0x9E3779B9u;
         k1 += 0xBB67AE85u;
     }
-    switch ((unsigned int)(index & 3ull))
-    {
-        case 0: return c0;
-        case 1: return c1;
-        case 2: return c2;
-        default: return c3;
-    }
+    philox_out r;
+    r.x = c0; r.y = c1; r.z = c2; r.w = c3;
+    return r;
+}
+
+__device__ __forceinline__ unsigned int philox_pick(philox_out r, unsigned int lane)
+{
+    return lane == 0 ? r.x : lane == 1 ? r.y : lane == 2 ? r.z : r.w;
+}
+
+__device__ __forceinline__ unsigned int philox_lane(unsigned long long seed, unsigned int step,
+                                                    unsigned int stream, unsigned long long index)
+{
+    return philox_pick(philox4(seed, step, stream, index >> 2), (unsigned int)(index & 3ull));
+}
+
+// The dropout multiplier of one Philox output word: 0 when dropped, `scale` when kept.
+__device__ __forceinline__ float dropout_of_word(unsigned int word, float p, float scale)
+{
+    float u = (float)(word >> 8) * (1.0f / 16777216.0f);
+    return u >= p ? scale : 0.0f;
+}
+
+// The multipliers of the four elements 4·block .. 4·block + 3 (all 1 when p = 0).
+__device__ __forceinline__ void dropout_factor4(float p, float scale, unsigned long long seed, unsigned int step,
+                                                unsigned int stream, unsigned long long block, float f[4])
+{
+    if (!(p > 0.0f)) { f[0] = f[1] = f[2] = f[3] = 1.0f; return; }
+    philox_out r = philox4(seed, step, stream, block);
+    f[0] = dropout_of_word(r.x, p, scale);
+    f[1] = dropout_of_word(r.y, p, scale);
+    f[2] = dropout_of_word(r.z, p, scale);
+    f[3] = dropout_of_word(r.w, p, scale);
 }
 
 // Multiplier of element `index` under dropout: 0 when dropped, `scale` = 1/(1-p) when kept, 1 when p = 0.
@@ -83,8 +111,7 @@ __device__ __forceinline__ float dropout_factor(float p, float scale, unsigned l
                                                 unsigned int step, unsigned int stream, long long index)
 {
     if (!(p > 0.0f)) return 1.0f;
-    float u = (float)(philox_lane(seed, step, stream, (unsigned long long)index) >> 8) * (1.0f / 16777216.0f);
-    return u >= p ? scale : 0.0f;
+    return dropout_of_word(philox_lane(seed, step, stream, (unsigned long long)index), p, scale);
 }
 
 // ---- reductions (full warps only) ------------------------------------------------------------------

@@ -11,12 +11,20 @@ extern "C" __global__ void convert_dtype(void* out, int outType, const void* in,
 }
 
 // out[i] = dropout(in[i]) for i < count; the mask index is i. out may alias in (each element is read
-// and written by one thread).
+// and written by one thread). Each thread takes a group of four consecutive elements: one Philox
+// evaluation gives all four multipliers.
 extern "C" __global__ void dropout_forward(void* out, int outType, const void* in, int inType, long long count,
     float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
 {
-    for (long long i = grid_index(); i < count; i += grid_stride())
-        store(out, i, outType, load(in, i, inType) * dropout_factor(dropP, dropScale, seed, step, stream, i));
+    long long groups = (count + 3) >> 2;
+    for (long long g = grid_index(); g < groups; g += grid_stride())
+    {
+        float f[4];
+        dropout_factor4(dropP, dropScale, seed, step, stream, (unsigned long long)g, f);
+        long long i0 = g << 2;
+        for (int r = 0; r < 4; r++)
+            if (i0 + r < count) store(out, i0 + r, outType, load(in, i0 + r, inType) * f[r]);
+    }
 }
 
 // out[r, c] = bias[c] for r < rows, c < cols: the C operand of a GEMM run with beta = 1, so the bias is
