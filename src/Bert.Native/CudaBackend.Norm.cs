@@ -108,8 +108,15 @@ public sealed partial class CudaBackend
         // Order matters: the parameter gradients read dOutput, which dResidual may overwrite; dBranch is
         // derived from dResidual.
         LayerNormParamGrads(dGamma, dBeta, dOutput, sum, mean, rstd, rows, hidden, DropoutSpec.None, op);
-        LayerNormBackwardRows(dResidual, dOutput, sum, mean, rstd, gamma, rows, hidden, DropoutSpec.None);
-        DropoutInto(dBranch, dResidual, n * h, dropout);
+        // dResidual and dBranch = dropout(dResidual) in one pass.
+        Launch(KernelCatalog.ResidualLayerNormBackward, RowGrid(rows), RowBlock,
+            KernelArg.Ptr("dResidual", dResidual), KernelArg.Type("dResidualType", dResidual),
+            KernelArg.Ptr("dBranch", dBranch), KernelArg.Type("dBranchType", dBranch),
+            KernelArg.Ptr("dOut", dOutput), KernelArg.Type("dOutType", dOutput),
+            KernelArg.Ptr("in", sum), KernelArg.Type("inType", sum),
+            KernelArg.Ptr("mean", mean), KernelArg.Ptr("rstd", rstd), KernelArg.Ptr("gamma", gamma),
+            KernelArg.I32("rows", rows), KernelArg.I32("hidden", hidden),
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
     }
 
     /// <summary>dIn[N,H] = LayerNorm backward of dropout(dOut).</summary>

@@ -109,6 +109,9 @@ public static class KernelCatalog
     public static readonly KernelSpec LayerNormBackward = Def("layernorm.cu", "layernorm_backward", (RowBlock, 1),
         WithDropout(P("dIn"), I("dInType"), P("dOut"), I("dOutType"), P("in"), I("inType"),
             P("mean"), P("rstd"), P("gamma"), I("rows"), I("hidden")));
+    public static readonly KernelSpec ResidualLayerNormBackward = Def("layernorm.cu", "residual_layernorm_backward", (RowBlock, 1),
+        WithDropout(P("dResidual"), I("dResidualType"), P("dBranch"), I("dBranchType"), P("dOut"), I("dOutType"),
+            P("in"), I("inType"), P("mean"), P("rstd"), P("gamma"), I("rows"), I("hidden")));
     public static readonly KernelSpec LayerNormParamGradPartial = Def("layernorm.cu", "layernorm_param_grad_partial", (32, 8),
         WithDropout(P("partial"), P("dOut"), I("dOutType"), P("in"), I("inType"), P("mean"), P("rstd"),
             I("rows"), I("hidden"), I("rowsPerChunk")));

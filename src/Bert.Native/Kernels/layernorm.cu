@@ -109,6 +109,83 @@ extern "C" __global__ void layernorm_backward(void* dIn, int dInType, const void
     }
 }
 
+// Backward of out = LayerNorm(residual + dropout(branch)) for the rows: dResidual[N,H] = LayerNorm
+// backward of dOut (as layernorm_backward without dropout) and, in the same pass,
+// dBranch = dropout(dResidual as stored) with mask index n·H + h. One warp per row, blockDim.x = 256.
+// With H a multiple of 4 and at most 1024, lane l holds columns 4l..4l+3 of each 128 in registers and
+// one Philox evaluation serves four columns; other sizes re-read memory. dResidual may alias dOut.
+extern "C" __global__ void residual_layernorm_backward(void* dResidual, int dResidualType, void* dBranch, int dBranchType,
+    const void* dOut, int dOutType, const void* in, int inType, const float* mean, const float* rstd, const float* gamma,
+    int rows, int hidden, float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+{
+    int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= rows) return;  // warp-uniform
+    long long base = (long long)row * hidden;
+    float mu = mean[row], rs = rstd[row];
+
+    if ((hidden & 3) == 0 && hidden <= 1024)
+    {
+        float g[8][4], xh[8][4];
+        float a = 0.0f, b = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+        {
+            int h0 = t * 128 + lane * 4;
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+            {
+                bool on = h0 < hidden;
+                long long i = base + h0 + r;
+                g[t][r] = on ? load(dOut, i, dOutType) * gamma[h0 + r] : 0.0f;
+                xh[t][r] = on ? (load(in, i, inType) - mu) * rs : 0.0f;
+                a += g[t][r];
+                b += g[t][r] * xh[t][r];
+            }
+        }
+        a = warp_sum(a) / hidden;
+        b = warp_sum(b) / hidden;
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+        {
+            int h0 = t * 128 + lane * 4;
+            if (h0 >= hidden) continue;
+            float f[4];
+            dropout_factor4(dropP, dropScale, seed, step, stream, (unsigned long long)(base + h0) >> 2, f);
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+            {
+                long long i = base + h0 + r;
+                float d = rs * (g[t][r] - a - xh[t][r] * b);
+                store(dResidual, i, dResidualType, d);
+                store(dBranch, i, dBranchType, stored(d, dResidualType) * f[r]);
+            }
+        }
+        return;
+    }
+
+    float a = 0.0f, b = 0.0f;
+    for (int h = lane; h < hidden; h += 32)
+    {
+        long long i = base + h;
+        float g = load(dOut, i, dOutType) * gamma[h];
+        float xhat = (load(in, i, inType) - mu) * rs;
+        a += g;
+        b += g * xhat;
+    }
+    a = warp_sum(a) / hidden;
+    b = warp_sum(b) / hidden;
+    for (int h = lane; h < hidden; h += 32)
+    {
+        long long i = base + h;
+        float g = load(dOut, i, dOutType) * gamma[h];
+        float xhat = (load(in, i, inType) - mu) * rs;
+        float d = rs * (g - a - xhat * b);
+        store(dResidual, i, dResidualType, d);
+        store(dBranch, i, dBranchType, stored(d, dResidualType) * dropout_factor(dropP, dropScale, seed, step, stream, i));
+    }
+}
+
 // Stage 1 of dGamma[H] += Σ_n dy·xhat and dBeta[H] += Σ_n dy (dy = dropout(dOut) as above).
 // blockDim = (32, 8): threadIdx.x picks the column c = blockIdx.x·32 + x, threadIdx.y strides the rows
 // of chunk blockIdx.y = [chunk·rowsPerChunk, +rowsPerChunk). Writes partial[chunk][0][c] (gamma) and
