@@ -56,7 +56,7 @@ if want pretrain; then
   tail -n 20 "$out/pretrain-cuda.log"
 fi
 if want bench; then
-  for cfg in ${BENCH_CONFIGS:-"base:128:20:256" "base:512:80:32" "large:128:20:256" "large:512:80:32"}; do
+  for cfg in ${BENCH_CONFIGS:-"base:128:20:256" "base:512:80:32" "large:128:20:128" "large:512:80:32"}; do
     IFS=: read -r preset seq pred batch <<< "$cfg"
     for precision in ${BENCH_PRECISIONS:-bf16}; do
       log "bert bench $preset S=$seq B=$batch $precision"
@@ -66,7 +66,7 @@ if want bench; then
     done
     if want hf; then
       log "transformers peer $preset S=$seq B=$batch"
-      PYTHONUNBUFFERED=1 run 240 hf-peer.log python3 bench/reference/hf_gpu_step.py --preset "$preset" --seq "$seq" \
+      PYTHONUNBUFFERED=1 run 170 hf-peer.log python3 bench/reference/hf_gpu_step.py --preset "$preset" --seq "$seq" \
         --predictions "$pred" --batch "$batch"
       tail -n 3 "$out/hf-peer.log"
     fi
@@ -80,9 +80,12 @@ if want parity; then
   tail -n 20 "$out/hf-parity.log"
 fi
 if want sanitizer; then
+  # Left out: the training tests (minutes under memcheck; their ops are the ones tested here) and the test
+  # that asks for more memory than the GPU has on purpose (memcheck reports that cuMemAlloc's
+  # CUDA_ERROR_OUT_OF_MEMORY as an API error, which is the behaviour under test).
   log "compute-sanitizer memcheck over the GPU tests"
   run "${SANITIZER_LIMIT:-400}" sanitizer.log compute-sanitizer --tool memcheck --print-limit 20 --target-processes all \
-    dotnet "$app/Bert.Tests.dll" --filter "TestCategory=Gpu&FullyQualifiedName!~GpuTrainingTests"
+    dotnet "$app/Bert.Tests.dll" --filter "TestCategory=Gpu&FullyQualifiedName!~GpuTrainingTests&FullyQualifiedName!~OutOfMemoryIsAClearException"
   grep -E "ERROR SUMMARY|total:|failed:|succeeded:" "$out/sanitizer.log" | tee -a "$out/summary.log"
 fi
 log "done"

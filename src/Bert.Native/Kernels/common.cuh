@@ -46,6 +46,58 @@ __device__ __forceinline__ float stored(float v, int type)
     return type == BERT_BF16 ? bf16_to_float(float_to_bf16(v)) : v;
 }
 
+// ---- four-element vector access ---------------------------------------------------------------------
+// Elementwise kernels walk groups of four consecutive elements. When every tensor of the kernel is
+// 16-byte aligned (aligned16 of all their addresses), a group is one 8-byte (bf16) or 16-byte (fp32)
+// load or store instead of four.
+struct __attribute__((aligned(16))) bert_chunk16 { unsigned long long lo, hi; };
+
+__device__ __forceinline__ bool aligned16(const void* a, const void* b = 0, const void* c = 0)
+{
+    return (((unsigned long long)a | (unsigned long long)b | (unsigned long long)c) & 15ull) == 0;
+}
+
+// v[0..3] = p[i..i+3]; i a multiple of 4, p 16-byte aligned.
+__device__ __forceinline__ void load4(const void* p, long long i, int type, float v[4])
+{
+    if (type == BERT_BF16)
+    {
+        unsigned long long u = *(const unsigned long long*)((const bf16_t*)p + i);
+        v[0] = bf16_to_float((bf16_t)(u & 0xffffu));
+        v[1] = bf16_to_float((bf16_t)((u >> 16) & 0xffffu));
+        v[2] = bf16_to_float((bf16_t)((u >> 32) & 0xffffu));
+        v[3] = bf16_to_float((bf16_t)(u >> 48));
+    }
+    else
+    {
+        bert_chunk16 c = *(const bert_chunk16*)((const float*)p + i);
+        v[0] = __uint_as_float((unsigned int)(c.lo & 0xffffffffull));
+        v[1] = __uint_as_float((unsigned int)(c.lo >> 32));
+        v[2] = __uint_as_float((unsigned int)(c.hi & 0xffffffffull));
+        v[3] = __uint_as_float((unsigned int)(c.hi >> 32));
+    }
+}
+
+// p[i..i+3] = v[0..3] (rounded to bf16 when the type says so); i a multiple of 4, p 16-byte aligned.
+__device__ __forceinline__ void store4(void* p, long long i, int type, const float v[4])
+{
+    if (type == BERT_BF16)
+    {
+        unsigned long long u = (unsigned long long)float_to_bf16(v[0])
+            | ((unsigned long long)float_to_bf16(v[1]) << 16)
+            | ((unsigned long long)float_to_bf16(v[2]) << 32)
+            | ((unsigned long long)float_to_bf16(v[3]) << 48);
+        *(unsigned long long*)((bf16_t*)p + i) = u;
+    }
+    else
+    {
+        bert_chunk16 c;
+        c.lo = (unsigned long long)__float_as_uint(v[0]) | ((unsigned long long)__float_as_uint(v[1]) << 32);
+        c.hi = (unsigned long long)__float_as_uint(v[2]) | ((unsigned long long)__float_as_uint(v[3]) << 32);
+        *(bert_chunk16*)((float*)p + i) = c;
+    }
+}
+
 // ---- Philox 4x32-10 --------------------------------------------------------------------------------
 // Counter = (index/4 low, index/4 high, step, stream), key = seed; lane = index mod 4. One evaluation
 // gives the four lanes of a block, so kernels that walk four consecutive indices call philox4 once.

@@ -6,7 +6,19 @@
 // out[i] = in[i] for i < count, converted between F32 and BF16 (bf16 shadows of weights, GEMM operands).
 extern "C" __global__ void convert_dtype(void* out, int outType, const void* in, int inType, long long count)
 {
-    for (long long i = grid_index(); i < count; i += grid_stride())
+    long long groups = count >> 2;
+    long long done = 0;
+    if (aligned16(out, in))
+    {
+        for (long long g = grid_index(); g < groups; g += grid_stride())
+        {
+            float v[4];
+            load4(in, g << 2, inType, v);
+            store4(out, g << 2, outType, v);
+        }
+        done = groups << 2;
+    }
+    for (long long i = done + grid_index(); i < count; i += grid_stride())
         store(out, i, outType, load(in, i, inType));
 }
 
@@ -17,11 +29,20 @@ extern "C" __global__ void dropout_forward(void* out, int outType, const void* i
     float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
 {
     long long groups = (count + 3) >> 2;
+    bool vector = aligned16(out, in);
     for (long long g = grid_index(); g < groups; g += grid_stride())
     {
         float f[4];
         dropout_factor4(dropP, dropScale, seed, step, stream, (unsigned long long)g, f);
         long long i0 = g << 2;
+        if (vector && i0 + 3 < count)
+        {
+            float v[4];
+            load4(in, i0, inType, v);
+            for (int r = 0; r < 4; r++) v[r] *= f[r];
+            store4(out, i0, outType, v);
+            continue;
+        }
         for (int r = 0; r < 4; r++)
             if (i0 + r < count) store(out, i0 + r, outType, load(in, i0 + r, inType) * f[r]);
     }
@@ -32,7 +53,20 @@ extern "C" __global__ void dropout_forward(void* out, int outType, const void* i
 extern "C" __global__ void broadcast_bias(void* out, int outType, const float* bias, long long rows, int cols)
 {
     long long count = rows * cols;
-    for (long long i = grid_index(); i < count; i += grid_stride())
+    long long done = 0;
+    if (aligned16(out) && (cols & 3) == 0)
+    {
+        long long groups = count >> 2;
+        for (long long g = grid_index(); g < groups; g += grid_stride())
+        {
+            long long i = g << 2;
+            int c = (int)(i % cols);
+            float v[4] = { bias[c], bias[c + 1], bias[c + 2], bias[c + 3] };
+            store4(out, i, outType, v);
+        }
+        done = groups << 2;
+    }
+    for (long long i = done + grid_index(); i < count; i += grid_stride())
         store(out, i, outType, bias[i % cols]);
 }
 
@@ -40,7 +74,20 @@ extern "C" __global__ void broadcast_bias(void* out, int outType, const float* b
 extern "C" __global__ void activation_forward(void* out, int outType, const void* pre, int preType, long long count,
     int activation)
 {
-    for (long long i = grid_index(); i < count; i += grid_stride())
+    long long done = 0;
+    if (aligned16(out, pre))
+    {
+        long long groups = count >> 2;
+        for (long long g = grid_index(); g < groups; g += grid_stride())
+        {
+            float v[4];
+            load4(pre, g << 2, preType, v);
+            for (int r = 0; r < 4; r++) v[r] = activate(v[r], activation);
+            store4(out, g << 2, outType, v);
+        }
+        done = groups << 2;
+    }
+    for (long long i = done + grid_index(); i < count; i += grid_stride())
         store(out, i, outType, activate(load(pre, i, preType), activation));
 }
 
@@ -48,6 +95,20 @@ extern "C" __global__ void activation_forward(void* out, int outType, const void
 extern "C" __global__ void activation_backward(void* dPre, int dPreType, const void* dOut, int dOutType,
     const void* pre, int preType, long long count, int activation)
 {
-    for (long long i = grid_index(); i < count; i += grid_stride())
+    long long done = 0;
+    if (aligned16(dPre, dOut, pre))
+    {
+        long long groups = count >> 2;
+        for (long long g = grid_index(); g < groups; g += grid_stride())
+        {
+            float d[4], x[4];
+            load4(dOut, g << 2, dOutType, d);
+            load4(pre, g << 2, preType, x);
+            for (int r = 0; r < 4; r++) d[r] *= activate_grad(x[r], activation);
+            store4(dPre, g << 2, dPreType, d);
+        }
+        done = groups << 2;
+    }
+    for (long long i = done + grid_index(); i < count; i += grid_stride())
         store(dPre, i, dPreType, load(dOut, i, dOutType) * activate_grad(load(pre, i, preType), activation));
 }
