@@ -8,7 +8,7 @@
 #
 # Prepare here first:  RuntimeIdentifier=linux-x64 ../shared/device/pack && git rev-parse HEAD > .device/commit
 # Run there:           bash .device/run bash bench/gpu/run-all.sh
-# Choose stages:       STAGES="tests kernels pretrain bench hf parity sanitizer" (default: all but sanitizer)
+# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity sanitizer" (default: all but ops and sanitizer)
 set -uo pipefail
 # Logs go to a work folder; $OUT receives summary.log and logs.tar.gz (the device tool returns at most 8 files).
 final=${OUT:-gpu-out}
@@ -71,6 +71,13 @@ if want bench; then
       tail -n 3 "$out/hf-peer.log"
     fi
   done
+fi
+if want ops; then
+  log "BenchmarkDotNet per-op GPU benchmarks (TFLOP/s, GB/s; markdown and JSON)"
+  run 400 gpu-ops.log dotnet "$app/Bert.Bench.dll" --filter '*GpuOpBenchmarks*' --artifacts "$out/bdn"
+  cp "$out"/bdn/results/*GpuOpBenchmarks-report-github.md "$out/gpu-ops.md" 2>/dev/null
+  cp "$out"/bdn/results/*GpuOpBenchmarks-report-full.json "$out/gpu-ops.json" 2>/dev/null
+  tail -n 30 "$out/gpu-ops.md" 2>/dev/null
 fi
 if want parity; then
   log "HF parity (transformers loads our export)"
