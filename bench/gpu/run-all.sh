@@ -66,8 +66,11 @@ if want bench; then
     done
     if want hf; then
       log "transformers peer $preset S=$seq B=$batch"
-      PYTHONUNBUFFERED=1 run 170 hf-peer.log python3 bench/reference/hf_gpu_step.py --preset "$preset" --seq "$seq" \
-        --predictions "$pred" --batch "$batch"
+      # Eager and compiled in separate runs with their own limits: compiling BERT-large can take minutes.
+      for mode in eager compile; do
+        PYTHONUNBUFFERED=1 run "${HF_LIMIT:-150}" hf-peer.log python3 bench/reference/hf_gpu_step.py --preset "$preset" --seq "$seq" \
+          --predictions "$pred" --batch "$batch" --modes "$mode"
+      done
       tail -n 3 "$out/hf-peer.log"
     fi
   done
