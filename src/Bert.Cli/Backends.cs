@@ -17,7 +17,8 @@ public static class Backends
             Description = "auto (bf16 with fp32 master weights on the GPU, fp32 on the CPU), f32 (TF32 off), or bf16 (GPU only)",
             DefaultValueFactory = _ => "auto",
         };
-        option.AcceptOnlyFromAmong("auto", "f32", "bf16");
+        // Checked by Create (and the commands' settings) rather than AcceptOnlyFromAmong, whose message does
+        // not name the option.
         return option;
     }
 

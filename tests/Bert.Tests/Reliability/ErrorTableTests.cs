@@ -108,6 +108,8 @@ public class ErrorTableTests
         C("pretrain: keep 0", ExitCodes.Usage, Pretrain("--keep", "0"), "--keep 0", "positive"),
         C("pretrain: lr NaN", ExitCodes.Usage, Pretrain("--lr", "NaN"), "--lr NaN", "positive"),
         C("pretrain: device tpu", ExitCodes.Usage, Pretrain("--device", "tpu"), "--device tpu", "auto, cpu or cuda"),
+        C("pretrain: precision fp16", ExitCodes.Usage, Pretrain("--precision", "fp16"), "fp16", "--precision"),
+        C("pretrain: bf16 on the CPU", ExitCodes.Usage, Pretrain("--precision", "bf16"), "--precision bf16", "fp32"),
         C("pretrain: unknown preset", ExitCodes.Usage, Pretrain("--preset", "giant"), "--preset giant", "tiny"),
         C("pretrain: seq-long beyond the positions", ExitCodes.Usage, Pretrain("--seq-long", "1024"), "--seq-long 1024", "512 positions"),
         C("pretrain: --data without --vocab", ExitCodes.Usage, ["pretrain", "--data", Data, "--seq", "16"], "--data needs --vocab"),
