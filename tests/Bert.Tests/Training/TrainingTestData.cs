@@ -132,13 +132,13 @@ internal static class TrainingHelpers
         int s = batch.SeqLength, p = batch.Predictions;
         for (int r = 0; r < batch.Rows; r++)
         {
-            var h = new Bert.Runtime.Data.XxHash64();
+            var h = new Bert.Runtime.IO.XxHash64();
             h.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(batch.InputIds.AsSpan(r * s, s)));
             h.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(batch.TokenTypeIds.AsSpan(r * s, s)));
             h.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(batch.MlmPositions.AsSpan(r * p, p)));
             h.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(batch.MlmLabels.AsSpan(r * p, p)));
             h.Append(BitConverter.GetBytes(batch.NspLabels[r]));
-            ids[r] = h.GetCurrentHash();
+            ids[r] = h.Digest();
         }
         return ids;
     }

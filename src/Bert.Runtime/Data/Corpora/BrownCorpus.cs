@@ -1,3 +1,4 @@
+using Bert.Runtime.IO;
 using System.Text;
 using System.Text.Json;
 

@@ -1,3 +1,4 @@
+using Bert.Runtime.IO;
 using System.Buffers.Binary;
 using System.Text;
 

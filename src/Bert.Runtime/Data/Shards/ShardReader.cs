@@ -1,3 +1,4 @@
+using Bert.Runtime.IO;
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 
@@ -79,7 +80,7 @@ public sealed unsafe class ShardReader : IDisposable
         const int chunk = 1 << 30;
         for (long off = 0; off < total; off += chunk)
             hasher.Append(new ReadOnlySpan<byte>(_records + off, (int)Math.Min(chunk, total - off)));
-        ulong actual = hasher.GetCurrentHash();
+        ulong actual = hasher.Digest();
         if (actual != Header.RecordsChecksum)
             throw new ShardFormatException(Path, "records checksum", $"0x{Header.RecordsChecksum:x16}",
                 $"the records hash to 0x{actual:x16}: the file is corrupted");

@@ -63,7 +63,7 @@ public sealed class ShardWriter : IDisposable
     public void Commit()
     {
         ObjectDisposedException.ThrowIf(_done, this);
-        var header = _template with { RecordCount = Count, RecordsChecksum = _checksum.GetCurrentHash() };
+        var header = _template with { RecordCount = Count, RecordsChecksum = _checksum.Digest() };
         Span<byte> bytes = stackalloc byte[ShardHeader.Size];
         header.WriteTo(bytes);
         _stream.Position = 0;

@@ -1,3 +1,4 @@
+using Bert.Runtime.IO;
 using System.Text;
 
 namespace Bert.Runtime.Data;
@@ -60,7 +61,7 @@ public sealed class Vocabulary
             buf[w++] = (byte)'\n';
             hasher.Append(buf[..w]);
         }
-        Hash = hasher.GetCurrentHash();
+        Hash = hasher.Digest();
     }
 
     /// <summary>Where the vocabulary came from (a path, or a description).</summary>

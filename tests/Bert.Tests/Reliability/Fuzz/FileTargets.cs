@@ -5,7 +5,6 @@ using Bert.Runtime.Data;
 using Bert.Runtime.IO;
 using Bert.Runtime.Training;
 using Bert.Tests.Data;
-using XxHash64 = Bert.Runtime.Data.XxHash64;
 
 namespace Bert.Tests.Reliability.Fuzz;
 
