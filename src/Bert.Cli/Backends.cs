@@ -22,15 +22,22 @@ public static class Backends
         return option;
     }
 
-    public static IBackend Create(string device, int threads, string precision = "auto")
+    /// <summary>Rejects a --precision value, or bf16 with --device cpu, before any work starts.</summary>
+    public static void ValidatePrecision(string device, string precision)
     {
         if (precision is not ("auto" or "f32" or "bf16"))
             throw new UserException($"--precision {precision}: choose auto, f32 or bf16");
+        if (precision == "bf16" && device == "cpu")
+            throw new UserException("--precision bf16: the CPU backend computes in fp32; use --device cuda or --precision f32");
+    }
+
+    public static IBackend Create(string device, int threads, string precision = "auto")
+    {
+        ValidatePrecision(device, precision);
         var options = new CudaBackendOptions { ComputeType = precision == "f32" ? DType.F32 : DType.BF16 };
         switch (device)
         {
             case "cpu":
-                if (precision == "bf16") throw new UserException("--precision bf16: the CPU backend computes in fp32; use --device cuda or --precision f32");
                 return new CpuBackend(threads);
             case "cuda":
                 if (CudaBackend.TryCreate(out var cuda, out string reason, options)) return cuda!;

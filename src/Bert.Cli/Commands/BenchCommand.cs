@@ -105,7 +105,12 @@ public static class BenchCommand
         Array.Sort(times);
         double median = times[steps / 2];
 
-        long? deviceMemory = backend is Bert.Native.CudaBackend cudaBackend ? cudaBackend.MemoryInfo() is var (free, total) ? total - free : null : null;
+        long? deviceMemory = null;
+        if (backend is Bert.Native.CudaBackend cudaBackend)
+        {
+            var (free, total) = cudaBackend.MemoryInfo();
+            deviceMemory = total - free;
+        }
         IReadOnlyList<(string, double, long)> ops = [];
         if (breakdown)
         {

@@ -350,9 +350,7 @@ public sealed record PretrainSettings
         if (Threads < 0) throw new UserException($"--threads {Threads}: must be 0 (all cores) or positive");
         if (CheckpointEvery < 0) throw new UserException($"--checkpoint-every {CheckpointEvery}: must be non-negative");
         if (Device is not ("auto" or "cpu" or "cuda")) throw new UserException($"--device {Device}: choose auto, cpu or cuda");
-        if (Precision is not ("auto" or "f32" or "bf16")) throw new UserException($"--precision {Precision}: choose auto, f32 or bf16");
-        if (Precision == "bf16" && Device == "cpu")
-            throw new UserException("--precision bf16: the CPU backend computes in fp32; use --device cuda or --precision f32");
+        Backends.ValidatePrecision(Device, Precision);
     }
 
     /// <summary>Settings a resumed run must share with the run it continues.</summary>

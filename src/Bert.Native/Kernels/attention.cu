@@ -6,19 +6,14 @@
 
 #define ROWS_PER_BLOCK 8
 
-// 16 bytes that the compiler moves with one vector load and store.
-struct __attribute__((aligned(16))) chunk16 { unsigned long long lo, hi; };
-
-// Moves `n` elements from src[si] to dst[di]: 16 bytes at a time (8 bf16 or 4 fp32) when `vec` > 1.
-// The caller has checked that types match, both addresses are 16-byte aligned and n == vec.
+// Moves `n` elements from src[si] to dst[di]: one 16-byte copy (8 bf16 or 4 fp32) when `vec`; the
+// caller has checked that types match, both addresses are 16-byte aligned and n is one chunk.
 __device__ __forceinline__ void move_chunk(void* dst, long long di, int dstType, const void* src, long long si, int srcType, int n, bool vec)
 {
     if (vec)
     {
         int bytes = srcType == BERT_BF16 ? 2 : 4;
-        const chunk16* s = (const chunk16*)((const char*)src + si * bytes);
-        chunk16* d = (chunk16*)((char*)dst + di * bytes);
-        *d = *s;
+        *(bert_chunk16*)((char*)dst + di * bytes) = *(const bert_chunk16*)((const char*)src + si * bytes);
         return;
     }
     for (int e = 0; e < n; e++) store(dst, di + e, dstType, load(src, si + e, srcType));
@@ -31,8 +26,7 @@ __device__ __forceinline__ int chunk_elements(int type, int otherType, int headD
 {
     int vec = type == BERT_BF16 ? 8 : 4;
     if (type != otherType || headDim % vec != 0) return 1;
-    unsigned long long bits = (unsigned long long)a | (unsigned long long)b | (unsigned long long)c | (unsigned long long)d;
-    return (bits & 15ull) == 0 ? vec : 1;
+    return aligned16(a, b, c) && aligned16(d) ? vec : 1;
 }
 
 // in[B·S, parts·H] (parts = 3: q | k | v, each head-major NH×HD; parts = 1: context) → part p of

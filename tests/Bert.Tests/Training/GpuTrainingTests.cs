@@ -1,4 +1,3 @@
-using Bert.Native;
 using Bert.Runtime;
 using Bert.Runtime.Data;
 using Bert.Runtime.Presets;
@@ -18,12 +17,7 @@ namespace Bert.Tests.Training;
 [TestFixture, Category("Gpu"), NonParallelizable]
 public class GpuTrainingTests
 {
-    private static IBackend Gpu(DType computeType)
-    {
-        if (!CudaBackend.TryCreate(out var backend, out var reason, new CudaBackendOptions { ComputeType = computeType }))
-            Assert.Ignore(reason);
-        return backend!;
-    }
+    private static IBackend Gpu(DType computeType) => Bert.Tests.Cuda.Emulator.EmulatedCuda.CreateGpuBackend(computeType);
 
     private sealed record Run(List<StepReport> Reports, float[] FirstGradient);
 
