@@ -34,6 +34,7 @@ public static class ExportCommand
 
     internal static int Run(string checkpointPath, string outputDirectory, SafetensorsDType dtype, TextWriter log)
     {
+        OutputPaths.RefuseOverlap("--out", outputDirectory, ("--checkpoint", checkpointPath));
         try
         {
             var checkpoint = CheckpointReader.Open(checkpointPath);

@@ -23,6 +23,7 @@ public static class ImportCommand
 
     internal static int Run(string hfDirectory, string outputRoot, ulong seed, bool strict, TextWriter log)
     {
+        OutputPaths.RefuseOverlap("--out", outputRoot, ("--hf", hfDirectory));
         try
         {
             string configPath = Path.Combine(hfDirectory, ConfigJson.FileName);

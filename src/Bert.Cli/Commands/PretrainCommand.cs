@@ -106,6 +106,8 @@ public static class PretrainCommand
     private static int RunCore(PretrainSettings s, CancellationToken ct)
     {
         s.Validate();
+        // One process per run directory: a second run (or a --resume while this one runs) is refused.
+        using var runLock = RunDirectoryLock.Acquire(s.Output, "bert pretrain");
         if (!ModelPresets.TryGet(s.Preset, out var preset))
             throw new UserException($"--preset {s.Preset}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
         int seqShort = s.Seq, seqLong = s.SeqLong;
