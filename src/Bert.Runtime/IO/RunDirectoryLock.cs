@@ -37,11 +37,21 @@ public sealed class RunDirectoryLock : IDisposable
     /// <summary>Creates <paramref name="directory"/> if needed and locks it.</summary>
     /// <param name="what">What the caller is doing, for the owner file ("pretrain", "prepare"...).</param>
     /// <exception cref="DirectoryLockedException">Another process (or another lock in this one) holds it.</exception>
-    public static RunDirectoryLock Acquire(string directory, string what)
+    /// <param name="option">The option that named the directory, for messages.</param>
+    public static RunDirectoryLock Acquire(string directory, string what, string option = "--out")
     {
         string full = Path.GetFullPath(directory);
         bool created = !System.IO.Directory.Exists(full);
-        System.IO.Directory.CreateDirectory(full);
+        try
+        {
+            System.IO.Directory.CreateDirectory(full);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException && !DiskFull.Is(e))
+        {
+            // e.g. a path component is a file: .NET says "Could not find a part of the path", which
+            // reads like a missing input; this is an output that cannot be created.
+            throw new IOException($"{option} {directory}: cannot create the output directory ({e.Message})", e);
+        }
         string lockPath = Path.Combine(full, LockFile);
         FileStream stream;
         try
@@ -62,7 +72,7 @@ public sealed class RunDirectoryLock : IDisposable
                 // No owner file yet (the holder is just starting): the generic wording stays.
             }
             throw new DirectoryLockedException(full,
-                $"{full}: in use by {owner}; wait for it to finish (or stop it) or choose another output directory");
+                $"{option} {full}: in use by {owner}; wait for it to finish (or stop it) or choose another output directory");
         }
         try
         {

@@ -58,8 +58,10 @@ public partial class PretrainCliTests
         return new Run(dir, code, stdout, stderr);
     });
 
+    /// <summary>Every file of a run directory but the lock file (which a refused run may create).</summary>
     private static Dictionary<string, byte[]> Snapshot(string directory) =>
         System.IO.Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories)
+            .Where(f => Path.GetFileName(f) != RunDirectoryLock.LockFile)
             .ToDictionary(f => Path.GetRelativePath(directory, f), File.ReadAllBytes);
 
     private static void CopyDirectory(string source, string destination)
@@ -242,7 +244,7 @@ public partial class PretrainCliTests
         File.WriteAllText(file, "not a directory");
         var (code, _, stderr) = RunCli(Args(Path.Combine(file, "run")));
         Assert.That(code, Is.EqualTo(ExitCodes.Io), stderr);
-        Assert.That(stderr, Does.Contain($"--out {Path.Combine(file, "run")}: cannot create the run directory"));
+        Assert.That(stderr, Does.Contain($"--out {Path.Combine(file, "run")}: cannot create the output directory"));
         Assert.That(File.ReadAllText(file), Is.EqualTo("not a directory"));
     }
 
