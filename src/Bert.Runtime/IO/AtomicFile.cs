@@ -38,6 +38,11 @@ public static class AtomicFile
             if (DiskFull.Is(e) && e is not DiskFullException)
                 throw new DiskFullException(full,
                     $"cannot write '{full}': no space left on device; the previous file (if any) is unchanged", e);
+            // The OS names the temp file; the user named the target.
+            if (e is DirectoryNotFoundException)
+                throw new IOException($"cannot write '{full}': the directory '{directory}' does not exist", e);
+            if (e is UnauthorizedAccessException)
+                throw new UnauthorizedAccessException($"cannot write '{full}': permission denied in '{directory}'", e);
             throw;
         }
         fs.FlushDirectory(directory);

@@ -14,11 +14,11 @@ namespace Bert.Tests.Cuda;
 [AttributeUsage(AttributeTargets.Class | AttributeTargets.Method, AllowMultiple = false, Inherited = true)]
 public sealed class GpuAttribute : CategoryAttribute, IApplyToTest
 {
-    public const string Name = "Gpu";
+    public const string CategoryName = "Gpu";
 
     internal static readonly Lazy<string?> Unavailable = new(() => CudaDevice.IsAvailable(out var reason) ? null : reason);
 
-    public GpuAttribute() : base(Name) { }
+    public GpuAttribute() : base(CategoryName) { }
 
     public new void ApplyToTest(Test test)
     {

@@ -214,3 +214,72 @@ public class DataSafetyTests
         }
     }
 }
+
+/// <summary>Messages of failed writes name the file the user asked for, never a temp file, and a failed
+/// write leaves no temp file; a plot that cannot be written does not fail a finished run.</summary>
+public class WriteFailureTests
+{
+    [Test]
+    public void AWriteIntoAMissingDirectoryNamesTheTargetAndIsAnIoError()
+    {
+        using var dir = new TempDirectory("writes");
+        string target = Path.Combine(dir.Path, "missing", "out.npy");
+        var e = Assert.Throws<IOException>(() => Bert.Runtime.FineTuning.NpyFile.Write(target, new float[4], 2, 2))!;
+        Assert.That(e, Is.Not.InstanceOf<DirectoryNotFoundException>(), "exit 4 (an output), not 3 (a missing input)");
+        Assert.That(e.Message, Does.Contain(target).And.Not.Contain(AtomicFile.TempMarker));
+        Assert.That(Bert.Cli.CliErrors.Translate(e)!.ExitCode, Is.EqualTo(ExitCodes.Io));
+    }
+
+    [Test]
+    public void APermissionFailureNamesTheTarget()
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            Assert.Ignore("Unix permissions");
+            return;
+        }
+        if (Environment.UserName == "root") Assert.Ignore("root ignores directory permissions");
+        using var dir = new TempDirectory("writes");
+        string locked = dir["locked"];
+        Directory.CreateDirectory(locked);
+        File.SetUnixFileMode(locked, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        string target = Path.Combine(locked, "x.txt");
+        var e = Assert.Throws<UnauthorizedAccessException>(() => AtomicFile.Write(PhysicalFileSystem.Instance, target, s => s.Write("x"u8)))!;
+        Assert.That(e.Message, Does.Contain(target).And.Not.Contain(AtomicFile.TempMarker));
+    }
+
+    [Test]
+    public void APlotThatCannotBeWrittenWarnsAndLeavesNoTempFile()
+    {
+        using var dir = new TempDirectory("writes");
+        string metrics = dir["metrics.jsonl"];
+        File.WriteAllText(metrics, "{\"kind\":\"train\",\"step\":1,\"phase\":\"seq128\",\"seq_length\":128,\"loss\":5.0,\"mlm_loss\":4.0,\"nsp_loss\":1.0,\"mlm_accuracy\":0.1,\"nsp_accuracy\":0.5,\"lr\":0.0001,\"grad_norm\":1.0,\"sequences\":8,\"tokens\":100,\"seconds\":0.1}\n");
+        var oldErr = Console.Error;
+        var err = new StringWriter();
+        Console.SetError(err);
+        try
+        {
+            Bert.Cli.TrainingPlot.Render(metrics, "/dev/full", "t");               // not a regular file
+            Bert.Cli.TrainingPlot.Render(metrics, Path.Combine(dir.Path, "no", "loss.png"), "t");  // missing directory
+        }
+        finally
+        {
+            Console.SetError(oldErr);
+        }
+        Assert.That(err.ToString(), Does.Contain("warning: plot not written").And.Contain("/dev/full").And.Contain("loss.png"));
+        Assert.That(Directory.GetFiles(dir.Path).Where(f => f.Contains(AtomicFile.TempMarker)), Is.Empty);
+        Bert.Cli.TrainingPlot.Render(metrics, dir["loss.png"], "t");
+        Assert.That(File.ReadAllBytes(dir["loss.png"])[1..4], Is.EqualTo("PNG"u8.ToArray()));
+    }
+
+    [Test]
+    public void TrimmingMetricsOnResumeIsAtomic()
+    {
+        using var dir = new TempDirectory("writes");
+        string path = dir["metrics.jsonl"];
+        File.WriteAllText(path, "{\"kind\":\"train\",\"step\":1}\n{\"kind\":\"train\",\"step\":2}\n{\"kind\":\"train\",\"step\":3}\n");
+        using (new Bert.Runtime.Training.MetricsLog(path, 2)) { }
+        Assert.That(File.ReadAllText(path), Is.EqualTo("{\"kind\":\"train\",\"step\":1}\n"));
+        Assert.That(Directory.GetFiles(dir.Path), Has.Length.EqualTo(1), "no temp file left");
+    }
+}
