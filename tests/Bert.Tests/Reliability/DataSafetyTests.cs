@@ -283,3 +283,29 @@ public class WriteFailureTests
         Assert.That(Directory.GetFiles(dir.Path), Has.Length.EqualTo(1), "no temp file left");
     }
 }
+
+public class ProgressEtaTests
+{
+    [Test]
+    public void AResumedRunsEarlierStepsAreNotCountedAsProgress()
+    {
+        var r = new Bert.Cli.RateEstimator();
+        var t = new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        r.Add(t, 580);                       // resumed at step 580 of 600
+        Assert.That(r.Remaining(600, 580), Is.Null);
+        r.Add(t.AddSeconds(1), 581);         // one step a second
+        Assert.That(r.Remaining(600, 581)!.Value.TotalSeconds, Is.EqualTo(19).Within(1e-9));
+    }
+
+    [Test]
+    public void ASlowerPhaseShowsWithinTheWindow()
+    {
+        var r = new Bert.Cli.RateEstimator(windowSeconds: 60);
+        var t = new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        int step = 0;
+        for (int s = 0; s <= 300; s++) r.Add(t.AddSeconds(s), step += 10);   // 10 steps/s
+        for (int s = 301; s <= 400; s++) r.Add(t.AddSeconds(s), step += 1);   // then 1 step/s
+        double left = r.Remaining(step + 100, step)!.Value.TotalSeconds;
+        Assert.That(left, Is.EqualTo(100).Within(2), "the last minute's rate, not the run's average");
+    }
+}
