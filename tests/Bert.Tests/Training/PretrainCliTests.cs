@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Bert.Cli;
+using Bert.Cli.Commands;
 using Bert.Runtime;
 using Bert.Runtime.Data;
 using Bert.Runtime.IO;
@@ -234,6 +235,43 @@ public partial class PretrainCliTests
             foreach (var o in new[] { "out1", "out2", "out3", "out4" })
                 Assert.That(System.IO.Directory.Exists(Path.Combine(dir, o)), Is.False, $"{o}: nothing written before the input was checked");
         });
+    }
+
+    [Test]
+    public void TheDefaultJobRunAgainContinuesAnUnfinishedRunOrNumbersTheNextOne()
+    {
+        string root = TrainingData.NewDirectory("cli-again");
+        string run = Path.Combine(root, "pretrain");
+        var settings = new PretrainSettings
+        {
+            Data = TrainingData.DataRoot, Vocab = TrainingData.VocabPath, Preset = "tiny", Steps = 6, Batch = 4, MicroBatch = 2,
+            BatchLong = 2, MicroBatchLong = 1, Seq = 32, SeqLong = 64, LongFraction = 0.34, Warmup = 2, LearningRate = 0.001,
+            CheckpointEvery = 2, EvalSequences = 50, Threads = 2, Device = "cpu", Seed = 9, Output = run, OutputIsDefault = true,
+        };
+        var log = new StringWriter();
+        Assert.That(PretrainCommand.ContinueOrNumber(settings, log).Output, Is.EqualTo(run), "a fresh default run uses the default directory");
+        Assert.That(PretrainCommand.Run(settings, CancellationToken.None), Is.EqualTo(ExitCodes.Ok));
+
+        var second = PretrainCommand.ContinueOrNumber(settings, log);
+        Assert.That(second.Output, Is.EqualTo(run + "-2"));
+        Assert.That(second.Resume, Is.False);
+        Assert.That(log.ToString(), Does.Contain("holds a finished run").And.Contain(run + "-2"));
+        Assert.That(PretrainCommand.Run(settings, CancellationToken.None), Is.EqualTo(ExitCodes.Ok), "the headline command works again");
+        Assert.That(System.IO.Directory.Exists(Path.Combine(run + "-2", "checkpoints", "step-000006")));
+
+        // An interrupted second run (only step 2 complete) is continued, not numbered anew.
+        System.IO.Directory.Delete(Path.Combine(run + "-2", "checkpoints", "step-000006"), recursive: true);
+        System.IO.Directory.Delete(Path.Combine(run + "-2", "checkpoints", "step-000004"), recursive: true);
+        var third = PretrainCommand.ContinueOrNumber(settings, log);
+        Assert.That((third.Output, third.Resume), Is.EqualTo((run + "-2", true)));
+        Assert.That(PretrainCommand.Run(settings, CancellationToken.None), Is.EqualTo(ExitCodes.Ok));
+        Assert.That(System.IO.Directory.Exists(Path.Combine(run + "-2", "checkpoints", "step-000006")));
+
+        // An explicit --out keeps refusing an occupied directory.
+        var explicitOut = settings with { OutputIsDefault = false };
+        Assert.That(PretrainCommand.ContinueOrNumber(explicitOut, log), Is.EqualTo(explicitOut));
+        var e = Assert.Throws<UserException>(() => PretrainCommand.Run(explicitOut, CancellationToken.None))!;
+        Assert.That(e.Message, Does.Contain("holds checkpoints of an earlier run"));
     }
 
     [Test]
