@@ -31,7 +31,12 @@ public static class PretrainCommand
         var seqLong = new Option<int>("--seq-long") { Description = "long phase sequence length", DefaultValueFactory = _ => 512 };
         var data = new Option<string?>("--data") { Description = "dataset root holding seqS/ directories made by `bert prepare` (default: the Brown corpus)" };
         var heldOut = new Option<string?>("--heldout") { Description = "held-out dataset root (seqS/ directories) for the final evaluation" };
-        var vocab = new Option<string?>("--vocab") { Description = "vocab.txt the datasets were made with (required with --data)" };
+        var vocab = new Option<string?>("--vocab") { Description = "vocab.txt the datasets were made with (required with --data); with --corpus, a vocabulary to use instead of learning one" };
+        var corpus = new Option<string[]?>("--corpus")
+        {
+            Description = "text files (one sentence per line, blank line between documents): learn a vocabulary, write S=128/512 datasets under OUT/corpus/ (every 20th document held out), then train",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var output = new Option<string>("--out") { Description = "run directory: checkpoints/, metrics.jsonl, loss.png", DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
         var resume = new Option<bool>("--resume") { Description = "continue from the newest complete checkpoint in --out" };
         var seed = new Option<ulong>("--seed") { Description = "seed of initialization, dropout and data order", DefaultValueFactory = _ => 42UL };
@@ -46,7 +51,7 @@ public static class PretrainCommand
 
         var cmd = new Command("pretrain", "pretrain BERT (MLM + NSP); with no options, the default job on the Brown corpus")
         {
-            preset, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab,
+            preset, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
             output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
@@ -65,6 +70,7 @@ public static class PretrainCommand
             Data = r.GetValue(data),
             HeldOut = r.GetValue(heldOut),
             Vocab = r.GetValue(vocab),
+            Corpus = r.GetValue(corpus),
             Output = r.GetValue(output)!,
             OutputIsDefault = r.GetResult(output) is not { Implicit: false },
             Resume = r.GetValue(resume),
@@ -310,6 +316,19 @@ public static class PretrainCommand
     private static (Vocabulary, Dictionary<int, string>, Dictionary<int, string>) ResolveData(PretrainSettings s, IReadOnlyList<Phase> phases, CancellationToken ct)
     {
         var lengths = phases.Select(p => p.SeqLength).Distinct().ToArray();
+        if (s.Corpus is { Count: > 0 } corpusFiles)
+        {
+            CorpusPretrainingFiles files = null!;
+            ProgressDisplay.Run("preparing " + string.Join(" ", corpusFiles.Select(Path.GetFileName)), 1.0, report =>
+            {
+                var progress = new Progress<PrepareProgress>(p => report(p.Fraction, p.Stage));
+                files = CorpusPretrainingData.Prepare(corpusFiles, Path.Combine(s.Output, "corpus"), s.Vocab, lengths, s.VocabSize,
+                    progress: progress, cancellationToken: ct);
+                return 0;
+            });
+            Console.WriteLine($"bert pretrain: {files.TrainDocuments} training and {files.HeldOutDocuments} held-out documents; vocabulary {files.VocabPath}");
+            return (Vocabulary.Load(files.VocabPath), new Dictionary<int, string>(files.Datasets), new Dictionary<int, string>(files.HeldOutDatasets));
+        }
         if (s.Data is null)
         {
             BrownPretrainingFiles files = null!;
@@ -348,6 +367,8 @@ public sealed record PretrainSettings
     public string? Data { get; init; }
     public string? HeldOut { get; init; }
     public string? Vocab { get; init; }
+    /// <summary>--corpus: text files to learn a vocabulary from and make datasets of, in the run directory.</summary>
+    public IReadOnlyList<string>? Corpus { get; init; }
     public string Output { get; init; } = Path.Combine("runs", "pretrain");
     /// <summary>--out was not given: a second run of the default job continues or numbers its directory.</summary>
     public bool OutputIsDefault { get; init; }
@@ -382,6 +403,8 @@ public sealed record PretrainSettings
         if (Seq < 8 || SeqLong < 8) throw new UserException($"--seq {Seq} / --seq-long {SeqLong}: sequence lengths must be at least 8");
         if (Threads < 0) throw new UserException($"--threads {Threads}: must be 0 (all cores) or positive");
         if (CheckpointEvery < 0) throw new UserException($"--checkpoint-every {CheckpointEvery}: must be non-negative");
+        if (Corpus is { Count: > 0 } && (Data is not null || HeldOut is not null))
+            throw new UserException("--corpus makes its own datasets; give either --corpus or --data/--heldout, not both");
         if (Device is not ("auto" or "cpu" or "cuda")) throw new UserException($"--device {Device}: choose auto, cpu or cuda");
         Backends.ValidatePrecision(Device, Precision);
     }

@@ -275,6 +275,42 @@ public partial class PretrainCliTests
     }
 
     [Test]
+    public void PretrainFromCorpusFilesMakesItsDatasetsAndTrains()
+    {
+        string dir = TrainingData.NewDirectory("cli-corpus");
+        string a = Bert.Tests.Data.SyntheticCorpus.Write(Path.Combine(dir, "a.txt"), 30, 6, seed: 1);
+        string b = Bert.Tests.Data.SyntheticCorpus.Write(Path.Combine(dir, "b.txt"), 30, 6, seed: 2);
+        string vocab = Path.Combine(dir, "vocab.txt");
+        Bert.Tests.Data.SyntheticCorpus.Vocabulary.Save(vocab);
+        string run = Path.Combine(dir, "run");
+        string[] Args(string output, params string[] extra) =>
+        [
+            "pretrain", "--corpus", a, b, "--preset", "tiny", "--steps", "4", "--batch", "4", "--batch-long", "2", "--seq", "32", "--seq-long", "64",
+            "--long-fraction", "0.25", "--warmup", "1", "--eval-sequences", "20", "--threads", "2", "--device", "cpu", "--out", output, .. extra,
+        ];
+        var (code, stdout, stderr) = RunCli(Args(run, "--vocab", vocab));
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        Assert.That(stdout, Does.Contain("57 training and 3 held-out documents"));
+        foreach (var sub in new[] { "data/seq32", "data/seq64", "heldout/seq32", "heldout/seq64" })
+            Assert.That(System.IO.Directory.EnumerateFiles(Path.Combine(run, "corpus", sub), "shard-*.bin").Any(), sub);
+        Assert.That(stdout, Does.Contain("held-out seq32"));
+        Assert.That(System.IO.Directory.Exists(Path.Combine(run, "checkpoints", "step-000004")));
+
+        // Without --vocab a vocabulary is learned into the run directory.
+        string learned = Path.Combine(dir, "learned");
+        var second = RunCli(Args(learned, "--vocab-size", "120"));
+        Assert.That(second.Code, Is.EqualTo(ExitCodes.Ok), second.Err);
+        Assert.That(File.Exists(Path.Combine(learned, "corpus", "vocab.txt")));
+
+        var both = RunCli(Args(Path.Combine(dir, "both"), "--data", TrainingData.DataRoot));
+        Assert.That(both.Code, Is.EqualTo(ExitCodes.Usage));
+        Assert.That(both.Err, Does.Contain("either --corpus or --data"));
+        var missing = RunCli(Args(Path.Combine(dir, "missing"), "--corpus", Path.Combine(dir, "nope.txt")));
+        Assert.That(missing.Code, Is.EqualTo(ExitCodes.BadInput), missing.Err);
+        Assert.That(missing.Err, Does.Contain("nope.txt"));
+    }
+
+    [Test]
     public void AnUnwritableOutputDirectoryIsAnIoError()
     {
         string dir = TrainingData.NewDirectory("cli-unwritable");

@@ -66,7 +66,7 @@ public static class BrownPretrainingData
         return new BrownPretrainingFiles(corpus, vocabPath, datasets, heldOut);
     }
 
-    private static bool IsCurrent(string dir, Vocabulary vocab, PretrainingDataOptions options)
+    internal static bool IsCurrent(string dir, Vocabulary vocab, PretrainingDataOptions options)
     {
         string statsPath = Path.Combine(dir, PretrainingDataBuilder.StatsFileName);
         if (!File.Exists(statsPath)) return false;
