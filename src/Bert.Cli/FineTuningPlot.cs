@@ -67,9 +67,7 @@ public static class FineTuningPlot
         right.Label.Text = "accuracy / F1";
         plot.ShowLegend(Alignment.MiddleRight);
 
-        string tmp = pngPath + ".tmp-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + ".png";
-        plot.SavePng(tmp, 1000, 600);
-        File.Move(tmp, pngPath, overwrite: true);
+        PlotOutput.Save(plot, pngPath);
     }
 
     private static bool Number(JsonElement r, string name, out double value)

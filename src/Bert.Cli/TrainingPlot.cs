@@ -59,9 +59,7 @@ public static class TrainingPlot
         right.Label.Text = "accuracy";
         plot.ShowLegend(Alignment.UpperCenter);
 
-        string tmp = pngPath + ".tmp-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture) + ".png";
-        plot.SavePng(tmp, 1000, 600);
-        File.Move(tmp, pngPath, overwrite: true);
+        PlotOutput.Save(plot, pngPath);
     }
 
     /// <summary>Trailing mean over a window of ~2% of the run, so noisy per-step values read as a curve.</summary>

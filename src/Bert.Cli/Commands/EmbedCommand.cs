@@ -42,6 +42,7 @@ public static class EmbedCommand
         if (maxSeq < 2) throw new UserException($"--max-seq {maxSeq}: must be at least 2");
         if (batch < 1) throw new UserException($"--batch {batch}: must be positive");
         if (!File.Exists(input)) throw new UserException($"--input {input}: file not found", ExitCodes.BadInput);
+        OutputPaths.RefuseOverlap("--out", output, ("--input", input), ("--checkpoint", checkpoint));
         try
         {
             var lines = FineTuningData.ReadLines(input);

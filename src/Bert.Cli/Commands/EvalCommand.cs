@@ -104,6 +104,7 @@ public static class EvalCommand
             using var model = preset.Create(backend, batch, datasets.Max(d => d.SeqLength), datasets.Max(d => d.MaxPredictions), config.VocabSize);
             var host = new float[model.ParameterTotal];
             ckpt.ReadParameters(model.ParameterTable, host);
+            RefuseNonFinite(host, model.ParameterTable, ckpt.Directory);
             backend.Upload<float>(model.Parameters, host);
 
             var inv = CultureInfo.InvariantCulture;
@@ -123,6 +124,28 @@ public static class EvalCommand
         {
             foreach (var d in datasets) d.Dispose();
         }
+    }
+
+    /// <summary>A checkpoint holding NaN or ±Inf weights evaluates to NaN losses: it is refused with
+    /// the tensor and element named, exit 5 (the divergence code), instead of reporting numbers.</summary>
+    internal static void RefuseNonFinite(ReadOnlySpan<float> parameters, IReadOnlyList<ParameterInfo> table, string directory)
+    {
+        foreach (var p in table)
+        {
+            var values = parameters.Slice((int)p.Offset, (int)p.Count);
+            int bad = values.IndexOfAnyExcept(0f) < 0 ? -1 : FirstNonFinite(values);
+            if (bad >= 0)
+                throw new UserException(string.Create(CultureInfo.InvariantCulture,
+                    $"{directory}: model.safetensors: {p.Name}[{bad}] = {values[bad]}: the checkpoint holds non-finite weights (a diverged run); evaluate an earlier checkpoint"),
+                    ExitCodes.NonFinite);
+        }
+    }
+
+    private static int FirstNonFinite(ReadOnlySpan<float> values)
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i])) return i;
+        return -1;
     }
 
     /// <summary>The preset whose declared sizes equal the checkpoint's (vocabulary aside: any size is built).</summary>

@@ -34,6 +34,7 @@ public static class ExportCommand
 
     internal static int Run(string checkpointPath, string outputDirectory, SafetensorsDType dtype, TextWriter log)
     {
+        OutputPaths.RefuseOverlap("--out", outputDirectory, ("--checkpoint", checkpointPath));
         try
         {
             var checkpoint = CheckpointReader.Open(checkpointPath);
@@ -47,6 +48,11 @@ public static class ExportCommand
             if (checkpoint.HasFile(vocab))
             {
                 var bytes = checkpoint.ReadFile(vocab);
+                // What transformers' tokenizer needs: the special tokens, and no token id beyond the embeddings.
+                var tokens = System.Text.Encoding.UTF8.GetString(bytes).Split('\n').Select(t => t.Trim()).Where(t => t.Length > 0);
+                var v = Bert.Runtime.Data.Vocabulary.FromTokens(tokens, Path.Combine(checkpoint.Directory, vocab));
+                if (v.Count > config.VocabSize)
+                    throw new UserException($"{Path.Combine(checkpoint.Directory, vocab)}: {v.Count} tokens, more than the {config.VocabSize} embedding rows (vocab_size in config.json)", ExitCodes.BadInput);
                 AtomicFile.Write(fs, Path.Combine(outputDirectory, vocab), s => s.Write(bytes));
             }
             log.WriteLine($"exported {checkpoint.Directory} (step {checkpoint.Step}, {table.Count} tensors, " +

@@ -103,6 +103,7 @@ public static class FinetuneCommand
             throw new UserException($"--data spam is a classification task; use it with --task classify (not {s.Task})");
 
         // ---- pretrained model and tokenizer ---------------------------------------------------
+        OutputPaths.RefuseOverlap("--out", s.Output, ("--checkpoint", s.Checkpoint), ("--data", s.Data == "spam" ? null : s.Data));
         var source = OpenCheckpoint(s.Checkpoint);
         var vocabulary = source.LoadVocabulary();
         bool lowerCase = source.LowerCase(vocabulary);
@@ -119,6 +120,7 @@ public static class FinetuneCommand
             $"{FineTuningPresets.LabelCounts(task).Max()} (src/Bert.Runtime/Presets/FineTuningPresets.cs; declare one with more labels)", ExitCodes.BadInput);
 
         string outDir = Path.GetFullPath(s.Output);
+        using var runLock = RunDirectoryLock.Acquire(outDir, "bert finetune");
         string bestRoot = Path.Combine(outDir, "best");
         if (CheckpointReader.ListComplete(PhysicalFileSystem.Instance, bestRoot).Count > 0)
             throw new UserException($"--out {s.Output}: holds a fine-tuned model of an earlier run ({bestRoot}); choose another --out or remove it");
@@ -250,7 +252,7 @@ public static class FinetuneCommand
 
     internal static PretrainedSource OpenCheckpoint(string path)
     {
-        string full = Path.GetFullPath(path);
+        string full = CheckpointReader.ResolvePointer(PhysicalFileSystem.Instance, Path.GetFullPath(path));
         bool isDefault = Path.GetFullPath(DefaultCheckpoint) == full;
         if (!Directory.Exists(full) || (isDefault && CheckpointReader.FindLatest(full) is null))
             throw new UserException(isDefault

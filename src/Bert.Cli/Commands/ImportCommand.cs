@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Bert.Runtime;
+using Bert.Runtime.Data;
 using Bert.Runtime.IO;
 
 namespace Bert.Cli.Commands;
@@ -23,6 +24,7 @@ public static class ImportCommand
 
     internal static int Run(string hfDirectory, string outputRoot, ulong seed, bool strict, TextWriter log)
     {
+        OutputPaths.RefuseOverlap("--out", outputRoot, ("--hf", hfDirectory));
         try
         {
             string configPath = Path.Combine(hfDirectory, ConfigJson.FileName);
@@ -55,7 +57,15 @@ public static class ImportCommand
 
             var extra = new Dictionary<string, ReadOnlyMemory<byte>>();
             string vocab = Path.Combine(hfDirectory, "vocab.txt");
-            if (File.Exists(vocab)) extra["vocab.txt"] = File.ReadAllBytes(vocab);
+            if (File.Exists(vocab))
+            {
+                // A vocabulary without [PAD] [UNK] [CLS] [SEP] [MASK], or with more tokens than the
+                // embeddings have rows, would make a checkpoint nothing can tokenize for: refused here.
+                var v = Vocabulary.Load(vocab);
+                if (v.Count > config.VocabSize)
+                    throw new UserException($"{vocab}: {v.Count} tokens, more than the {config.VocabSize} embedding rows (vocab_size in {configPath})", ExitCodes.BadInput);
+                extra["vocab.txt"] = File.ReadAllBytes(vocab);
+            }
             var writer = new CheckpointWriter(outputRoot, new CheckpointWriterOptions { KeepLast = 1 });
             string written = writer.Save(new CheckpointContent
             {

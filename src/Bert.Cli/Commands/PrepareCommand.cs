@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Bert.Runtime.Data;
+using Bert.Runtime.IO;
 using Spectre.Console;
 
 namespace Bert.Cli.Commands;
@@ -64,7 +65,9 @@ public static class PrepareCommand
                 throw new UserException($"{option} {e.ActualValue}: {DataCommands.Reason(e)}");
             }
             string corpusPath = DataCommands.ResolveCorpus(r.GetValue(corpus)!, r.GetValue(dataRoot)!, ct);
+            OutputPaths.RefuseOverlap("--out", r.GetValue(output)!, ("--corpus", corpusPath), ("--vocab", r.GetValue(vocab)));
             var vocabulary = Vocabulary.Load(r.GetValue(vocab)!);
+            using var outLock = RunDirectoryLock.Acquire(r.GetValue(output)!, "bert prepare");
             string outDir = PretrainingDataBuilder.DatasetDirectory(r.GetValue(output)!, options.SeqLength);
             PretrainingStats? stats = null;
             DataCommands.WithProgress([PrepareProgress.Read, PrepareProgress.Tokenize, PrepareProgress.Instances, PrepareProgress.Write], report =>

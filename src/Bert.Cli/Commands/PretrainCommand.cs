@@ -66,6 +66,7 @@ public static class PretrainCommand
             HeldOut = r.GetValue(heldOut),
             Vocab = r.GetValue(vocab),
             Output = r.GetValue(output)!,
+            OutputIsDefault = r.GetResult(output) is not { Implicit: false },
             Resume = r.GetValue(resume),
             Seed = r.GetValue(seed),
             Threads = r.GetValue(threads),
@@ -106,6 +107,9 @@ public static class PretrainCommand
     private static int RunCore(PretrainSettings s, CancellationToken ct)
     {
         s.Validate();
+        s = ContinueOrNumber(s, Console.Out);
+        // One process per run directory: a second run (or a --resume while this one runs) is refused.
+        using var runLock = RunDirectoryLock.Acquire(s.Output, "bert pretrain");
         if (!ModelPresets.TryGet(s.Preset, out var preset))
             throw new UserException($"--preset {s.Preset}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
         int seqShort = s.Seq, seqLong = s.SeqLong;
@@ -228,6 +232,33 @@ public static class PretrainCommand
         }
     }
 
+    /// <summary>
+    /// The README's main job run a second time: without --out (and without --resume), an unfinished run
+    /// in the default directory is resumed, and when it is finished the run goes to the next free
+    /// numbered directory ("runs/pretrain-2", ...), so the headline command always works again.
+    /// With an explicit --out nothing changes: an occupied directory is refused as before.
+    /// </summary>
+    internal static PretrainSettings ContinueOrNumber(PretrainSettings s, TextWriter log)
+    {
+        if (!s.OutputIsDefault || s.Resume) return s;
+        for (int n = 1; n < 10_000; n++)
+        {
+            string dir = n == 1 ? s.Output : $"{s.Output}-{n}";
+            var complete = CheckpointReader.ListComplete(PhysicalFileSystem.Instance, Path.GetFullPath(Path.Combine(dir, "checkpoints")));
+            if (complete.Count == 0)
+            {
+                if (n > 1) log.WriteLine($"bert pretrain: {s.Output} holds a finished run; this run goes to {dir} (pass --out to choose the directory)");
+                return s with { Output = dir };
+            }
+            if (complete[0].Step < s.Steps)
+            {
+                log.WriteLine($"bert pretrain: {dir} holds an unfinished run (step {complete[0].Step} of {s.Steps}); continuing it (pass --out to start another)");
+                return s with { Output = dir, Resume = true };
+            }
+        }
+        throw new UserException($"--out: {s.Output} and its numbered siblings all hold finished runs; pass --out", ExitCodes.Usage);
+    }
+
     private static void CheckShape(PretrainingDataset d, Phase p)
     {
         if (d.SeqLength != p.SeqLength)
@@ -318,6 +349,8 @@ public sealed record PretrainSettings
     public string? HeldOut { get; init; }
     public string? Vocab { get; init; }
     public string Output { get; init; } = Path.Combine("runs", "pretrain");
+    /// <summary>--out was not given: a second run of the default job continues or numbers its directory.</summary>
+    public bool OutputIsDefault { get; init; }
     public bool Resume { get; init; }
     public ulong Seed { get; init; } = 42;
     public int Threads { get; init; }

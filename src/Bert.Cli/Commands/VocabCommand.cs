@@ -34,6 +34,7 @@ public static class VocabCommand
             if (options.MinFrequency < 1)
                 throw new UserException($"--min-frequency {options.MinFrequency}: must be at least 1");
             string corpusPath = DataCommands.ResolveCorpus(r.GetValue(corpus)!, r.GetValue(dataRoot)!, ct);
+            OutputPaths.RefuseOverlap("--out", r.GetValue(output)!, ("--corpus", corpusPath));
             string outPath = r.GetValue(output)!;
             var clock = Stopwatch.StartNew();
             Vocabulary? vocab = null;

@@ -43,7 +43,7 @@ public sealed class PretrainedSource
     public static PretrainedSource Open(string path, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        string full = Path.GetFullPath(path);
+        string full = CheckpointReader.ResolvePointer(PhysicalFileSystem.Instance, Path.GetFullPath(path));
         if (!System.IO.Directory.Exists(full))
             throw new CheckpointFormatException(full, "directory", "(absent)", "checkpoint directory does not exist");
         if (CheckpointReader.FindLatest(full) is not null)

@@ -24,7 +24,7 @@ public static class AtomicFile
     {
         ArgumentNullException.ThrowIfNull(fs);
         ArgumentNullException.ThrowIfNull(write);
-        string full = Path.GetFullPath(path);
+        string full = Target(path);
         string directory = Path.GetDirectoryName(full) ?? throw new ArgumentException($"'{path}' has no directory", nameof(path));
         string temp = TempPath(full);
         try
@@ -38,9 +38,38 @@ public static class AtomicFile
             if (DiskFull.Is(e) && e is not DiskFullException)
                 throw new DiskFullException(full,
                     $"cannot write '{full}': no space left on device; the previous file (if any) is unchanged", e);
+            // The OS names the temp file; the user named the target.
+            if (e is DirectoryNotFoundException)
+                throw new IOException($"cannot write '{full}': the directory '{directory}' does not exist", e);
+            if (e is UnauthorizedAccessException)
+                throw new UnauthorizedAccessException($"cannot write '{full}': permission denied in '{directory}'", e);
             throw;
         }
         fs.FlushDirectory(directory);
+    }
+
+    /// <summary>The file an atomic write of <paramref name="path"/> replaces: a symlink's final target
+    /// (so the link stays a link and the temp file lands beside the target, on its volume), else the
+    /// path itself.</summary>
+    /// <exception cref="IOException">The path is a directory, a device, a pipe or a socket: replacing
+    /// it with a regular file would destroy it.</exception>
+    public static string Target(string path)
+    {
+        string full = Path.GetFullPath(path);
+        try
+        {
+            if (new FileInfo(full).LinkTarget is not null && File.ResolveLinkTarget(full, returnFinalTarget: true) is { } target)
+                full = Path.GetFullPath(target.FullName);
+        }
+        catch (IOException)
+        {
+            // A link loop: left to the write itself, which reports it on the path given.
+        }
+        if (Directory.Exists(full))
+            throw new IOException($"cannot write '{path}': it is a directory; give a file path");
+        if (PhysicalFileSystem.IsRegularFile(full) == false)
+            throw new IOException($"cannot write '{path}': it is not a regular file (a device, pipe or socket); give a file path");
+        return full;
     }
 
     /// <summary>Creates <paramref name="path"/> (which must not exist), writes it and fsyncs it.

@@ -15,12 +15,43 @@ public static class CheckpointReader
         {
             string name = Path.GetFileName(dir);
             if (name.Contains(AtomicFile.TempMarker, StringComparison.Ordinal)) continue;
-            if (!long.TryParse(name.AsSpan(CheckpointWriter.StepPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out long step)) continue;
+            bool setAside = name.EndsWith(CheckpointWriter.PreviousSuffix, StringComparison.Ordinal);
+            var digits = name.AsSpan(CheckpointWriter.StepPrefix.Length, name.Length - CheckpointWriter.StepPrefix.Length
+                - (setAside ? CheckpointWriter.PreviousSuffix.Length : 0));
+            if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out long step)) continue;
             if (!fs.FileExists(Path.Combine(dir, CheckpointManifest.FileName))) continue;
+            // A "step-N.prev" (set aside while step N was re-saved, then a crash) stands in for step N
+            // only while no complete "step-N" exists.
+            if (setAside && fs.FileExists(Path.Combine(dir[..^CheckpointWriter.PreviousSuffix.Length], CheckpointManifest.FileName))) continue;
             result.Add((step, dir));
         }
         result.Sort((a, b) => b.Step.CompareTo(a.Step));
         return result;
+    }
+
+    /// <summary>A "latest" pointer file (as <see cref="CheckpointWriter"/> writes it: one line naming a
+    /// step directory beside it) resolves to that directory; any other path is returned as given.</summary>
+    /// <exception cref="CheckpointFormatException">The pointer names no step directory.</exception>
+    public static string ResolvePointer(IFileSystem fs, string full)
+    {
+        if (!fs.FileExists(full) || Path.GetFileName(full) != CheckpointWriter.LatestFile) return full;
+        string text;
+        using (var s = fs.OpenRead(full))
+        {
+            if (s.Length > 256)
+                throw new CheckpointFormatException(full, "(file)", $"{s.Length} bytes", "a latest pointer is one line naming a step directory");
+            var bytes = new byte[s.Length];
+            s.ReadExactly(bytes);
+            text = System.Text.Encoding.UTF8.GetString(bytes).Trim();
+        }
+        if (!text.StartsWith(CheckpointWriter.StepPrefix, StringComparison.Ordinal) || text != Path.GetFileName(text))
+            throw new CheckpointFormatException(full, "(file)", text, "a latest pointer must name a step-N directory beside it");
+        string target = Path.Combine(Path.GetDirectoryName(full)!, text);
+        // The pointer is replaced after the directory is complete; if it was pruned or is being re-saved,
+        // the newest complete checkpoint of the same root is what "latest" means.
+        if (fs.FileExists(Path.Combine(target, CheckpointManifest.FileName))) return target;
+        var complete = ListComplete(fs, Path.GetDirectoryName(full)!);
+        return complete.Count > 0 ? complete[0].Directory : target;
     }
 
     /// <summary>The checkpoint directory <paramref name="path"/> designates: itself when it holds a
@@ -28,7 +59,7 @@ public static class CheckpointReader
     public static string? FindLatest(string path, IFileSystem? fileSystem = null)
     {
         var fs = fileSystem ?? PhysicalFileSystem.Instance;
-        string full = Path.GetFullPath(path);
+        string full = ResolvePointer(fs, Path.GetFullPath(path));
         if (fs.FileExists(Path.Combine(full, CheckpointManifest.FileName))) return full;
         var complete = ListComplete(fs, full);
         return complete.Count > 0 ? complete[0].Directory : null;
@@ -41,7 +72,7 @@ public static class CheckpointReader
         CancellationToken cancellationToken = default)
     {
         var fs = fileSystem ?? PhysicalFileSystem.Instance;
-        string full = Path.GetFullPath(path);
+        string full = ResolvePointer(fs, Path.GetFullPath(path));
         if (!fs.DirectoryExists(full))
             throw new CheckpointFormatException(full, "directory", "(absent)", "checkpoint directory does not exist");
         string dir = FindLatest(full, fs)

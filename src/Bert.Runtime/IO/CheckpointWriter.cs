@@ -107,6 +107,7 @@ public sealed class CheckpointWriter
         }
 
         _fs.CreateDirectory(Root);
+        RecoverSetAside(_fs, Root);
         AtomicFile.CleanStale(_fs, Root);
 
         string final = Path.Combine(Root, DirectoryName(content.Step));
@@ -145,13 +146,31 @@ public sealed class CheckpointWriter
             AtomicFile.WriteDurable(_fs, Path.Combine(temp, CheckpointManifest.FileName), s => s.Write(manifestBytes));
             _fs.FlushDirectory(temp);
 
-            if (_fs.DirectoryExists(final))
+            if (_fs.DirectoryExists(final) && IsIdentical(final, files, cancellationToken))
             {
-                // Re-saving a step (after resuming from an older one): the old directory steps aside
-                // under a temp name, so a crash here leaves only stale temp entries and older steps.
-                _fs.MoveDirectory(final, AtomicFile.TempPath(final));
+                // Re-saving the same state (a --resume of a finished run, a stop right after a periodic
+                // save): the complete copy on disk already holds these bytes; it is never moved.
+                AtomicFile.TryDeleteDirectory(_fs, temp);
             }
-            _fs.MoveDirectory(temp, final);
+            else
+            {
+                string? aside = null;
+                if (_fs.DirectoryExists(final))
+                {
+                    // Re-saving a step with other content (after resuming from an older one): the complete
+                    // copy steps aside under "step-N.prev", which readers still load while "step-N" is
+                    // absent, so a crash between the two renames leaves a complete step N either way.
+                    aside = final + PreviousSuffix;
+                    if (_fs.DirectoryExists(aside)) _fs.DeleteDirectory(aside);
+                    _fs.MoveDirectory(final, aside);
+                }
+                _fs.MoveDirectory(temp, final);
+                if (aside is not null)
+                {
+                    _fs.FlushDirectory(Root);
+                    _fs.DeleteDirectory(aside);
+                }
+            }
         }
         catch (Exception e)
         {
@@ -167,6 +186,59 @@ public sealed class CheckpointWriter
         Prune();
         AtomicFile.CleanStale(_fs, Root);
         return final;
+    }
+
+    /// <summary>The suffix of a complete checkpoint set aside while the same step is re-saved.</summary>
+    public const string PreviousSuffix = ".prev";
+
+    /// <summary>Finishes what a crash interrupted while a step was re-saved: a "step-N.prev" whose
+    /// "step-N" is complete is deleted; one whose "step-N" is absent is renamed back.</summary>
+    internal static void RecoverSetAside(IFileSystem fs, string root)
+    {
+        if (!fs.DirectoryExists(root)) return;
+        bool changed = false;
+        foreach (var aside in fs.EnumerateDirectories(root, StepPrefix + "*" + PreviousSuffix))
+        {
+            string name = Path.GetFileName(aside);
+            if (name.Contains(AtomicFile.TempMarker, StringComparison.Ordinal)) continue;
+            string final = aside[..^PreviousSuffix.Length];
+            if (fs.FileExists(Path.Combine(final, CheckpointManifest.FileName)))
+                fs.DeleteDirectory(aside);
+            else
+            {
+                if (fs.DirectoryExists(final)) fs.DeleteDirectory(final);
+                fs.MoveDirectory(aside, final);
+            }
+            changed = true;
+        }
+        if (changed) fs.FlushDirectory(root);
+    }
+
+    /// <summary>Whether the complete checkpoint in <paramref name="directory"/> lists exactly
+    /// <paramref name="files"/> (names, sizes, XXH64) and its files still match them on disk.</summary>
+    private bool IsIdentical(string directory, List<ManifestEntry> files, CancellationToken cancellationToken)
+    {
+        string manifestPath = Path.Combine(directory, CheckpointManifest.FileName);
+        if (!_fs.FileExists(manifestPath)) return false;
+        try
+        {
+            byte[] bytes;
+            using (var s = _fs.OpenRead(manifestPath))
+            {
+                bytes = new byte[s.Length];
+                s.ReadExactly(bytes);
+            }
+            var existing = CheckpointManifest.Parse(bytes, manifestPath);
+            if (existing.Files.Count != files.Count
+                || !files.All(f => existing.Find(f.Name) is { } e && e.Bytes == f.Bytes && e.XxHash64 == f.XxHash64))
+                return false;
+            existing.Verify(_fs, directory, cancellationToken);
+            return true;
+        }
+        catch (CheckpointFormatException)
+        {
+            return false; // a damaged copy is replaced, not kept
+        }
     }
 
     /// <summary>Removes complete checkpoints beyond the newest KeepLast. Each goes out of sight with one

@@ -89,6 +89,23 @@ public sealed partial class PhysicalFileSystem : IFileSystem
         }
     }
 
+    /// <summary>What kind of entry <paramref name="path"/> is (following symlinks): null when absent
+    /// (or when the platform cannot tell), else whether it is a regular file.</summary>
+    public static bool? IsRegularFile(string path)
+    {
+        if (!OperatingSystem.IsLinux()) return File.Exists(path) ? true : null;
+        Span<byte> buffer = stackalloc byte[256];  // struct statx: the same layout on every Linux architecture
+        if (Statx(AtFdCwd, path, 0, StatxType, ref buffer[0]) != 0) return null;
+        ushort mode = BitConverter.ToUInt16(buffer[28..30]);
+        return (mode & 0xF000) == 0x8000;
+    }
+
+    private const int AtFdCwd = -100;
+    private const uint StatxType = 1;
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Statx(int dirfd, string path, int flags, uint mask, ref byte statxbuf);
+
     private const int ORdOnly = 0;
     private static int ODirectory => OperatingSystem.IsLinux() ? 0x10000 : 0x100000;  // Linux / macOS
     private const int Einval = 22;

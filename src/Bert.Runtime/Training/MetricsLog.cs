@@ -18,9 +18,12 @@ public sealed class MetricsLog : IDisposable
         if (File.Exists(path) && resumeStep >= 0)
         {
             var kept = File.ReadLines(path).Where(l => StepOf(l) is { } s && s < resumeStep).ToList();
-            string tmp = path + ".tmp-" + Environment.ProcessId;
-            File.WriteAllLines(tmp, kept);
-            File.Move(tmp, path, overwrite: true);
+            // Atomic: a full disk leaves the old file whole and no temp file behind.
+            IO.AtomicFile.Write(IO.PhysicalFileSystem.Instance, path, s =>
+            {
+                using var w = new StreamWriter(s, new UTF8Encoding(false), leaveOpen: true);
+                foreach (var line in kept) w.WriteLine(line);
+            });
         }
         _writer = new StreamWriter(new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read), new UTF8Encoding(false));
     }

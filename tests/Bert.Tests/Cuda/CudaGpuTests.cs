@@ -11,7 +11,7 @@ namespace Bert.Tests.Cuda;
 /// profiling, memory info). The comparison with the CPU backend is CudaVsCpuTests.
 /// </summary>
 [TestFixture]
-[Category("Gpu")]
+[Gpu]
 [NonParallelizable]
 public class CudaGpuTests
 {

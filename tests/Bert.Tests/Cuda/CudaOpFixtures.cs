@@ -10,7 +10,7 @@ namespace Bert.Tests.Cuda;
 // through the CPU emulator of the CUDA kernels (runs in CI, no GPU needed) so every kernel's numerics
 // are checked against the fp64 reference on every commit.
 
-[TestFixture, Category("Gpu")]
+[TestFixture, Gpu]
 public class GpuLinearOpTests : LinearOpTests
 {
     protected override IBackend CreateBackend() => EmulatedCuda.CreateGpuBackend();
@@ -22,7 +22,7 @@ public class EmulatedLinearOpTests : LinearOpTests
     protected override IBackend CreateBackend() => EmulatedCuda.CreateBackend();
 }
 
-[TestFixture, Category("Gpu")]
+[TestFixture, Gpu]
 public class GpuEmbeddingsOpTests : EmbeddingsOpTests
 {
     protected override IBackend CreateBackend() => EmulatedCuda.CreateGpuBackend();
@@ -34,7 +34,7 @@ public class EmulatedEmbeddingsOpTests : EmbeddingsOpTests
     protected override IBackend CreateBackend() => EmulatedCuda.CreateBackend();
 }
 
-[TestFixture, Category("Gpu")]
+[TestFixture, Gpu]
 public class GpuLayerNormOpTests : LayerNormOpTests
 {
     protected override IBackend CreateBackend() => EmulatedCuda.CreateGpuBackend();
@@ -46,7 +46,7 @@ public class EmulatedLayerNormOpTests : LayerNormOpTests
     protected override IBackend CreateBackend() => EmulatedCuda.CreateBackend();
 }
 
-[TestFixture, Category("Gpu")]
+[TestFixture, Gpu]
 public class GpuAttentionOpTests : AttentionOpTests
 {
     protected override IBackend CreateBackend() => EmulatedCuda.CreateGpuBackend();
@@ -58,7 +58,7 @@ public class EmulatedAttentionOpTests : AttentionOpTests
     protected override IBackend CreateBackend() => EmulatedCuda.CreateBackend();
 }
 
-[TestFixture, Category("Gpu")]
+[TestFixture, Gpu]
 public class GpuGatherScatterOpTests : GatherScatterOpTests
 {
     protected override IBackend CreateBackend() => EmulatedCuda.CreateGpuBackend();
@@ -70,7 +70,7 @@ public class EmulatedGatherScatterOpTests : GatherScatterOpTests
     protected override IBackend CreateBackend() => EmulatedCuda.CreateBackend();
 }
 
-[TestFixture, Category("Gpu")]
+[TestFixture, Gpu]
 public class GpuDropoutOpTests : DropoutOpTests
 {
     protected override IBackend CreateBackend() => EmulatedCuda.CreateGpuBackend();
@@ -82,7 +82,7 @@ public class EmulatedDropoutOpTests : DropoutOpTests
     protected override IBackend CreateBackend() => EmulatedCuda.CreateBackend();
 }
 
-[TestFixture, Category("Gpu")]
+[TestFixture, Gpu]
 public class GpuSoftmaxCrossEntropyOpTests : SoftmaxCrossEntropyOpTests
 {
     protected override IBackend CreateBackend() => EmulatedCuda.CreateGpuBackend();
@@ -94,7 +94,7 @@ public class EmulatedSoftmaxCrossEntropyOpTests : SoftmaxCrossEntropyOpTests
     protected override IBackend CreateBackend() => EmulatedCuda.CreateBackend();
 }
 
-[TestFixture, Category("Gpu")]
+[TestFixture, Gpu]
 public class GpuOptimizerOpTests : OptimizerOpTests
 {
     protected override IBackend CreateBackend() => EmulatedCuda.CreateGpuBackend();
@@ -106,7 +106,7 @@ public class EmulatedOptimizerOpTests : OptimizerOpTests
     protected override IBackend CreateBackend() => EmulatedCuda.CreateBackend();
 }
 
-[TestFixture, Category("Gpu")]
+[TestFixture, Gpu]
 public class GpuMemoryOpTests : MemoryOpTests
 {
     protected override IBackend CreateBackend() => EmulatedCuda.CreateGpuBackend();

@@ -12,7 +12,7 @@ namespace Bert.Tests.Cuda;
 /// 8 mantissa bits at every op boundary, fp32 accumulation). Ignored without a GPU.
 /// </summary>
 [TestFixture]
-[Category("Gpu")]
+[Gpu]
 [NonParallelizable]
 public class CudaVsCpuTests
 {

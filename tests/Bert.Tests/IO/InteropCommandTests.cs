@@ -95,10 +95,10 @@ public class InteropCommandTests
             Config = config,
             Table = table,
             Parameters = p,
-            ExtraFiles = new Dictionary<string, ReadOnlyMemory<byte>> { ["vocab.txt"] = "[PAD]\n"u8.ToArray() },
+            ExtraFiles = new Dictionary<string, ReadOnlyMemory<byte>> { ["vocab.txt"] = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n"u8.ToArray() },
         });
         Assert.That(Program.Run(["export", "--checkpoint", _dir["run"], "--out", _dir["hf"], "--dtype", "f16"]), Is.EqualTo(ExitCodes.Ok));
-        Assert.That(File.ReadAllText(Path.Combine(_dir["hf"], "vocab.txt")), Is.EqualTo("[PAD]\n"));
+        Assert.That(File.ReadAllText(Path.Combine(_dir["hf"], "vocab.txt")), Is.EqualTo("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n"));
         using var f = SafetensorsFile.Open(Path.Combine(_dir["hf"], "model.safetensors"));
         Assert.That(f.Tensors.All(t => t.DType == SafetensorsDType.F16));
     }

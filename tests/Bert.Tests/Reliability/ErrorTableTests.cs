@@ -98,6 +98,10 @@ public class ErrorTableTests
         C("export: blank checkpoint path", ExitCodes.Usage, ["export", "--checkpoint", "", "--out", Out], "--checkpoint ''", "blank"),
         C("pretrain: blank run directory", ExitCodes.Usage, Pretrain("--out", " "), "--out ' '", "blank"),
         C("export: dtype f64", ExitCodes.Usage, ["export", "--checkpoint", Ckpt, "--out", Out, "--dtype", "f64"], "'f64'", "'bf16'"),
+        C("import: vocab.txt without [MASK]", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-vocab-nomask", "--out", Out], "{d}/hf-vocab-nomask/vocab.txt", "[MASK]", "missing"),
+        C("import: vocab.txt longer than the embeddings", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-vocab-long", "--out", Out], "{d}/hf-vocab-long/vocab.txt", "25 tokens", "11 embedding rows"),
+        C("export: out is the checkpoint", ExitCodes.Usage, ["export", "--checkpoint", Ckpt, "--out", "{d}/ckpt/step-000003"], "--out {d}/ckpt/step-000003", "overwrite"),
+        C("eval: non-finite weights", ExitCodes.NonFinite, ["eval", "--checkpoint", "{d}/ckpt-nan/checkpoints", "--data", Data, "--vocab", Vocab, "--device", "cpu"], "{d}/ckpt-nan", "non-finite", "NaN"),
         C("import: out holds checkpoints", ExitCodes.Usage, ["import", "--hf", Hf, "--out", Ckpt], "--out", "{d}/ckpt", "already holds checkpoints"),
         C("pretrain: steps 0", ExitCodes.Usage, Pretrain("--steps", "0"), "--steps 0", "positive"),
         C("pretrain: micro-batch does not divide", ExitCodes.Usage, Pretrain("--batch", "4", "--micro-batch", "3"), "--micro-batch 3", "divide --batch 4"),
@@ -270,6 +274,12 @@ public class ErrorTableTests
         Assert.That(Program.Run(runArgs), Is.EqualTo(ExitCodes.Ok), "the fixture's training run");
         CopyDirectory(F("run"), F("run-flip"));
         Flip(Path.Combine(F("run-flip"), "checkpoints", "step-000002", "model.safetensors"), -5);
+        CopyDirectory(F("run"), F("ckpt-nan"));
+        string nanStep = Path.Combine(F("ckpt-nan"), "checkpoints", "step-000002");
+        var weights = File.ReadAllBytes(Path.Combine(nanStep, "model.safetensors"));
+        BinaryPrimitives.WriteSingleLittleEndian(weights.AsSpan(weights.Length - 4), float.NaN);
+        File.WriteAllBytes(Path.Combine(nanStep, "model.safetensors"), weights);
+        Rehash(nanStep, "model.safetensors");
         CopyDirectory(F("run"), F("run-state"));
         string stateStep = Path.Combine(F("run-state"), "checkpoints", "step-000002");
         File.WriteAllText(Path.Combine(stateStep, CheckpointWriter.TrainerStateFile), "{\"version\": 1}");
@@ -285,6 +295,9 @@ public class ErrorTableTests
         }
         var tiny = FuzzSamples.TinyConfig;
         Hf("hf", tiny);
+        Hf("hf-vocab-nomask", tiny, d => File.WriteAllText(Path.Combine(d, "vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n"));
+        Hf("hf-vocab-long", tiny, d => File.WriteAllText(Path.Combine(d, "vocab.txt"),
+            "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n" + string.Concat(Enumerable.Range(0, 20).Select(i => $"w{i}\n"))));
         Hf("hf-noconfig", tiny, d => File.Delete(Path.Combine(d, "config.json")));
         Hf("hf-json", tiny, d => File.WriteAllText(Path.Combine(d, "config.json"), "{\n  \"vocab_size\": ,\n}"));
         Hf("hf-novocab", tiny, d => EditConfig(d, "\"vocab_size\": 11", "\"vocabulary\": 11"));

@@ -3,6 +3,7 @@ using Bert.Runtime.Data;
 using Bert.Runtime.Presets;
 using Bert.Runtime.Training;
 using Bert.Tests.Data;
+using Bert.Tests.Cuda;
 using NUnit.Framework;
 using static Bert.Tests.Training.TrainingHelpers;
 
@@ -14,7 +15,7 @@ namespace Bert.Tests.Training;
 /// stream (fp32, loss within 1e-4 relative), 200 steps of Tiny tracking the CPU's loss curve within 1%,
 /// and 2,000 steps of Mini in bf16 tracking fp32 within 2%. Ignored without a GPU.
 /// </summary>
-[TestFixture, Category("Gpu"), NonParallelizable]
+[TestFixture, Gpu, NonParallelizable]
 public class GpuTrainingTests
 {
     private static IBackend Gpu(DType computeType) => Bert.Tests.Cuda.Emulator.EmulatedCuda.CreateGpuBackend(computeType);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Bert.Cli;
+using Bert.Cli.Commands;
 using Bert.Runtime;
 using Bert.Runtime.Data;
 using Bert.Runtime.IO;
@@ -58,8 +59,10 @@ public partial class PretrainCliTests
         return new Run(dir, code, stdout, stderr);
     });
 
+    /// <summary>Every file of a run directory but the lock file (which a refused run may create).</summary>
     private static Dictionary<string, byte[]> Snapshot(string directory) =>
         System.IO.Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories)
+            .Where(f => Path.GetFileName(f) != RunDirectoryLock.LockFile)
             .ToDictionary(f => Path.GetRelativePath(directory, f), File.ReadAllBytes);
 
     private static void CopyDirectory(string source, string destination)
@@ -235,6 +238,43 @@ public partial class PretrainCliTests
     }
 
     [Test]
+    public void TheDefaultJobRunAgainContinuesAnUnfinishedRunOrNumbersTheNextOne()
+    {
+        string root = TrainingData.NewDirectory("cli-again");
+        string run = Path.Combine(root, "pretrain");
+        var settings = new PretrainSettings
+        {
+            Data = TrainingData.DataRoot, Vocab = TrainingData.VocabPath, Preset = "tiny", Steps = 6, Batch = 4, MicroBatch = 2,
+            BatchLong = 2, MicroBatchLong = 1, Seq = 32, SeqLong = 64, LongFraction = 0.34, Warmup = 2, LearningRate = 0.001,
+            CheckpointEvery = 2, EvalSequences = 50, Threads = 2, Device = "cpu", Seed = 9, Output = run, OutputIsDefault = true,
+        };
+        var log = new StringWriter();
+        Assert.That(PretrainCommand.ContinueOrNumber(settings, log).Output, Is.EqualTo(run), "a fresh default run uses the default directory");
+        Assert.That(PretrainCommand.Run(settings, CancellationToken.None), Is.EqualTo(ExitCodes.Ok));
+
+        var second = PretrainCommand.ContinueOrNumber(settings, log);
+        Assert.That(second.Output, Is.EqualTo(run + "-2"));
+        Assert.That(second.Resume, Is.False);
+        Assert.That(log.ToString(), Does.Contain("holds a finished run").And.Contain(run + "-2"));
+        Assert.That(PretrainCommand.Run(settings, CancellationToken.None), Is.EqualTo(ExitCodes.Ok), "the headline command works again");
+        Assert.That(System.IO.Directory.Exists(Path.Combine(run + "-2", "checkpoints", "step-000006")));
+
+        // An interrupted second run (only step 2 complete) is continued, not numbered anew.
+        System.IO.Directory.Delete(Path.Combine(run + "-2", "checkpoints", "step-000006"), recursive: true);
+        System.IO.Directory.Delete(Path.Combine(run + "-2", "checkpoints", "step-000004"), recursive: true);
+        var third = PretrainCommand.ContinueOrNumber(settings, log);
+        Assert.That((third.Output, third.Resume), Is.EqualTo((run + "-2", true)));
+        Assert.That(PretrainCommand.Run(settings, CancellationToken.None), Is.EqualTo(ExitCodes.Ok));
+        Assert.That(System.IO.Directory.Exists(Path.Combine(run + "-2", "checkpoints", "step-000006")));
+
+        // An explicit --out keeps refusing an occupied directory.
+        var explicitOut = settings with { OutputIsDefault = false };
+        Assert.That(PretrainCommand.ContinueOrNumber(explicitOut, log), Is.EqualTo(explicitOut));
+        var e = Assert.Throws<UserException>(() => PretrainCommand.Run(explicitOut, CancellationToken.None))!;
+        Assert.That(e.Message, Does.Contain("holds checkpoints of an earlier run"));
+    }
+
+    [Test]
     public void AnUnwritableOutputDirectoryIsAnIoError()
     {
         string dir = TrainingData.NewDirectory("cli-unwritable");
@@ -242,7 +282,7 @@ public partial class PretrainCliTests
         File.WriteAllText(file, "not a directory");
         var (code, _, stderr) = RunCli(Args(Path.Combine(file, "run")));
         Assert.That(code, Is.EqualTo(ExitCodes.Io), stderr);
-        Assert.That(stderr, Does.Contain($"--out {Path.Combine(file, "run")}: cannot create the run directory"));
+        Assert.That(stderr, Does.Contain($"--out {Path.Combine(file, "run")}: cannot create the output directory"));
         Assert.That(File.ReadAllText(file), Is.EqualTo("not a directory"));
     }
 
