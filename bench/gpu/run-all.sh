@@ -8,7 +8,9 @@
 #
 # Prepare here first:  RuntimeIdentifier=linux-x64 ../shared/device/pack && git rev-parse HEAD > .device/commit
 # Run there:           bash .device/run bash bench/gpu/run-all.sh
-# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity sanitizer" (default: all but ops and sanitizer)
+# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity sanitizer ptxas" (default: all but ops, sanitizer
+#                      and ptxas); "perf" is another name for "bench". ptxas reports registers, spills and shared
+#                      memory per kernel of the PTX that NVRTC wrote to the kernel cache (the kernels stage fills it).
 set -uo pipefail
 # Logs go to a work folder; $OUT receives summary.log and logs.tar.gz (the device tool returns at most 8 files).
 final=${OUT:-gpu-out}
@@ -16,6 +18,9 @@ out=$(mktemp -d /tmp/gpu-logs.XXXX)
 mkdir -p "$final"
 app=${APP:-.device/app}
 stages=" ${STAGES:-tests kernels pretrain bench hf parity} "
+stages=${stages/ perf / bench }
+# The PTX cache lives with the logs, so the ptxas stage reads exactly what this run compiled.
+export BERT_KERNEL_CACHE=$out/ptx-cache
 commit=$(cat .device/commit 2>/dev/null || git rev-parse HEAD 2>/dev/null || echo unknown)
 # .device/run puts every directory holding a libcuda on the path, CUDA's forward-compatibility copy
 # (cuda/compat) included; on a newer driver that copy fails cuInit with error 803, for torch too.
@@ -97,6 +102,22 @@ if want sanitizer; then
   run "${SANITIZER_LIMIT:-400}" sanitizer.log compute-sanitizer --tool memcheck --print-limit 20 --target-processes all \
     dotnet "$app/Bert.Tests.dll" --filter "TestCategory=Gpu&FullyQualifiedName!~GpuTrainingTests&FullyQualifiedName!~OutOfMemoryIsAClearException"
   grep -E "ERROR SUMMARY|total:|failed:|succeeded:" "$out/sanitizer.log" | tee -a "$out/summary.log"
+fi
+if want ptxas; then
+  log "ptxas -v over the NVRTC PTX (registers, spills, shared memory)"
+  ls "$BERT_KERNEL_CACHE"/*.ptx > /dev/null 2>&1 || run 120 check-kernels.log dotnet "$app/bert.dll" check-kernels --precision bf16
+  ptxas=$(command -v ptxas || ls /usr/local/cuda*/bin/ptxas 2>/dev/null | head -n 1)
+  sm=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '. ')
+  if [[ -z "$ptxas" || -z "$sm" ]]; then
+    log "ptxas stage skipped: ptxas='${ptxas}' compute capability='${sm}'"
+  else
+    for ptx in "$BERT_KERNEL_CACHE"/*.ptx; do
+      run 120 ptxas.log "$ptxas" -arch="sm_$sm" -v "$ptx" -o /dev/null
+    done
+    # Kernels that spill: the "Function properties for NAME" line and the spill line under it.
+    grep -B1 -E "[1-9][0-9]* bytes spill (stores|loads)" "$out/ptxas.log" | head -n 40 | tee -a "$out/summary.log"
+    grep -c "Compiling entry" "$out/ptxas.log" | sed 's/^/   kernels compiled by ptxas: /' | tee -a "$out/summary.log"
+  fi
 fi
 log "done"
 (cd "$out" && tar -czf "$final/logs.tar.gz" ./*.log ./*.json 2>/dev/null)

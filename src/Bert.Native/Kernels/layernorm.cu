@@ -39,6 +39,8 @@ extern "C" __global__ void layernorm_forward(void* out, int outType, float* mean
 
 // Post-LN residual: sum[N,H] = residual + dropout(branch) (mask index n·H + h); out = LN(sum)·gamma + beta.
 // Statistics are taken over sum as stored (bf16-rounded when sum is bf16), which the backward reads.
+// With H a multiple of 4 and at most 1024, lane l holds columns 4l..4l+3 of each 128 in registers (sum is
+// written once and never re-read) and one Philox evaluation serves four columns; other sizes re-read memory.
 extern "C" __global__ void residual_layernorm_forward(void* out, int outType, void* sum, int sumType,
     float* mean, float* rstd, const void* residual, int residualType, const void* branch, int branchType,
     const float* gamma, const float* beta, int rows, int hidden, float eps,
@@ -48,6 +50,61 @@ extern "C" __global__ void residual_layernorm_forward(void* out, int outType, vo
     int lane = threadIdx.x & 31;
     if (row >= rows) return;  // warp-uniform
     long long base = (long long)row * hidden;
+
+    if ((hidden & 3) == 0 && hidden <= 1024)
+    {
+        float v[8][4];
+        float s = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+        {
+            int h0 = t * 128 + lane * 4;
+            float f[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (h0 < hidden)
+                dropout_factor4(dropP, dropScale, seed, step, stream, (unsigned long long)(base + h0) >> 2, f);
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+            {
+                long long i = base + h0 + r;
+                v[t][r] = 0.0f;
+                if (h0 < hidden)
+                {
+                    v[t][r] = stored(load(residual, i, residualType) + load(branch, i, branchType) * f[r], sumType);
+                    store(sum, i, sumType, v[t][r]);
+                }
+                s += v[t][r];
+            }
+        }
+        float mu = warp_sum(s) / hidden;
+        float q = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+        {
+            int h0 = t * 128 + lane * 4;
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+            {
+                float d = h0 < hidden ? v[t][r] - mu : 0.0f;
+                q += d * d;
+            }
+        }
+        float rs = 1.0f / sqrtf(warp_sum(q) / hidden + eps);
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+        {
+            int h0 = t * 128 + lane * 4;
+            if (h0 >= hidden) continue;
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+                store(out, base + h0 + r, outType, (v[t][r] - mu) * rs * gamma[h0 + r] + beta[h0 + r]);
+        }
+        if (lane == 0)
+        {
+            mean[row] = mu;
+            rstd[row] = rs;
+        }
+        return;
+    }
 
     float s = 0.0f;
     for (int h = lane; h < hidden; h += 32)
@@ -78,7 +135,8 @@ extern "C" __global__ void residual_layernorm_forward(void* out, int outType, vo
 
 // dIn[N,H] = LayerNorm backward of dy = dropout(dOut) (mask index n·H + h; inactive when dropP = 0):
 //   g = dy·gamma, xhat = (in − mean)·rstd, dIn = rstd·(g − mean_h(g) − xhat·mean_h(g·xhat)).
-// dIn may alias dOut.
+// dIn may alias dOut. With H a multiple of 4 and at most 1024, lane l holds columns 4l..4l+3 of each 128 in
+// registers and one Philox evaluation serves four columns; other sizes re-read memory.
 extern "C" __global__ void layernorm_backward(void* dIn, int dInType, const void* dOut, int dOutType,
     const void* in, int inType, const float* mean, const float* rstd, const float* gamma, int rows, int hidden,
     float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
@@ -88,6 +146,42 @@ extern "C" __global__ void layernorm_backward(void* dIn, int dInType, const void
     if (row >= rows) return;  // warp-uniform
     long long base = (long long)row * hidden;
     float mu = mean[row], rs = rstd[row];
+
+    if ((hidden & 3) == 0 && hidden <= 1024)
+    {
+        float g[8][4], xh[8][4];
+        float a = 0.0f, b = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+        {
+            int h0 = t * 128 + lane * 4;
+            float f[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (h0 < hidden)
+                dropout_factor4(dropP, dropScale, seed, step, stream, (unsigned long long)(base + h0) >> 2, f);
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+            {
+                bool on = h0 < hidden;
+                long long i = base + h0 + r;
+                g[t][r] = on ? load(dOut, i, dOutType) * f[r] * gamma[h0 + r] : 0.0f;
+                xh[t][r] = on ? (load(in, i, inType) - mu) * rs : 0.0f;
+                a += g[t][r];
+                b += g[t][r] * xh[t][r];
+            }
+        }
+        a = warp_sum(a) / hidden;
+        b = warp_sum(b) / hidden;
+#pragma unroll
+        for (int t = 0; t < 8; t++)
+        {
+            int h0 = t * 128 + lane * 4;
+            if (h0 >= hidden) continue;
+#pragma unroll
+            for (int r = 0; r < 4; r++)
+                store(dIn, base + h0 + r, dInType, rs * (g[t][r] - a - xh[t][r] * b));
+        }
+        return;
+    }
 
     float a = 0.0f, b = 0.0f;
     for (int h = lane; h < hidden; h += 32)
