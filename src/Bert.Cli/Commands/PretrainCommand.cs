@@ -19,7 +19,7 @@ public static class PretrainCommand
     public static Command Create()
     {
         var preset = new Option<string>("--preset") { Description = "model preset: " + string.Join(", ", ModelPresets.Names), DefaultValueFactory = _ => "tiny" };
-        var steps = new Option<long>("--steps") { Description = "optimizer steps in all (both phases)", DefaultValueFactory = _ => 600 };
+        var steps = new Option<long>("--steps") { Description = "optimizer steps in all (both phases)", DefaultValueFactory = _ => 2400 };
         var batch = new Option<int>("--batch") { Description = "sequences per optimizer step at S=128 (256 at full scale)", DefaultValueFactory = _ => 32 };
         var micro = new Option<int?>("--micro-batch") { Description = "sequences per forward/backward at S=128; gradients accumulate to --batch (default: --batch)" };
         var batchLong = new Option<int>("--batch-long") { Description = "sequences per optimizer step at S=512", DefaultValueFactory = _ => 8 };
@@ -354,7 +354,7 @@ public static class PretrainCommand
 public sealed record PretrainSettings
 {
     public string Preset { get; init; } = "tiny";
-    public long Steps { get; init; } = 600;
+    public long Steps { get; init; } = 2400;
     public int Batch { get; init; } = 32;
     public int MicroBatch { get; init; } = 32;
     public int BatchLong { get; init; } = 8;
