@@ -49,7 +49,7 @@ public static class Program
             }
             // Without this, System.CommandLine's default handler catches exceptions first, prints a
             // stack trace and exits 1 instead of the documented exit code.
-            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });
         }
         catch (Exception e) when (CliErrors.Translate(e) is { } user)
         {

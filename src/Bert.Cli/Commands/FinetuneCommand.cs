@@ -161,9 +161,7 @@ public static class FinetuneCommand
         EvaluationResult? best = null;
         int bestEpoch = 0;
         string? bestDir = null;
-        bool stop = false;
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stop = true; };
-        Console.CancelKeyPress += onCancel;
+        using var stopper = new StopSignals("bert finetune");
         try
         {
             using var metrics = new FineTuningLog(metricsPath);
@@ -172,7 +170,7 @@ public static class FinetuneCommand
                 double epochLoss = 0;
                 int epochSteps = 0;
                 report(0, "");
-                while (!tuner.Finished && !stop && !ct.IsCancellationRequested)
+                while (!tuner.Finished && !stopper.Requested && !ct.IsCancellationRequested)
                 {
                     var r = tuner.RunStep();
                     metrics.WriteStep(r);
@@ -226,15 +224,11 @@ public static class FinetuneCommand
         {
             throw new UserException(e.Message, ExitCodes.NonFinite);
         }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
         string png = Path.Combine(outDir, "finetune.png");
         FineTuningPlot.Render(metricsPath, png, $"bert finetune {task.CliName()} ({model.Config.Name}) on {backend.Name}");
         log.WriteLine($"metrics: {metricsPath}; plot: {png}; results: {Path.Combine(outDir, "results.json")}; predictions of the best checkpoint on the {(data.Test is null ? "validation" : "test")} split: {Path.Combine(outDir, "predictions.tsv")}");
         if (!tuner.Finished) log.WriteLine($"stopped at step {tuner.Step} of {tuner.TotalSteps}");
-        return ExitCodes.Ok;
+        return !tuner.Finished && stopper.Requested ? stopper.ExitCode : ExitCodes.Ok;
     }
 
     /// <summary>A line printed while the progress bar runs: through Spectre's console on a terminal, so

@@ -193,7 +193,7 @@ public static class PretrainCommand
 
             string metricsPath = Path.Combine(s.Output, "metrics.jsonl");
             using var metrics = new MetricsLog(metricsPath, trainer.Step);
-            using var stopper = new StopRequest();
+            using var stopper = new StopSignals("bert pretrain");
             double seqPerSec = 0;
             ProgressDisplay.Run("pretrain", s.Steps, report =>
             {
@@ -216,7 +216,7 @@ public static class PretrainCommand
             if (!trainer.Finished)
             {
                 Console.WriteLine($"stopped at step {trainer.Step} of {s.Steps}; continue with the same options and --resume");
-                return ExitCodes.Ok;
+                return stopper.Requested ? stopper.ExitCode : ExitCodes.Ok;
             }
 
             foreach (var (name, set) in heldOutSets)
@@ -271,46 +271,6 @@ public static class PretrainCommand
             throw new UserException($"{d.Directory}: dataset has seq_length {d.SeqLength}, phase {p.Name} needs {p.SeqLength} (prepare it with --seq {p.SeqLength})", ExitCodes.BadInput);
         if (d.MaxPredictions != p.MaxPredictions)
             throw new UserException($"{d.Directory}: dataset has max_predictions {d.MaxPredictions}, phase {p.Name} needs {p.MaxPredictions} (prepare it with --max-predictions {p.MaxPredictions})", ExitCodes.BadInput);
-    }
-
-    /// <summary>Ctrl+C (SIGINT) or SIGTERM: finish the current step, save a checkpoint, stop. A second
-    /// Ctrl+C ends the process at once (nothing saved beyond the last checkpoint).</summary>
-    private sealed class StopRequest : IDisposable
-    {
-        private readonly System.Runtime.InteropServices.PosixSignalRegistration? _sigterm;
-        private volatile bool _requested;
-
-        public StopRequest()
-        {
-            Console.CancelKeyPress += OnCancel;
-            if (!OperatingSystem.IsWindows())
-                _sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c =>
-                {
-                    c.Cancel = true;
-                    Request();
-                });
-        }
-
-        public bool Requested => _requested;
-
-        private void OnCancel(object? sender, ConsoleCancelEventArgs e)
-        {
-            if (_requested) return;
-            e.Cancel = true;
-            Request();
-        }
-
-        private void Request()
-        {
-            _requested = true;
-            Console.Error.WriteLine("bert pretrain: stopping after this step and saving a checkpoint (Ctrl+C again to quit without saving)");
-        }
-
-        public void Dispose()
-        {
-            Console.CancelKeyPress -= OnCancel;
-            _sigterm?.Dispose();
-        }
     }
 
     private static (Vocabulary, Dictionary<int, string>, Dictionary<int, string>) ResolveData(PretrainSettings s, IReadOnlyList<Phase> phases, CancellationToken ct)
