@@ -1,3 +1,4 @@
+using Bert.Runtime;
 using Bert.Runtime.Data;
 using Bert.Runtime.IO;
 using Bert.Runtime.Training;
@@ -34,7 +35,8 @@ internal static class CliErrors
         FileNotFoundException or DirectoryNotFoundException => new UserException(e.Message, ExitCodes.BadInput),
         DiskFullException => new UserException(e.Message, ExitCodes.Io),
         IOException or UnauthorizedAccessException => new UserException(e.Message, ExitCodes.Io),
-        OperationCanceledException => new UserException("cancelled", ExitCodes.Io),
+        OperationCanceledException => new UserException("cancelled", 130),
+        ModelMemoryException => new UserException(e.Message, ExitCodes.Device),
         DllNotFoundException or EntryPointNotFoundException => new UserException(e.Message, ExitCodes.Device),
         _ when e.GetType().Namespace?.StartsWith("Bert.Native", StringComparison.Ordinal) == true
             => new UserException(e.Message, ExitCodes.Device),

@@ -45,7 +45,7 @@ public static class PretrainCommand
         var precision = Backends.PrecisionOption();
         var checkpointEvery = new Option<long>("--checkpoint-every") { Description = "steps between checkpoints (0: only at the end)", DefaultValueFactory = _ => 100 };
         var keep = new Option<int>("--keep") { Description = "checkpoints kept", DefaultValueFactory = _ => 3 };
-        var evalSequences = new Option<long>("--eval-sequences") { Description = "held-out sequences evaluated at the end", DefaultValueFactory = _ => 2000 };
+        var evalSequences = new Option<long>("--eval-sequences") { Description = "held-out sequences evaluated at the end (0: none)", DefaultValueFactory = _ => 2000 };
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (default corpus cache)", DefaultValueFactory = _ => "data" };
         var vocabSize = new Option<int>("--vocab-size") { Description = "vocabulary learned for the default corpus", DefaultValueFactory = _ => 8000 };
 
@@ -121,8 +121,8 @@ public static class PretrainCommand
         int seqShort = s.Seq, seqLong = s.SeqLong;
         int predShort = PretrainingDataOptions.DefaultMaxPredictions(seqShort), predLong = PretrainingDataOptions.DefaultMaxPredictions(seqLong);
         var phases = PhasePlan.Create(s.Steps, s.LongFraction, (seqShort, predShort, s.Batch, s.MicroBatch), (seqLong, predLong, s.BatchLong, s.MicroBatchLong));
-        if (phases.Any(p => p.SeqLength > preset.Config.MaxPositions))
-            throw new UserException($"--seq-long {seqLong}: the {preset.Name} preset has {preset.Config.MaxPositions} positions");
+        if (phases.FirstOrDefault(p => p.SeqLength > preset.Config.MaxPositions) is { } tooLong)
+            throw new UserException($"{(tooLong.SeqLength == seqShort ? "--seq" : "--seq-long")} {tooLong.SeqLength}: the {preset.Name} preset has {preset.Config.MaxPositions} positions");
 
         // ---- data ------------------------------------------------------------------------------
         var (vocabulary, trainDirs, heldOutDirs) = ResolveData(s, phases, ct);
@@ -219,7 +219,7 @@ public static class PretrainCommand
                 return stopper.Requested ? stopper.ExitCode : ExitCodes.Ok;
             }
 
-            foreach (var (name, set) in heldOutSets)
+            foreach (var (name, set) in s.EvalSequences > 0 ? heldOutSets : [])
             {
                 var e = trainer.Evaluate(set, s.EvalSequences, maxMicro);
                 metrics.WriteEval(trainer.Step, $"heldout-{name}", e);
@@ -343,6 +343,9 @@ public sealed record PretrainSettings
     public string DataRoot { get; init; } = "data";
     public int VocabSize { get; init; } = 8000;
 
+    /// <summary>More worker threads than this only thrash (and creating 100,000 aborts the runtime).</summary>
+    public static int MaxThreads => Math.Max(256, 4 * Environment.ProcessorCount);
+
     public void Validate()
     {
         static void Positive(string option, double value)
@@ -356,11 +359,18 @@ public sealed record PretrainSettings
         Positive("--micro-batch-long", MicroBatchLong);
         Positive("--lr", LearningRate);
         Positive("--keep", Keep);
+        if (EvalSequences < 0) throw new UserException($"--eval-sequences {EvalSequences}: must be 0 (no held-out evaluation) or positive");
         if (Batch % MicroBatch != 0) throw new UserException($"--micro-batch {MicroBatch}: must divide --batch {Batch}");
         if (BatchLong % MicroBatchLong != 0) throw new UserException($"--micro-batch-long {MicroBatchLong}: must divide --batch-long {BatchLong}");
         if (Warmup is < 0 || Warmup > Steps) throw new UserException($"--warmup {Warmup}: must be in [0, {Steps}]");
         if (!(LongFraction >= 0 && LongFraction <= 1)) throw new UserException($"--long-fraction {LongFraction.ToString(CultureInfo.InvariantCulture)}: must be in [0, 1]");
         if (Seq < 8 || SeqLong < 8) throw new UserException($"--seq {Seq} / --seq-long {SeqLong}: sequence lengths must be at least 8");
+        if (LongFraction > 0 && SeqLong <= Seq)
+            throw new UserException($"--seq-long {SeqLong}: must be longer than --seq {Seq} (for one sequence length, pass --long-fraction 0)");
+        if (LearningRate > 1e3)
+            throw new UserException($"--lr {LearningRate.ToString(CultureInfo.InvariantCulture)}: must be at most 1000 (BERT uses 1e-4)");
+        if (Threads > MaxThreads)
+            throw new UserException($"--threads {Threads}: at most {MaxThreads} (this machine has {Environment.ProcessorCount} cores; 0 uses all of them)");
         if (Threads < 0) throw new UserException($"--threads {Threads}: must be 0 (all cores) or positive");
         if (CheckpointEvery < 0) throw new UserException($"--checkpoint-every {CheckpointEvery}: must be non-negative");
         if (Corpus is { Count: > 0 } && (Data is not null || HeldOut is not null))

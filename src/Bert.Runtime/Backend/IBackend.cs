@@ -33,6 +33,10 @@ public interface IBackend : IDisposable
     /// Parameters, gradients and optimizer state are always F32.</summary>
     DType ComputeType { get; }
 
+    /// <summary>Bytes this backend can still allocate (host memory for the CPU, free device memory for a
+    /// GPU), for the check a model makes before it allocates; null when unknown.</summary>
+    long? AvailableMemoryBytes => null;
+
     // ---- memory -------------------------------------------------------------------------------
 
     /// <summary>A zero-filled allocation of <paramref name="length"/> elements.</summary>

@@ -80,6 +80,17 @@ public sealed unsafe partial class CpuBackend : IBackend
     /// <summary>"cpu (16 threads, OpenBLAS GEMM)" or "cpu (16 threads, managed GEMM)".</summary>
     public string Name { get; }
 
+    /// <summary>The memory the runtime may use (physical memory, or the container's limit).</summary>
+    public long? AvailableMemoryBytes
+    {
+        get
+        {
+            var info = GC.GetGCMemoryInfo();
+            long total = info.TotalAvailableMemoryBytes;
+            return total > 0 ? total - Math.Min(total, info.MemoryLoadBytes) + GC.GetTotalMemory(false) : null;
+        }
+    }
+
     public DType ComputeType => DType.F32;
 
     /// <summary>Threads used by ops and GEMMs (the caller counts as one).</summary>

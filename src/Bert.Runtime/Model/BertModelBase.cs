@@ -37,13 +37,20 @@ public abstract class BertModelBase : IDisposable
             throw new ArgumentOutOfRangeException(nameof(maxSeq), maxSeq,
                 $"sequence length {maxSeq} exceeds the model's {Config.MaxPositions} positions ({Config.Name})");
 
+        // Refuse a configuration that cannot fit before allocating any of it (an allocation that
+        // fails half-way, or that the OS overcommits and later kills, helps nobody).
+        long workspace = Math.Max(1, backend.AttentionWorkspaceLength(maxBatch, maxSeq, Config.Heads, Config.HeadDim));
+        int computeBytes = backend.ComputeType == DType.F32 ? 4 : 2;
+        long needed = ParameterTotal * 4L * 4   // parameters, gradients and the two AdamW moments
+            + (Math.Max(1, computeArenaLength) + workspace) * computeBytes + Math.Max(1, f32ArenaLength) * 4L;
+        if (backend.AvailableMemoryBytes is long available && needed > available)
+            throw new ModelMemoryException(needed, available, maxBatch, maxSeq, backend.Name);
+
         Parameters = backend.Allocate(ParameterTotal, DType.F32, "parameters");
         Gradients = backend.Allocate(ParameterTotal, DType.F32, "gradients");
         Arena = backend.Allocate(Math.Max(1, computeArenaLength), backend.ComputeType, "activations");
         F32Arena = backend.Allocate(Math.Max(1, f32ArenaLength), DType.F32, "activations-f32");
-        Workspace = backend.Allocate(
-            Math.Max(1, backend.AttentionWorkspaceLength(maxBatch, maxSeq, Config.Heads, Config.HeadDim)),
-            backend.ComputeType, "attention-workspace");
+        Workspace = backend.Allocate(workspace, backend.ComputeType, "attention-workspace");
         Metrics = backend.Allocate(MetricSlot.Length, DType.F32, "metrics");
         ZeroPositions = backend.Allocate(maxBatch, DType.I32, "zero-positions");
     }
@@ -200,4 +207,14 @@ public abstract class BertModelBase : IDisposable
         Parameters.Dispose();
         GC.SuppressFinalize(this);
     }
+}
+
+/// <summary>A model configuration needs more memory than the backend has; thrown before any allocation.</summary>
+public sealed class ModelMemoryException(long needed, long available, int maxBatch, int maxSeq, string backend)
+    : InvalidOperationException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"a micro-batch of {maxBatch} sequences of {maxSeq} tokens needs {needed / (double)(1L << 30):F1} GiB for the model's buffers, " +
+        $"but {backend} has {available / (double)(1L << 30):F1} GiB available; use a smaller --micro-batch (gradient accumulation keeps --batch) or a shorter --seq"))
+{
+    public long Needed { get; } = needed;
+    public long Available { get; } = available;
 }

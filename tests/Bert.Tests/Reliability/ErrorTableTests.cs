@@ -98,6 +98,12 @@ public class ErrorTableTests
         C("export: blank checkpoint path", ExitCodes.Usage, ["export", "--checkpoint", "", "--out", Out], "--checkpoint ''", "blank"),
         C("pretrain: blank run directory", ExitCodes.Usage, Pretrain("--out", " "), "--out ' '", "blank"),
         C("export: dtype f64", ExitCodes.Usage, ["export", "--checkpoint", Ckpt, "--out", Out, "--dtype", "f64"], "'f64'", "'bf16'"),
+        C("pretrain: seq-long equal to seq", ExitCodes.Usage, Pretrain("--seq", "32", "--seq-long", "32"), "--seq-long 32", "longer than --seq 32", "--long-fraction 0"),
+        C("pretrain: seq beyond the positions", ExitCodes.Usage, Pretrain("--seq", "1000", "--seq-long", "2000"), "--seq 1000", "positions"),
+        C("pretrain: lr 1e39", ExitCodes.Usage, Pretrain("--lr", "1e39"), "--lr 1E+39", "at most 1000"),
+        C("pretrain: threads 100000", ExitCodes.Usage, Pretrain("--threads", "100000"), "--threads 100000", "cores"),
+        C("pretrain: eval-sequences -1", ExitCodes.Usage, Pretrain("--eval-sequences", "-1"), "--eval-sequences -1", "0 (no held-out evaluation)"),
+        C("pretrain: batch 1000000", ExitCodes.Device, Pretrain("--batch", "1000000"), "micro-batch of 1000000", "GiB", "--micro-batch"),
         C("import: vocab.txt without [MASK]", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-vocab-nomask", "--out", Out], "{d}/hf-vocab-nomask/vocab.txt", "[MASK]", "missing"),
         C("import: vocab.txt longer than the embeddings", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-vocab-long", "--out", Out], "{d}/hf-vocab-long/vocab.txt", "25 tokens", "11 embedding rows"),
         C("export: out is the checkpoint", ExitCodes.Usage, ["export", "--checkpoint", Ckpt, "--out", "{d}/ckpt/step-000003"], "--out {d}/ckpt/step-000003", "overwrite"),
@@ -389,7 +395,7 @@ public class ErrorTableTests
         yield return new TestCaseData(new IOException("No space left on device", DiskFull.HResult), ExitCodes.Io);
         yield return new TestCaseData(new IOException("read-only file system"), ExitCodes.Io);
         yield return new TestCaseData(new UnauthorizedAccessException("permission denied"), ExitCodes.Io);
-        yield return new TestCaseData(new OperationCanceledException(), ExitCodes.Io);
+        yield return new TestCaseData(new OperationCanceledException(), 130); // a cancelled command exits as a shell reports Ctrl+C
         yield return new TestCaseData(new NonFiniteException(7, "loss is NaN"), ExitCodes.NonFinite);
         yield return new TestCaseData(new DllNotFoundException("libcuda.so.1"), ExitCodes.Device);
         yield return new TestCaseData(new Bert.Native.Testing.FakeCudaException("CUDA_ERROR_OUT_OF_MEMORY"), ExitCodes.Device);
