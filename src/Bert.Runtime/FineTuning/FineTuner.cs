@@ -145,11 +145,15 @@ public sealed class FineTuner : IDisposable
         }
         if (!double.IsFinite(loss)) throw new NonFiniteException(Step, $"loss is {loss}");
 
-        float lr = (float)Schedule.At(Step);
-        Optimizer.Step((int)(Step + 1), lr);
+        // The norm is read before the update (as in Trainer), so a NaN gradient never reaches the
+        // weights or the moments.
+        Optimizer.ComputeGradientNorm();
         _model.Backend.Download<float>(_norm, Optimizer.GradNormSquared);
         double gradNorm = Math.Sqrt(_norm[0]);
-        if (!double.IsFinite(gradNorm)) throw new NonFiniteException(Step, "the global gradient norm is not finite");
+        if (!double.IsFinite(gradNorm)) throw new NonFiniteException(Step, "the global gradient norm is not finite; no weight was updated");
+
+        float lr = (float)Schedule.At(Step);
+        Optimizer.Apply((int)(Step + 1), lr);
 
         var report = new FineTuningStepReport(Step, epoch, loss, count > 0 ? correct / count : 0, lr, gradNorm, b, clock.Elapsed.TotalSeconds);
         Step++;
