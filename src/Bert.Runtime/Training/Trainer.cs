@@ -33,6 +33,12 @@ public sealed class NonFiniteException(long step, string what)
 public sealed class Trainer : IDisposable
 {
     private readonly BertModelBase _model;
+    private int _aboveChance;
+
+    /// <summary>The divergence rule: a loss above this many times the chance level ...</summary>
+    public const double DivergenceFactor = 4;
+    /// <summary>... for this many optimizer steps in a row stops training (exit 5).</summary>
+    public const int DivergenceSteps = 5;
     private readonly IReadOnlyList<Phase> _phases;
     private readonly Dictionary<string, BatchAssembler> _assemblers = new();
     private readonly Dictionary<string, HostBatch> _hosts = new();
@@ -143,6 +149,14 @@ public sealed class Trainer : IDisposable
             throw new NonFiniteException(Step, $"loss is {loss} (MLM {mlmLoss}, NSP {nspLoss}); {FirstNonFiniteTensor()}");
         if (!double.IsFinite(gradNorm))
             throw new NonFiniteException(Step, $"gradient norm is {gradNorm}; {FirstNonFiniteTensor()}");
+        // Divergence that stays finite (--lr 1e3 once ended "successfully" with loss 1e17): a loss above
+        // DivergenceFactor × the chance level (ln V for the masked LM + ln 2 for NSP, what a model that
+        // learned nothing scores) for DivergenceSteps steps in a row stops the run.
+        double chance = Math.Log(_model.Config.VocabSize) + Math.Log(2);
+        _aboveChance = loss > DivergenceFactor * chance ? _aboveChance + 1 : 0;
+        if (_aboveChance >= DivergenceSteps)
+            throw new NonFiniteException(Step, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"diverged: loss {loss:G4} has been above {DivergenceFactor} x the chance level ({chance:F2}) for {DivergenceSteps} steps; lower --lr"));
 
         float lr = (float)Schedule.At(Step);
         Optimizer.Apply((int)(Step + 1), lr);

@@ -103,6 +103,7 @@ public class ErrorTableTests
         C("pretrain: lr 1e39", ExitCodes.Usage, Pretrain("--lr", "1e39"), "--lr 1E+39", "at most 1000"),
         C("pretrain: threads 100000", ExitCodes.Usage, Pretrain("--threads", "100000"), "--threads 100000", "cores"),
         C("pretrain: eval-sequences -1", ExitCodes.Usage, Pretrain("--eval-sequences", "-1"), "--eval-sequences -1", "0 (no held-out evaluation)"),
+        C("pretrain: lr 1e3 diverges", ExitCodes.NonFinite, Pretrain("--lr", "1000", "--steps", "20", "--warmup", "0"), "diverged", "chance level", "lower --lr"),
         C("pretrain: batch 1000000", ExitCodes.Device, Pretrain("--batch", "1000000"), "micro-batch of 1000000", "GiB", "--micro-batch"),
         C("import: vocab.txt without [MASK]", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-vocab-nomask", "--out", Out], "{d}/hf-vocab-nomask/vocab.txt", "[MASK]", "missing"),
         C("import: vocab.txt longer than the embeddings", ExitCodes.BadInput, ["import", "--hf", "{d}/hf-vocab-long", "--out", Out], "{d}/hf-vocab-long/vocab.txt", "25 tokens", "11 embedding rows"),
