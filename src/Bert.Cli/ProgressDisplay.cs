@@ -85,19 +85,28 @@ public sealed class RateEstimator(double windowSeconds = 60)
 {
     private readonly Queue<(DateTime Time, double Done)> _samples = new();
 
+    /// <summary>Thread-safe: reports may come from several threads (Progress&lt;T&gt; posts to the pool).</summary>
     public void Add(DateTime time, double done)
     {
-        _samples.Enqueue((time, done));
-        // Keep one sample older than the window so the window is always covered.
-        while (_samples.Count > 2 && (time - _samples.ElementAt(1).Time).TotalSeconds > windowSeconds) _samples.Dequeue();
+        lock (_samples)
+        {
+            _samples.Enqueue((time, done));
+            // Keep one sample older than the window so the window is always covered.
+            while (_samples.Count > 2 && (time - _samples.ElementAt(1).Time).TotalSeconds > windowSeconds) _samples.Dequeue();
+        }
     }
 
     /// <summary>null until there is progress to measure.</summary>
     public TimeSpan? Remaining(double total, double done)
     {
-        if (_samples.Count < 2) return null;
-        var (t0, d0) = _samples.Peek();
-        var (t1, d1) = _samples.Last();
+        DateTime t0, t1;
+        double d0, d1;
+        lock (_samples)
+        {
+            if (_samples.Count < 2) return null;
+            (t0, d0) = _samples.Peek();
+            (t1, d1) = _samples.Last();
+        }
         double seconds = (t1 - t0).TotalSeconds;
         if (d1 <= d0 || seconds <= 0) return null;
         double left = Math.Max(0, total - done) * seconds / (d1 - d0);
