@@ -18,7 +18,11 @@ public static class PretrainCommand
 {
     public static Command Create()
     {
-        var preset = new Option<string>("--preset") { Description = "model preset: " + string.Join(", ", ModelPresets.Names), DefaultValueFactory = _ => "tiny" };
+        var preset = new Option<string?>("--preset") { Description = "model preset: " + string.Join(", ", ModelPresets.Names) + " (default tiny)" };
+        var config = new Option<string?>("--config")
+        {
+            Description = "a HuggingFace BERT config.json giving the model's sizes (any: layers, hidden, heads, intermediate, positions, segments, activation, dropouts); vocab_size follows the vocabulary",
+        };
         var steps = new Option<long>("--steps") { Description = "optimizer steps in all (both phases)", DefaultValueFactory = _ => 2400 };
         var batch = new Option<int>("--batch") { Description = "sequences per optimizer step at S=128 (256 at full scale)", DefaultValueFactory = _ => 32 };
         var micro = new Option<int?>("--micro-batch") { Description = "sequences per forward/backward at S=128; gradients accumulate to --batch (default: --batch)" };
@@ -51,12 +55,13 @@ public static class PretrainCommand
 
         var cmd = new Command("pretrain", "pretrain BERT (MLM + NSP); with no options, the default job on the Brown corpus")
         {
-            preset, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
+            preset, config, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
             output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
         {
-            Preset = r.GetValue(preset)!,
+            Preset = r.GetValue(preset),
+            Config = r.GetValue(config),
             Steps = r.GetValue(steps),
             Batch = r.GetValue(batch),
             MicroBatch = r.GetValue(micro) ?? r.GetValue(batch),
@@ -93,22 +98,29 @@ public static class PretrainCommand
         {
             return RunCore(s, ct);
         }
-        catch (Exception e) when (Translate(e) is { } user)
+        catch (Exception e) when (CliErrors.Translate(e) is { } user)
         {
             throw user;
         }
     }
 
-    /// <summary>The runtime's exceptions as one-line errors with their documented exit codes.</summary>
-    private static UserException? Translate(Exception e) => e switch
+    /// <summary>The model's configuration: --config's config.json (its sizes; the heads are BertForPreTraining's)
+    /// or the --preset (tiny by default), and the name printed for it.</summary>
+    internal static (BertConfig Config, string Name) ModelOf(PretrainSettings s)
     {
-        UserException => null,
-        NonFiniteException => new UserException(e.Message, ExitCodes.NonFinite),
-        CheckpointSettingsMismatchException => new UserException("--resume: " + e.Message, ExitCodes.Usage),
-        // Before CliErrors: a malformed data file is an IOException but bad input, not a failed write.
-        DataFormatException or InvalidDataException => new UserException(e.Message, ExitCodes.BadInput),
-        _ => CliErrors.Translate(e),
-    };
+        if (s.Config is { } path)
+        {
+            if (!File.Exists(path)) throw new UserException($"--config {path}: no such file", ExitCodes.BadInput);
+            var config = BertForPreTraining.ResolveConfig(ConfigJson.Read(path).Model);
+            string name = ModelPresets.NameOf(config) is { } preset ? preset
+                : string.Create(CultureInfo.InvariantCulture, $"L{config.Layers} H{config.Hidden} A{config.Heads} I{config.Intermediate}");
+            return (config, name);
+        }
+        string presetName = s.Preset ?? "tiny";
+        if (!ModelPresets.TryGet(presetName, out var p))
+            throw new UserException($"--preset {presetName}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
+        return (p.Config, p.Name);
+    }
 
     private static int RunCore(PretrainSettings s, CancellationToken ct)
     {
@@ -116,13 +128,12 @@ public static class PretrainCommand
         s = ContinueOrNumber(s, Console.Out);
         // One process per run directory: a second run (or a --resume while this one runs) is refused.
         using var runLock = RunDirectoryLock.Acquire(s.Output, "bert pretrain");
-        if (!ModelPresets.TryGet(s.Preset, out var preset))
-            throw new UserException($"--preset {s.Preset}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
+        var (modelConfig, modelName) = ModelOf(s);
         int seqShort = s.Seq, seqLong = s.SeqLong;
         int predShort = PretrainingDataOptions.DefaultMaxPredictions(seqShort), predLong = PretrainingDataOptions.DefaultMaxPredictions(seqLong);
         var phases = PhasePlan.Create(s.Steps, s.LongFraction, (seqShort, predShort, s.Batch, s.MicroBatch), (seqLong, predLong, s.BatchLong, s.MicroBatchLong));
-        if (phases.FirstOrDefault(p => p.SeqLength > preset.Config.MaxPositions) is { } tooLong)
-            throw new UserException($"{(tooLong.SeqLength == seqShort ? "--seq" : "--seq-long")} {tooLong.SeqLength}: the {preset.Name} preset has {preset.Config.MaxPositions} positions");
+        if (phases.FirstOrDefault(p => p.SeqLength > modelConfig.MaxPositions) is { } tooLong)
+            throw new UserException($"{(tooLong.SeqLength == seqShort ? "--seq" : "--seq-long")} {tooLong.SeqLength}: the {modelName} model has {modelConfig.MaxPositions} positions");
 
         // ---- data ------------------------------------------------------------------------------
         var (vocabulary, trainDirs, heldOutDirs) = ResolveData(s, phases, ct);
@@ -146,7 +157,7 @@ public static class PretrainCommand
             // ---- device and model ------------------------------------------------------------
             using var backend = Backends.Create(s.Device, s.Threads, s.Precision);
             int maxMicro = phases.Max(p => p.MicroBatch), maxSeq = phases.Max(p => p.SeqLength), maxPred = phases.Max(p => p.MaxPredictions);
-            using var model = preset.Create(backend, maxMicro, maxSeq, maxPred, vocabulary.Count);
+            using var model = new BertForPreTraining(backend, maxMicro, maxSeq, maxPred, modelConfig with { VocabSize = vocabulary.Count });
             var schedule = LearningRateSchedule.Create(s.LearningRate, s.Warmup ?? s.Steps / 10, s.Steps);
             var settings = s.Fingerprint(vocabulary);
 
@@ -163,7 +174,7 @@ public static class PretrainCommand
                 }
                 catch (TensorMismatchException e)
                 {
-                    throw new UserException($"--resume: the checkpoint is not a {preset.Name} model with a vocabulary of {vocabulary.Count}: {e.Message}",
+                    throw new UserException($"--resume: the checkpoint is not a {modelName} model with a vocabulary of {vocabulary.Count}: {e.Message}",
                         ExitCodes.BadInput);
                 }
             }
@@ -188,7 +199,7 @@ public static class PretrainCommand
             var inv = CultureInfo.InvariantCulture;
             string plan = string.Join(", ", phases.Select(p => string.Create(inv, $"{p.Steps} at S={p.SeqLength} (batch {p.BatchSize}, micro {p.MicroBatch}, P={p.MaxPredictions})")));
             Console.WriteLine(string.Create(inv,
-                $"bert pretrain: {preset.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
+                $"bert pretrain: {modelName} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
                 + (resume is null ? "" : $"; resuming at step {resume.Step} from {resume.Directory}"));
 
             string metricsPath = Path.Combine(s.Output, "metrics.jsonl");
@@ -227,7 +238,7 @@ public static class PretrainCommand
                     $"held-out {name}: loss {e.Loss:F4} (MLM {e.MlmLoss:F4}, NSP {e.NspLoss:F4}), MLM accuracy {e.MlmAccuracy:P2}, NSP accuracy {e.NspAccuracy:P2} over {e.Sequences} sequences"));
             }
             string png = Path.Combine(s.Output, "loss.png");
-            TrainingPlot.Render(metricsPath, png, $"bert pretrain {preset.Name} on {backend.Name}");
+            TrainingPlot.Render(metricsPath, png, $"bert pretrain {modelName} on {backend.Name}");
             Console.WriteLine($"metrics: {metricsPath}; plot: {png}");
             return ExitCodes.Ok;
         }
@@ -313,7 +324,10 @@ public static class PretrainCommand
 /// <summary>Every knob of `bert pretrain`.</summary>
 public sealed record PretrainSettings
 {
-    public string Preset { get; init; } = "tiny";
+    /// <summary>--preset; null: tiny (unless <see cref="Config"/> is given).</summary>
+    public string? Preset { get; init; }
+    /// <summary>--config: a HuggingFace config.json with the model's sizes.</summary>
+    public string? Config { get; init; }
     public long Steps { get; init; } = 2400;
     public int Batch { get; init; } = 32;
     public int MicroBatch { get; init; } = 32;
@@ -352,6 +366,8 @@ public sealed record PretrainSettings
         {
             if (!(value > 0) || double.IsInfinity(value)) throw new UserException($"{option} {value.ToString(CultureInfo.InvariantCulture)}: must be positive");
         }
+        if (Preset is not null && Config is not null)
+            throw new UserException($"--preset {Preset} and --config {Config}: give one (a preset's sizes or a config.json's)");
         Positive("--steps", Steps);
         Positive("--batch", Batch);
         Positive("--micro-batch", MicroBatch);
@@ -382,7 +398,7 @@ public sealed record PretrainSettings
     /// <summary>Settings a resumed run must share with the run it continues.</summary>
     public IReadOnlyDictionary<string, string> Fingerprint(Vocabulary vocabulary) => new Dictionary<string, string>
     {
-        ["preset"] = Preset,
+        ["preset"] = Config is null ? Preset ?? "tiny" : "config " + Path.GetFullPath(Config),
         ["steps"] = Steps.ToString(CultureInfo.InvariantCulture),
         ["batch"] = $"{Batch}/{MicroBatch}",
         ["batch_long"] = $"{BatchLong}/{MicroBatchLong}",

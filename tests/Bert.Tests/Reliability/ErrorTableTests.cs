@@ -293,7 +293,7 @@ public class ErrorTableTests
         Rehash(stateStep, CheckpointWriter.TrainerStateFile);
 
         // HuggingFace directories.
-        void Hf(string name, ModelConfig config, Action<string>? spoil = null)
+        void Hf(string name, BertConfig config, Action<string>? spoil = null)
         {
             string dir = F(name);
             var table = ParameterLayout.For(FuzzSamples.TinyConfig);
