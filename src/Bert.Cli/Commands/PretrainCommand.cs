@@ -33,7 +33,11 @@ public static class PretrainCommand
         var longFraction = new Option<double>("--long-fraction") { Description = "fraction of steps at the long sequence length (BERT: 0.1)", DefaultValueFactory = _ => 0.1 };
         var seq = new Option<int>("--seq") { Description = "short phase sequence length", DefaultValueFactory = _ => 128 };
         var seqLong = new Option<int>("--seq-long") { Description = "long phase sequence length", DefaultValueFactory = _ => 512 };
-        var data = new Option<string?>("--data") { Description = "dataset root holding seqS/ directories made by `bert prepare` (default: the Brown corpus)" };
+        var data = new Option<string[]?>("--data")
+        {
+            Description = "dataset roots holding seqS/ directories made by `bert prepare`, trained on together (default: the Brown corpus)",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var heldOut = new Option<string?>("--heldout") { Description = "held-out dataset root (seqS/ directories) for the final evaluation" };
         var vocab = new Option<string?>("--vocab") { Description = "vocab.txt the datasets were made with (required with --data); with --corpus, a vocabulary to use instead of learning one" };
         var corpus = new Option<string[]?>("--corpus")
@@ -72,7 +76,7 @@ public static class PretrainCommand
             LongFraction = r.GetValue(longFraction),
             Seq = r.GetValue(seq),
             SeqLong = r.GetValue(seqLong),
-            Data = r.GetValue(data),
+            Data = r.GetValue(data) is { Length: > 0 } roots ? string.Join(Path.PathSeparator, roots) : null,
             HeldOut = r.GetValue(heldOut),
             Vocab = r.GetValue(vocab),
             Corpus = r.GetValue(corpus),
@@ -136,14 +140,14 @@ public static class PretrainCommand
             throw new UserException($"{(tooLong.SeqLength == seqShort ? "--seq" : "--seq-long")} {tooLong.SeqLength}: the {modelName} model has {modelConfig.MaxPositions} positions");
 
         // ---- data ------------------------------------------------------------------------------
-        var (vocabulary, trainDirs, heldOutDirs) = ResolveData(s, phases, ct);
+        var (vocabulary, trainRoots, heldOutDirs) = ResolveData(s, phases, ct);
         var datasets = new Dictionary<string, PretrainingDataset>();
         var heldOutSets = new Dictionary<string, PretrainingDataset>();
         try
         {
             foreach (var p in phases)
             {
-                var d = PretrainingDataset.Open(trainDirs[p.SeqLength], vocabulary);
+                var d = PretrainingDataset.Open(trainRoots[p.SeqLength], vocabulary);
                 datasets[p.Name] = d;
                 CheckShape(d, p);
                 if (heldOutDirs.TryGetValue(p.SeqLength, out var h))
@@ -284,7 +288,9 @@ public static class PretrainCommand
             throw new UserException($"{d.Directory}: dataset has max_predictions {d.MaxPredictions}, phase {p.Name} needs {p.MaxPredictions} (prepare it with --max-predictions {p.MaxPredictions})", ExitCodes.BadInput);
     }
 
-    private static (Vocabulary, Dictionary<int, string>, Dictionary<int, string>) ResolveData(PretrainSettings s, IReadOnlyList<Phase> phases, CancellationToken ct)
+    /// <summary>The vocabulary, the training dataset directories per sequence length (several --data roots are
+    /// trained on together) and the held-out directory per sequence length.</summary>
+    private static (Vocabulary, Dictionary<int, string[]>, Dictionary<int, string>) ResolveData(PretrainSettings s, IReadOnlyList<Phase> phases, CancellationToken ct)
     {
         var lengths = phases.Select(p => p.SeqLength).Distinct().ToArray();
         if (s.Corpus is { Count: > 0 } corpusFiles)
@@ -298,7 +304,7 @@ public static class PretrainCommand
                 return 0;
             });
             Console.WriteLine($"bert pretrain: {files.TrainDocuments} training and {files.HeldOutDocuments} held-out documents; vocabulary {files.VocabPath}");
-            return (Vocabulary.Load(files.VocabPath), new Dictionary<int, string>(files.Datasets), new Dictionary<int, string>(files.HeldOutDatasets));
+            return (Vocabulary.Load(files.VocabPath), files.Datasets.ToDictionary(kv => kv.Key, kv => new[] { kv.Value }), new Dictionary<int, string>(files.HeldOutDatasets));
         }
         if (s.Data is null)
         {
@@ -309,11 +315,12 @@ public static class PretrainCommand
                 files = BrownPretrainingData.Prepare(s.DataRoot, lengths, s.VocabSize, progress: progress, cancellationToken: ct);
                 return 0;
             });
-            return (Vocabulary.Load(files.VocabPath), new Dictionary<int, string>(files.Datasets), new Dictionary<int, string>(files.HeldOutDatasets));
+            return (Vocabulary.Load(files.VocabPath), files.Datasets.ToDictionary(kv => kv.Key, kv => new[] { kv.Value }), new Dictionary<int, string>(files.HeldOutDatasets));
         }
         if (s.Vocab is null) throw new UserException("--data needs --vocab (the vocab.txt the datasets were made with)");
         var vocabulary = Vocabulary.Load(s.Vocab);
-        var train = lengths.ToDictionary(l => l, l => PretrainingDataBuilder.DatasetDirectory(s.Data, l));
+        var roots = s.Data.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries);
+        var train = lengths.ToDictionary(l => l, l => roots.Select(r => PretrainingDataBuilder.DatasetDirectory(r, l)).ToArray());
         var held = s.HeldOut is null ? new Dictionary<int, string>()
             : lengths.ToDictionary(l => l, l => PretrainingDataBuilder.DatasetDirectory(s.HeldOut, l));
         return (vocabulary, train, held);
@@ -338,6 +345,7 @@ public sealed record PretrainSettings
     public double LongFraction { get; init; } = 0.1;
     public int Seq { get; init; } = 128;
     public int SeqLong { get; init; } = 512;
+    /// <summary>--data: dataset roots, separated by <see cref="Path.PathSeparator"/> when several.</summary>
     public string? Data { get; init; }
     public string? HeldOut { get; init; }
     public string? Vocab { get; init; }
