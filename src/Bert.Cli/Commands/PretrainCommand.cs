@@ -19,7 +19,7 @@ public static class PretrainCommand
     public static Command Create()
     {
         var preset = new Option<string?>("--preset") { Description = "model preset: " + string.Join(", ", ModelPresets.Names) + " (default tiny)" };
-        var config = new Option<string?>("--config")
+        var config = new Option<string?>("--model-config")
         {
             Description = "a HuggingFace BERT config.json giving the model's sizes (any: layers, hidden, heads, intermediate, positions, segments, activation, dropouts); vocab_size follows the vocabulary",
         };
@@ -65,7 +65,7 @@ public static class PretrainCommand
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
         {
             Preset = r.GetValue(preset),
-            Config = r.GetValue(config),
+            ModelConfig = r.GetValue(config),
             Steps = r.GetValue(steps),
             Batch = r.GetValue(batch),
             MicroBatch = r.GetValue(micro) ?? r.GetValue(batch),
@@ -108,13 +108,13 @@ public static class PretrainCommand
         }
     }
 
-    /// <summary>The model's configuration: --config's config.json (its sizes; the heads are BertForPreTraining's)
+    /// <summary>The model's configuration: --model-config's config.json (its sizes; the heads are BertForPreTraining's)
     /// or the --preset (tiny by default), and the name printed for it.</summary>
     internal static (BertConfig Config, string Name) ModelOf(PretrainSettings s)
     {
-        if (s.Config is { } path)
+        if (s.ModelConfig is { } path)
         {
-            if (!File.Exists(path)) throw new UserException($"--config {path}: no such file", ExitCodes.BadInput);
+            if (!File.Exists(path)) throw new UserException($"--model-config {path}: no such file", ExitCodes.BadInput);
             var config = BertForPreTraining.ResolveConfig(ConfigJson.Read(path).Model);
             string name = ModelPresets.NameOf(config) is { } preset ? preset
                 : string.Create(CultureInfo.InvariantCulture, $"L{config.Layers} H{config.Hidden} A{config.Heads} I{config.Intermediate}");
@@ -331,10 +331,10 @@ public static class PretrainCommand
 /// <summary>Every knob of `bert pretrain`.</summary>
 public sealed record PretrainSettings
 {
-    /// <summary>--preset; null: tiny (unless <see cref="Config"/> is given).</summary>
+    /// <summary>--preset; null: tiny (unless <see cref="ModelConfig"/> is given).</summary>
     public string? Preset { get; init; }
-    /// <summary>--config: a HuggingFace config.json with the model's sizes.</summary>
-    public string? Config { get; init; }
+    /// <summary>--model-config: a HuggingFace config.json with the model's sizes.</summary>
+    public string? ModelConfig { get; init; }
     public long Steps { get; init; } = 2400;
     public int Batch { get; init; } = 32;
     public int MicroBatch { get; init; } = 32;
@@ -374,8 +374,8 @@ public sealed record PretrainSettings
         {
             if (!(value > 0) || double.IsInfinity(value)) throw new UserException($"{option} {value.ToString(CultureInfo.InvariantCulture)}: must be positive");
         }
-        if (Preset is not null && Config is not null)
-            throw new UserException($"--preset {Preset} and --config {Config}: give one (a preset's sizes or a config.json's)");
+        if (Preset is not null && ModelConfig is not null)
+            throw new UserException($"--preset {Preset} and --model-config {ModelConfig}: give one (a preset's sizes or a config.json's)");
         Positive("--steps", Steps);
         Positive("--batch", Batch);
         Positive("--micro-batch", MicroBatch);
@@ -406,7 +406,7 @@ public sealed record PretrainSettings
     /// <summary>Settings a resumed run must share with the run it continues.</summary>
     public IReadOnlyDictionary<string, string> Fingerprint(Vocabulary vocabulary) => new Dictionary<string, string>
     {
-        ["preset"] = Config is null ? Preset ?? "tiny" : "config " + Path.GetFullPath(Config),
+        ["preset"] = ModelConfig is null ? Preset ?? "tiny" : "config " + Path.GetFullPath(ModelConfig),
         ["steps"] = Steps.ToString(CultureInfo.InvariantCulture),
         ["batch"] = $"{Batch}/{MicroBatch}",
         ["batch_long"] = $"{BatchLong}/{MicroBatchLong}",

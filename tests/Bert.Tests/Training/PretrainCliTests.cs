@@ -237,7 +237,7 @@ public partial class PretrainCliTests
         });
     }
 
-    /// <summary>--config: a HuggingFace config.json of sizes no preset has pretrains, checkpoints and resumes.</summary>
+    /// <summary>--model-config: a HuggingFace config.json of sizes no preset has pretrains, checkpoints and resumes.</summary>
     [Test]
     public void PretrainWithAConfigJsonOfAnySize()
     {
@@ -249,7 +249,7 @@ public partial class PretrainCliTests
             """);
         var settings = new PretrainSettings
         {
-            Data = TrainingData.DataRoot, Vocab = TrainingData.VocabPath, Config = configPath, Steps = 4, Batch = 4, MicroBatch = 2,
+            Data = TrainingData.DataRoot, Vocab = TrainingData.VocabPath, ModelConfig = configPath, Steps = 4, Batch = 4, MicroBatch = 2,
             BatchLong = 2, MicroBatchLong = 1, Seq = 32, SeqLong = 64, LongFraction = 0.25, Warmup = 1, LearningRate = 0.001,
             CheckpointEvery = 2, EvalSequences = 20, Threads = 2, Device = "cpu", Seed = 3, Output = Path.Combine(root, "run"),
         };
