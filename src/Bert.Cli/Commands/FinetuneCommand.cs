@@ -245,13 +245,21 @@ public static class FinetuneCommand
 
     internal static PretrainedSource OpenCheckpoint(string path)
     {
-        string full = CheckpointReader.ResolvePointer(PhysicalFileSystem.Instance, Path.GetFullPath(path));
+        string full;
+        try
+        {
+            full = CheckpointReader.ResolvePointer(PhysicalFileSystem.Instance, HfCache.Resolve(path) ?? Path.GetFullPath(path));
+        }
+        catch (DirectoryNotFoundException e)
+        {
+            throw new UserException($"--checkpoint {path}: {e.Message}", ExitCodes.BadInput);
+        }
         bool isDefault = Path.GetFullPath(DefaultCheckpoint) == full;
         if (!Directory.Exists(full) || (isDefault && CheckpointReader.FindLatest(full) is null))
             throw new UserException(isDefault
                 ? $"--checkpoint {path}: no pretrained model at {full}; run `bert pretrain` first (with no options it pretrains the default model " +
                   "into runs/pretrain), or pass --checkpoint DIR"
-                : $"--checkpoint {path}: directory not found ({full})", ExitCodes.BadInput);
+                : $"--checkpoint {path}: directory not found ({full}), nor a model id in the HuggingFace cache ({HfCache.HubDirectory()})", ExitCodes.BadInput);
         return PretrainedSource.Open(full);
     }
 
