@@ -44,9 +44,10 @@ public static class FinetuneCommand
         var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => "auto" };
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (for --data spam)", DefaultValueFactory = _ => "data" };
 
+        var runConfig = new Option<string?>("--config") { Description = "a JSON file of options (keys are option names: {\"epochs\": 3, \"lr\": 2e-5, ...}); options on the command line override it" };
         var cmd = new Command("finetune", "fine-tune a pretrained checkpoint: sequence classification, token classification or span extraction")
         {
-            task, checkpoint, data, validation, test, validationFraction, output, epochs, batch, micro, lr, warmup, weightDecay,
+            runConfig, task, checkpoint, data, validation, test, validationFraction, output, epochs, batch, micro, lr, warmup, weightDecay,
             maxSeq, tailTokens, windows, docStride, seed, threads, device, dataRoot,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new FinetuneSettings
@@ -131,6 +132,7 @@ public static class FinetuneCommand
         using var backend = Backends.Create(s.Device, s.Threads);
         using var model = task.CreateModel(source.Config, classes, backend, Math.Max(microBatch, EvalBatch(microBatch)), s.MaxSeq);
         var load = PretrainedLoader.Load(model, source.WeightsPath, s.Seed);
+        RunConfig.WriteTo(outDir);
         log.WriteLine(string.Create(inv,
             $"bert finetune: {task.CliName()} with {model.Config.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}, {(lowerCase ? "uncased" : "cased")}) on {backend.Name}"));
         log.WriteLine($"from {source.Directory}" + (source.Step is { } st ? $" (step {st})" : ""));
