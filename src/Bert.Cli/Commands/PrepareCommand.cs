@@ -81,13 +81,15 @@ public static class PrepareCommand
             using var outLock = RunDirectoryLock.Acquire(r.GetValue(output)!, "bert prepare");
             string outDir = PretrainingDataBuilder.DatasetDirectory(r.GetValue(output)!, options.SeqLength);
             long total = CorpusInputs.TotalBytes(files);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             var stats = ProgressDisplay.Run("prepare", Math.Max(total, 1) / 1e6, report =>
                 PretrainingDataBuilder.Build(files, r.GetValue(format), vocabulary, options, outDir, new SyncProgress<PrepareProgress>(p =>
                 {
                     if (p.Stage == PrepareProgress.Stream)
-                        report(p.BytesRead / 1e6, $"{p.BytesRead / 1e6:0.0} of {p.TotalBytes / 1e6:0.0} MB read, {p.InstancesWritten:N0} instances");
+                        report(p.BytesRead / 1e6, $"{p.BytesRead / 1e6:0.0} of {p.TotalBytes / 1e6:0.0} MB read, " +
+                            $"{p.BytesRead / 1e6 / Math.Max(clock.Elapsed.TotalSeconds, 1e-3):0.0} MB/s, {p.InstancesWritten:N0} instances");
                 }), ct));
-            Console.WriteLine($"wrote {outDir}");
+            Console.WriteLine($"wrote {outDir} ({files.Count} input file(s), {total / 1e6:0.0} MB)");
             Console.WriteLine(stats!.Summary());
             return ExitCodes.Ok;
         })));
