@@ -43,11 +43,12 @@ public static class FinetuneCommand
         var threads = new Option<int>("--threads") { Description = "CPU threads (0: all cores)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => "auto" };
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (for --data spam)", DefaultValueFactory = _ => "data" };
+        var tensorBoard = new Option<bool>("--tensorboard") { Description = "also write the metrics as TensorBoard event files under OUT/tensorboard/ (--tensorboard false: off)", DefaultValueFactory = _ => true };
 
         var cmd = new Command("finetune", "fine-tune a pretrained checkpoint: sequence classification, token classification or span extraction")
         {
             task, checkpoint, data, validation, test, validationFraction, output, epochs, batch, micro, lr, warmup, weightDecay,
-            maxSeq, tailTokens, windows, docStride, seed, threads, device, dataRoot,
+            maxSeq, tailTokens, windows, docStride, seed, threads, device, dataRoot, tensorBoard,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new FinetuneSettings
         {
@@ -72,6 +73,7 @@ public static class FinetuneCommand
             Threads = r.GetValue(threads),
             Device = r.GetValue(device)!,
             DataRoot = r.GetValue(dataRoot)!,
+            TensorBoard = r.GetValue(tensorBoard),
         }, Console.Out, ct)));
         return cmd;
     }
@@ -163,7 +165,7 @@ public static class FinetuneCommand
         using var stopper = new StopSignals("bert finetune");
         try
         {
-            using var metrics = new FineTuningLog(metricsPath);
+            using var metrics = new FineTuningLog(metricsPath, s.TensorBoard ? Path.Combine(outDir, "tensorboard") : null);
             ProgressDisplay.Run("finetune", tuner.TotalSteps, report =>
             {
                 double epochLoss = 0;
@@ -431,6 +433,8 @@ public sealed record FinetuneSettings
     public int Threads { get; init; }
     public string Device { get; init; } = "auto";
     public string DataRoot { get; init; } = "data";
+    /// <summary>--tensorboard: also write TensorBoard event files under Output/tensorboard/.</summary>
+    public bool TensorBoard { get; init; } = true;
 
     public void Validate()
     {
