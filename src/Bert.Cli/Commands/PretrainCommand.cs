@@ -245,7 +245,7 @@ public static class PretrainCommand
             }
             string png = Path.Combine(s.Output, "loss.png");
             TrainingPlot.Render(metricsPath, png, $"bert pretrain {modelName} on {backend.Name}");
-            Console.WriteLine($"metrics: {metricsPath}; plot: {png}" + (metrics.TensorBoardPath is { } tb ? $"; tensorboard: {Path.GetDirectoryName(tb)}" : ""));
+            Console.WriteLine($"metrics: {metricsPath}; plot: {png}" + (s.TensorBoard ? $"; tensorboard: {Path.Combine(s.Output, "tensorboard")}" : ""));
             return ExitCodes.Ok;
         }
         finally

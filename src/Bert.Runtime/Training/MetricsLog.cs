@@ -17,8 +17,8 @@ public sealed class MetricsLog : IDisposable
     private readonly StreamWriter _writer;
     private readonly TensorBoardWriter? _tensorBoard;
 
-    /// <param name="tensorBoardDirectory">Where to write a TensorBoard event file too (null: none); a resumed
-    /// run (<paramref name="resumeStep"/> &gt; 0) starts a new file there.</param>
+    /// <param name="tensorBoardDirectory">Where to write a TensorBoard event file too (null: none); each start
+    /// (a resumed one too) adds a new file there, starting at <paramref name="resumeStep"/>.</param>
     public MetricsLog(string path, long resumeStep, string? tensorBoardDirectory = null)
     {
         Path = path;
@@ -37,7 +37,7 @@ public sealed class MetricsLog : IDisposable
         {
             try
             {
-                _tensorBoard = TensorBoardWriter.Create(tensorBoardDirectory, resumeStep > 0 ? resumeStep : null);
+                _tensorBoard = TensorBoardWriter.Create(tensorBoardDirectory, Math.Max(0, resumeStep));
             }
             catch
             {

@@ -15,8 +15,9 @@ namespace Bert.Runtime.Training;
 /// scalars of one step (<c>Summary.Value {tag, simple_value}</c>) and flushes it, so a crash loses at most
 /// the record being written and never tears an earlier one (the file is only appended to).
 /// </para>
-/// A resumed run opens a new file in the same directory and marks it with a <c>SessionLog START</c> at the
-/// resumed step, which tells TensorBoard to drop the earlier file's points at or beyond that step.
+/// Every start of a run opens a new file (a resumed run too, in the same directory) whose second record is a
+/// <c>SessionLog START</c> at the step it starts from: the marker TensorBoard's event loader uses to drop
+/// an earlier file's points at or beyond that step (purge_orphaned_data), as metrics.jsonl drops its lines.
 /// </summary>
 public sealed class TensorBoardWriter : IDisposable
 {
@@ -39,10 +40,10 @@ public sealed class TensorBoardWriter : IDisposable
 
     /// <summary>
     /// Creates <paramref name="directory"/> if needed and a new event file in it (never one that exists:
-    /// a second file in the same second gets a ".2", ".3", ... suffix). <paramref name="resumeStep"/>: the
-    /// step a resumed run continues from (null for a new run).
+    /// a second file in the same second gets a ".2", ".3", ... suffix). <paramref name="startStep"/>: the
+    /// step the run starts from (0, or the step a resumed run continues from).
     /// </summary>
-    public static TensorBoardWriter Create(string directory, long? resumeStep = null)
+    public static TensorBoardWriter Create(string directory, long startStep = 0)
     {
         Directory.CreateDirectory(directory);
         double now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0;
@@ -62,7 +63,7 @@ public sealed class TensorBoardWriter : IDisposable
             var writer = new TensorBoardWriter(stream);
             try
             {
-                writer.WriteHeader(now, resumeStep);
+                writer.WriteHeader(now, startStep);
             }
             catch
             {
@@ -106,7 +107,7 @@ public sealed class TensorBoardWriter : IDisposable
         return 1 + VarintSize((ulong)n) + n + 1 + 4;
     }
 
-    private void WriteHeader(double wallTime, long? resumeStep)
+    private void WriteHeader(double wallTime, long startStep)
     {
         _length = 0;
         PutWallTimeAndStep(wallTime, 0);
@@ -115,10 +116,9 @@ public sealed class TensorBoardWriter : IDisposable
         Ensure(FileVersion.Length);
         _length += Encoding.ASCII.GetBytes(FileVersion, _buffer.AsSpan(_length));
         WriteRecord();
-        if (resumeStep is not { } step) return;
         _length = 0;
-        PutWallTimeAndStep(wallTime, step);
-        PutTag(6, 2); // Event.session_log: SessionLog { status = 1 (START) }
+        PutWallTimeAndStep(wallTime, startStep);
+        PutTag(7, 2); // Event.session_log (field 6 is the deprecated log_message): SessionLog { status = 1 (START) }
         PutVarint(2);
         PutTag(1, 0);
         PutVarint(1);

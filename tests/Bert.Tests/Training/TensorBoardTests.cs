@@ -125,7 +125,7 @@ public class TensorBoardTests
                             BitConverter.UInt32BitsToSingle((uint)vf.Single(f => f.Field == 2 && f.Wire == 5).Number)));
                     }
                     break;
-                case (6, 2): session = (int)Fields(bytes).Single(f => f.Field == 1).Number; break;
+                case (7, 2): session = (int)Fields(bytes).Single(f => f.Field == 1).Number; break;
                 default: throw new InvalidDataException($"unexpected Event field {field} (wire {wire})");
             }
         }
@@ -166,9 +166,9 @@ public class TensorBoardTests
             w.Write(1, ("train/loss", 6.5), ("train/learning_rate", 2e-4));
             w.Write(130, ("eval/über_loss", -0.125));
             // Flushed after every step: a reader sees all of it while the file is still open.
-            Assert.That(ReadEvents(path), Has.Count.EqualTo(4));
+            Assert.That(ReadEvents(path), Has.Count.EqualTo(5));
         }
-        using (var second = TensorBoardWriter.Create(dir, resumeStep: 1)) { }
+        using (var second = TensorBoardWriter.Create(dir, startStep: 1)) { }
 
         Assert.That(Path.GetFileName(path), Does.Match(@"^events\.out\.tfevents\.\d{10}\.[A-Za-z0-9_.-]+$"));
         var events = ReadEvents(path);
@@ -176,17 +176,18 @@ public class TensorBoardTests
         {
             Assert.That(events[0].FileVersion, Is.EqualTo("brain.Event:2"));
             Assert.That(events[0].Scalars, Is.Empty);
-            Assert.That(events.Select(e => e.Step), Is.EqualTo(new long[] { 0, 0, 1, 130 }));
-            Assert.That(events[1].Scalars, Is.EqualTo(new[] { new Scalar("train/loss", 7.25f), new Scalar("train/learning_rate", 1e-4f) }));
-            Assert.That(events[2].Scalars, Is.EqualTo(new[] { new Scalar("train/loss", 6.5f), new Scalar("train/learning_rate", 2e-4f) }));
-            Assert.That(events[3].Scalars, Is.EqualTo(new[] { new Scalar("eval/über_loss", -0.125f) }));
+            Assert.That(events[1].SessionStatus, Is.EqualTo(1), "SessionLog START");
+            Assert.That(events.Select(e => e.Step), Is.EqualTo(new long[] { 0, 0, 0, 1, 130 }));
+            Assert.That(events[2].Scalars, Is.EqualTo(new[] { new Scalar("train/loss", 7.25f), new Scalar("train/learning_rate", 1e-4f) }));
+            Assert.That(events[3].Scalars, Is.EqualTo(new[] { new Scalar("train/loss", 6.5f), new Scalar("train/learning_rate", 2e-4f) }));
+            Assert.That(events[4].Scalars, Is.EqualTo(new[] { new Scalar("eval/über_loss", -0.125f) }));
             Assert.That(events.All(e => e.WallTime >= before && e.WallTime < before + 600), "wall_time is Unix seconds");
         });
 
         // A second writer (a resumed run) never overwrites the first file, and marks where it resumes.
         var files = EventFiles(dir);
         Assert.That(files, Has.Length.EqualTo(2));
-        Assert.That(ReadEvents(path), Has.Count.EqualTo(4));
+        Assert.That(ReadEvents(path), Has.Count.EqualTo(5));
         var resumed = ReadEvents(files.Single(f => f != path));
         Assert.That(resumed.Select(e => (e.Step, e.FileVersion, e.SessionStatus)),
             Is.EqualTo(new (long, string?, int?)[] { (0, "brain.Event:2", null), (1, null, 1) }), "file_version, then SessionLog START at step 1");
@@ -203,7 +204,7 @@ public class TensorBoardTests
             w.Write(3, ("train/loss", 1.0), ("train/grad_norm", 0.5));
         }
         var good = File.ReadAllBytes(path);
-        Assert.That(ReadRecords(good), Has.Count.EqualTo(2));
+        Assert.That(ReadRecords(good), Has.Count.EqualTo(3));
         for (int i = 0; i < good.Length; i++)
         {
             var bad = (byte[])good.Clone();
@@ -211,8 +212,9 @@ public class TensorBoardTests
             Assert.Throws<InvalidDataException>(() => ReadRecords(bad), $"byte {i} flipped");
         }
         // A crash mid-record: the earlier records are whole, the torn one is detected.
-        Assert.That(Assert.Throws<InvalidDataException>(() => ReadRecords(good[..^3]))!.Message, Does.StartWith("record 1:"));
-        Assert.That(ReadRecords(good[..(16 + BitConverter.ToInt32(good, 0))]), Has.Count.EqualTo(1));
+        Assert.That(Assert.Throws<InvalidDataException>(() => ReadRecords(good[..^3]))!.Message, Does.StartWith("record 2:"));
+        int first = 16 + BitConverter.ToInt32(good, 0), second = first + 16 + BitConverter.ToInt32(good, first);
+        Assert.That(ReadRecords(good[..second]), Has.Count.EqualTo(2));
     }
 
     [Test]
@@ -227,7 +229,7 @@ public class TensorBoardTests
             log.WriteEval("validation", 2, 2, new EvaluationResult(FineTuningTask.Classification, 0.25, 0.875, 0.8125, 40));
             log.WriteEval("test", 2, 2, new EvaluationResult(FineTuningTask.Classification, 0.375, 0.75, 0.6875, 50));
         }
-        var events = ReadEvents(EventFiles(tb).Single()).Skip(1).ToList();
+        var events = ReadEvents(EventFiles(tb).Single()).Skip(2).ToList();
         Assert.Multiple(() =>
         {
             Assert.That(events.Select(e => e.Step), Is.EqualTo(new long[] { 0, 1, 2, 2 }));
@@ -294,7 +296,8 @@ public class TensorBoardTests
         var expected = ExpectedScalars(Path.Combine(dir, "metrics.jsonl"));
         Assert.That(expected, Has.Count.EqualTo(4), "3 steps and the held-out evaluation");
         Assert.That(events[0].FileVersion, Is.EqualTo("brain.Event:2"));
-        Assert.That(events.Skip(1).Select(e => (e.Step, e.Scalars.ToArray())), Is.EqualTo(expected));
+        Assert.That((events[1].Step, events[1].SessionStatus), Is.EqualTo((0L, (int?)1)), "SessionLog START at step 0");
+        Assert.That(events.Skip(2).Select(e => (e.Step, e.Scalars.ToArray())), Is.EqualTo(expected));
         Assert.That(expected[^1].Scalars[0].Tag, Is.EqualTo("eval/heldout-seq32_loss"));
     }
 
@@ -315,7 +318,7 @@ public class TensorBoardTests
         var expected = ExpectedScalars(Path.Combine(dir, "metrics.jsonl"));
         Assert.Multiple(() =>
         {
-            Assert.That(first.Skip(1).Select(e => e.Step), Is.EqualTo(new long[] { 0, 1, 2, 3, 4 }), "the first run's steps and its evaluation");
+            Assert.That(first.Skip(2).Select(e => e.Step), Is.EqualTo(new long[] { 0, 1, 2, 3, 4 }), "the first run's steps and its evaluation");
             Assert.That(second[1].SessionStatus, Is.EqualTo(1), "SessionLog START");
             Assert.That(second[1].Step, Is.EqualTo(2), "at the resumed step");
             Assert.That(second.Skip(2).Select(e => (e.Step, e.Scalars.ToArray())), Is.EqualTo(expected.Where(x => x.Step >= 2)),
