@@ -227,7 +227,7 @@ public static class FinetuneCommand
         }
         string png = Path.Combine(outDir, "finetune.png");
         FineTuningPlot.Render(metricsPath, png, $"bert finetune {task.CliName()} ({model.Config.Name}) on {backend.Name}");
-        log.WriteLine($"metrics: {metricsPath}; plot: {png}; results: {Path.Combine(outDir, "results.json")}; predictions of the best checkpoint on the {(data.Test is null ? "validation" : "test")} split: {Path.Combine(outDir, "predictions.tsv")}");
+        log.WriteLine($"metrics: {metricsPath}; {(s.TensorBoard ? $"tensorboard: {Path.Combine(outDir, "tensorboard")}; " : "")}plot: {png}; results: {Path.Combine(outDir, "results.json")}; predictions of the best checkpoint on the {(data.Test is null ? "validation" : "test")} split: {Path.Combine(outDir, "predictions.tsv")}");
         if (!tuner.Finished) log.WriteLine($"stopped at step {tuner.Step} of {tuner.TotalSteps}");
         return !tuner.Finished && stopper.Requested ? stopper.ExitCode : ExitCodes.Ok;
     }

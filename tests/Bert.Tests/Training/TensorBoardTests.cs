@@ -332,6 +332,41 @@ public class TensorBoardTests
     }
 
     [Test]
+    public void FinetuneWritesTheSameScalarsAsMetricsJsonl()
+    {
+        string dir = TrainingData.NewDirectory("tb-finetune-cli");
+        using (var backend = new Bert.Runtime.Cpu.CpuBackend(2))
+            Bert.Tests.FineTuning.TinyCheckpoints.WriteRandom(backend, Path.Combine(dir, "pre"), seed: 9);
+        var lines = new List<string> { "label\ttext" };
+        for (int i = 0; i < 24; i++) lines.Add(i % 2 == 0 ? $"pos\tthe film was good {i}" : $"neg\tthe film was awful {i}");
+        File.WriteAllLines(Path.Combine(dir, "train.tsv"), lines);
+        File.WriteAllLines(Path.Combine(dir, "test.tsv"), ["label\ttext", "pos\tit was good", "neg\tit was awful"]);
+        string output = Path.Combine(dir, "out");
+        var (code, stdout, stderr) = RunCli("finetune", "--task", "classify", "--checkpoint", Path.Combine(dir, "pre"), "--data", Path.Combine(dir, "train.tsv"),
+            "--test", Path.Combine(dir, "test.tsv"), "--out", output, "--epochs", "2", "--batch", "8", "--max-seq", "16", "--lr", "1e-3",
+            "--threads", "2", "--device", "cpu");
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+        Assert.That(stdout, Does.Contain($"tensorboard: {Path.Combine(output, "tensorboard")}; "));
+
+        var expected = new List<(long Step, Scalar[] Scalars)>();
+        foreach (var line in File.ReadLines(Path.Combine(output, "metrics.jsonl")))
+        {
+            using var doc = JsonDocument.Parse(line);
+            var o = doc.RootElement;
+            float F(string name) => (float)o.GetProperty(name).GetDouble();
+            string p = o.GetProperty("kind").GetString() == "train" ? "train/" : o.GetProperty("split").GetString() == "validation" ? "eval/" : "test/";
+            expected.Add((o.GetProperty("step").GetInt64(), p == "train/"
+                ? [new("train/loss", F("loss")), new("train/accuracy", F("accuracy")), new("train/learning_rate", F("lr")),
+                   new("train/grad_norm", F("grad_norm")), new("train/epoch", F("epoch"))]
+                : [new(p + "loss", F("loss")), new(p + "accuracy", F("accuracy")), new(p + "f1", F("f1"))]));
+        }
+        var events = ReadEvents(EventFiles(Path.Combine(output, "tensorboard")).Single());
+        Assert.That(expected.Count(e => e.Scalars[0].Tag == "eval/loss"), Is.EqualTo(2), "a validation per epoch");
+        Assert.That(expected.Count(e => e.Scalars[0].Tag == "test/loss"), Is.EqualTo(1));
+        Assert.That(events.Skip(2).Select(e => (e.Step, e.Scalars.ToArray())), Is.EqualTo(expected));
+    }
+
+    [Test]
     public void TensorBoardsOwnReaderLoadsTheFile()
     {
         const string python = "/usr/bin/python3";
