@@ -50,7 +50,9 @@ public static class Program
                 Console.Error.WriteLine($"bert: error: {empty.Option} '{empty.Value}': expects a value (a path, name or number), not a blank string");
                 return ExitCodes.Usage;
             }
-            if (parse.CommandResult.Command.Name is "pretrain" or "finetune") RunConfig.Current = RunConfig.Effective(parse);
+            // With --help nothing runs, and System.CommandLine reports no parse errors: an option may lack its value.
+            if (parse.CommandResult.Command.Name is "pretrain" or "finetune" && parse.Action is not System.CommandLine.Help.HelpAction)
+                RunConfig.Current = RunConfig.Effective(parse);
             // Without this, System.CommandLine's default handler catches exceptions first, prints a
             // stack trace and exits 1 instead of the documented exit code.
             return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });

@@ -43,12 +43,13 @@ public static class FinetuneCommand
         var threads = new Option<int>("--threads") { Description = "CPU threads (0: all cores)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => "auto" };
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (for --data spam)", DefaultValueFactory = _ => "data" };
+        var tensorBoard = new Option<bool>("--tensorboard") { Description = "also write the metrics as TensorBoard event files under OUT/tensorboard/ (--tensorboard false: off)", DefaultValueFactory = _ => true };
 
         var runConfig = new Option<string?>("--config") { Description = "a JSON file of options (keys are option names: {\"epochs\": 3, \"lr\": 2e-5, ...}); options on the command line override it" };
         var cmd = new Command("finetune", "fine-tune a pretrained checkpoint: sequence classification, token classification or span extraction")
         {
             runConfig, task, checkpoint, data, validation, test, validationFraction, output, epochs, batch, micro, lr, warmup, weightDecay,
-            maxSeq, tailTokens, windows, docStride, seed, threads, device, dataRoot,
+            maxSeq, tailTokens, windows, docStride, seed, threads, device, dataRoot, tensorBoard,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new FinetuneSettings
         {
@@ -73,6 +74,7 @@ public static class FinetuneCommand
             Threads = r.GetValue(threads),
             Device = r.GetValue(device)!,
             DataRoot = r.GetValue(dataRoot)!,
+            TensorBoard = r.GetValue(tensorBoard),
         }, Console.Out, ct)));
         return cmd;
     }
@@ -165,7 +167,7 @@ public static class FinetuneCommand
         using var stopper = new StopSignals("bert finetune");
         try
         {
-            using var metrics = new FineTuningLog(metricsPath);
+            using var metrics = new FineTuningLog(metricsPath, s.TensorBoard ? Path.Combine(outDir, "tensorboard") : null);
             ProgressDisplay.Run("finetune", tuner.TotalSteps, report =>
             {
                 double epochLoss = 0;
@@ -227,7 +229,7 @@ public static class FinetuneCommand
         }
         string png = Path.Combine(outDir, "finetune.png");
         FineTuningPlot.Render(metricsPath, png, $"bert finetune {task.CliName()} ({model.Config.Name}) on {backend.Name}");
-        log.WriteLine($"metrics: {metricsPath}; plot: {png}; results: {Path.Combine(outDir, "results.json")}; predictions of the best checkpoint on the {(data.Test is null ? "validation" : "test")} split: {Path.Combine(outDir, "predictions.tsv")}");
+        log.WriteLine($"metrics: {metricsPath}; {(s.TensorBoard ? $"tensorboard: {Path.Combine(outDir, "tensorboard")}; " : "")}plot: {png}; results: {Path.Combine(outDir, "results.json")}; predictions of the best checkpoint on the {(data.Test is null ? "validation" : "test")} split: {Path.Combine(outDir, "predictions.tsv")}");
         if (!tuner.Finished) log.WriteLine($"stopped at step {tuner.Step} of {tuner.TotalSteps}");
         return !tuner.Finished && stopper.Requested ? stopper.ExitCode : ExitCodes.Ok;
     }
@@ -441,6 +443,8 @@ public sealed record FinetuneSettings
     public int Threads { get; init; }
     public string Device { get; init; } = "auto";
     public string DataRoot { get; init; } = "data";
+    /// <summary>--tensorboard: also write TensorBoard event files under Output/tensorboard/.</summary>
+    public bool TensorBoard { get; init; } = true;
 
     public void Validate()
     {

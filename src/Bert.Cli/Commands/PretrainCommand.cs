@@ -57,11 +57,12 @@ public static class PretrainCommand
         var evalSequences = new Option<long>("--eval-sequences") { Description = "held-out sequences evaluated at the end (0: none)", DefaultValueFactory = _ => 2000 };
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (default corpus cache)", DefaultValueFactory = _ => "data" };
         var vocabSize = new Option<int>("--vocab-size") { Description = "vocabulary learned for the default corpus", DefaultValueFactory = _ => 8000 };
+        var tensorBoard = new Option<bool>("--tensorboard") { Description = "also write the metrics as TensorBoard event files under OUT/tensorboard/ (--tensorboard false: off)", DefaultValueFactory = _ => true };
 
         var cmd = new Command("pretrain", "pretrain BERT (MLM + NSP); with no options, the default job on the Brown corpus")
         {
             runConfig, preset, config, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
-            output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize,
+            output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize, tensorBoard,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
         {
@@ -93,6 +94,7 @@ public static class PretrainCommand
             EvalSequences = r.GetValue(evalSequences),
             DataRoot = r.GetValue(dataRoot)!,
             VocabSize = r.GetValue(vocabSize),
+            TensorBoard = r.GetValue(tensorBoard),
         }, ct)));
         return cmd;
     }
@@ -209,7 +211,7 @@ public static class PretrainCommand
                 + (resume is null ? "" : $"; resuming at step {resume.Step} from {resume.Directory}"));
 
             string metricsPath = Path.Combine(s.Output, "metrics.jsonl");
-            using var metrics = new MetricsLog(metricsPath, trainer.Step);
+            using var metrics = new MetricsLog(metricsPath, trainer.Step, s.TensorBoard ? Path.Combine(s.Output, "tensorboard") : null);
             using var stopper = new StopSignals("bert pretrain");
             double seqPerSec = 0;
             ProgressDisplay.Run("pretrain", s.Steps, report =>
@@ -245,7 +247,7 @@ public static class PretrainCommand
             }
             string png = Path.Combine(s.Output, "loss.png");
             TrainingPlot.Render(metricsPath, png, $"bert pretrain {modelName} on {backend.Name}");
-            Console.WriteLine($"metrics: {metricsPath}; plot: {png}");
+            Console.WriteLine($"metrics: {metricsPath}; plot: {png}" + (s.TensorBoard ? $"; tensorboard: {Path.Combine(s.Output, "tensorboard")}" : ""));
             return ExitCodes.Ok;
         }
         finally
@@ -366,6 +368,8 @@ public sealed record PretrainSettings
     public long EvalSequences { get; init; } = 2000;
     public string DataRoot { get; init; } = "data";
     public int VocabSize { get; init; } = 8000;
+    /// <summary>--tensorboard: also write TensorBoard event files under Output/tensorboard/.</summary>
+    public bool TensorBoard { get; init; } = true;
 
     /// <summary>More worker threads than this only thrash (and creating 100,000 aborts the runtime).</summary>
     public static int MaxThreads => Math.Max(256, 4 * Environment.ProcessorCount);
