@@ -284,3 +284,63 @@ __device__ __forceinline__ float activate_grad(float x, int activation)
 // First index of a grid-stride loop over a 1-D grid, and its stride.
 __device__ __forceinline__ long long grid_index() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ long long grid_stride() { return (long long)gridDim.x * blockDim.x; }
+
+
+// ---- tensor-core helpers (issue 12; not used by any kernel yet) ---------------------------------------
+// Inline PTX on the device; under the CPU emulator (BERT_CUDA_EMULATOR) the C++ models in
+// tests/Bert.Tests/Cuda/Emulator/cuda_emulator.h, which follow the PTX fragment layouts.
+// d = a*b + c for a 16x16 (row) by 16x8 (col) bf16 tile, fp32 accumulate; all 32 lanes must call it.
+__device__ __forceinline__ void mma_m16n8k16_bf16(float d[4], const unsigned int a[4], const unsigned int b[2],
+                                                  const float c[4])
+{
+#ifdef BERT_CUDA_EMULATOR
+    emu::mma_m16n8k16_bf16(d, a, b, c);
+#else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%10,%11,%12,%13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
+                   "f"(c[2]), "f"(c[3]));
+#endif
+}
+
+// Four 8x8 b16 matrices from shared memory; lanes 8j..8j+7 pass the row addresses of matrix j.
+__device__ __forceinline__ void ldmatrix_x4(unsigned int r[4], const void* sharedRow)
+{
+#ifdef BERT_CUDA_EMULATOR
+    emu::ldmatrix_x4(r, sharedRow, false);
+#else
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(sharedRow);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned int r[4], const void* sharedRow)
+{
+#ifdef BERT_CUDA_EMULATOR
+    emu::ldmatrix_x4(r, sharedRow, true);
+#else
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(sharedRow);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(s));
+#endif
+}
+
+// 16 bytes global -> shared; a plain copy under the emulator (cp_async_wait_all is then a no-op).
+__device__ __forceinline__ void cp_async_16(void* sharedDst, const void* globalSrc)
+{
+#ifdef BERT_CUDA_EMULATOR
+    std::memcpy(sharedDst, globalSrc, 16);
+#else
+    unsigned int s = (unsigned int)__cvta_generic_to_shared(sharedDst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" : : "r"(s), "l"(globalSrc));
+#endif
+}
+
+__device__ __forceinline__ void cp_async_wait_all()
+{
+#ifndef BERT_CUDA_EMULATOR
+    asm volatile("cp.async.wait_all;\n" ::);
+#endif
+}
