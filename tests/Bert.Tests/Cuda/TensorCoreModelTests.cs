@@ -33,7 +33,7 @@ public class TensorCoreModelTests
         {
             (code, output) = Run(exe, "", emulator);
             Assert.That(code, Is.EqualTo(0), output);
-            Assert.That(output, Does.Contain("ldmatrix ok"));
+            Assert.That(output, Does.Contain("tensor-core models ok"));
         }
         finally
         {
