@@ -111,6 +111,58 @@ public sealed partial class CudaBackend
         MergeHeads(dQkv, ws.DQ, ws.DK, ws.DV, batch, seq, heads, headDim, 3);
     }
 
+    /// <summary>Head dimension the fused attention kernels support.</summary>
+    public const int FlashHeadDim = 64;
+
+    /// <summary>
+    /// Fused (flash-style) attention forward, bf16 on tensor cores (Kernels/flash_attention.cu, issue 12):
+    /// context[B·S, H] (BF16) = dropout(softmax(q·kᵀ/√64 with padded keys masked))·v for q, k, v read in
+    /// place from qkv[B·S, 3H] (BF16), without a probabilities tensor; logSumExp[B·NH·S] (F32) receives each
+    /// row's log Σ exp of the scaled scores over unmasked keys (+∞ when every key is masked), for a backward.
+    /// Same results as <see cref="AttentionForward"/>'s context within bf16 rounding, with the same dropout
+    /// mask (Philox index = flat index into probs [B, NH, S, S]). Head dimension 64, compute capability 8.0,
+    /// qkv and context 16-byte aligned. Not yet used by the model (see docs/cuda.md).
+    /// </summary>
+    public void FlashAttentionForward(TensorRef context, TensorRef logSumExp, TensorRef qkv, TensorRef attentionMask,
+        int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    {
+        using var _ = Op(nameof(FlashAttentionForward));
+        const string op = nameof(FlashAttentionForward);
+        if (batch == 0) return;
+        CheckAttentionSizes(batch, seq, heads, headDim, op);
+        CheckFlash(batch, heads, headDim, op);
+        long t = (long)batch * seq, hidden = (long)heads * headDim;
+        context.Require(t * hidden, DType.BF16, op, nameof(context));
+        logSumExp.Require((long)batch * heads * seq, DType.F32, op, nameof(logSumExp));
+        qkv.Require(t * 3 * hidden, DType.BF16, op, nameof(qkv));
+        attentionMask.Require(t, DType.I32, op, nameof(attentionMask));
+        RequireAligned16(qkv, op, nameof(qkv));
+        RequireAligned16(context, op, nameof(context));
+        var grid = new Dim3((uint)((seq + KernelCatalog.FlashRows - 1) / KernelCatalog.FlashRows), (uint)heads, (uint)batch);
+        Launch(KernelCatalog.FlashAttentionForward, grid, new Dim3(KernelCatalog.FlashBlock),
+            KernelArg.Ptr("context", context), KernelArg.Ptr("lse", logSumExp), KernelArg.Ptr("qkv", qkv),
+            KernelArg.Ptr("mask", attentionMask), KernelArg.I32("batch", batch), KernelArg.I32("seq", seq),
+            KernelArg.I32("heads", heads), KernelArg.F32("scale", 1f / MathF.Sqrt(headDim)),
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+    }
+
+    private void CheckFlash(int batch, int heads, int headDim, string op)
+    {
+        if (headDim != FlashHeadDim)
+            throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"{op}: the fused attention kernels support head dimension {FlashHeadDim} only");
+        if (_api.Device.ComputeMajor < 8)
+            throw new NotSupportedException($"{op}: the fused attention kernels need compute capability 8.0 or newer; " +
+                $"{_api.Device.Name} has {_api.Device.ComputeMajor}.{_api.Device.ComputeMinor}");
+        if (heads > 65535 || batch > 65535)
+            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"{op}: batch {batch} and heads {heads} must each be at most 65535");
+    }
+
+    private static void RequireAligned16(TensorRef t, string op, string argument)
+    {
+        if ((t.Address & 15) != 0)
+            throw new ArgumentException($"{op}: {argument} must be 16-byte aligned (address 0x{t.Address:x})", argument);
+    }
+
     private static void CheckAttentionSizes(int batch, int seq, int heads, int headDim, string op)
     {
         RequirePositive(batch, op, nameof(batch));

@@ -162,6 +162,28 @@ public class KernelCompileTests
     }
 
     [Test]
+    public void FlashAttentionEmitsTensorCorePtxFromCompute80AndTrapsBelow()
+    {
+        var info = Nvrtc();
+        if (!info.SupportedArchitectures.Contains(80)) Assert.Ignore("this NVRTC cannot target compute_80");
+        var ptx = Ptx("flash_attention.cu", 80);
+        Assert.That(ptx, Does.Contain("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"));
+        Assert.That(ptx, Does.Contain("ldmatrix.sync.aligned.m8n8.x4.shared.b16"));
+        Assert.That(ptx, Does.Contain("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"));
+        Assert.That(ptx, Does.Contain("cp.async.cg.shared.global"));
+        Assert.That(ptx, Does.Contain("cp.async.wait_all"));
+        Assert.That(ptx, Does.Not.Contain("trap;"));
+        // Below sm_80 the module must still load (every module is loaded at start, fp32 runs on compute 7.x):
+        // no sm_80 instructions, a trap where they would be.
+        if (info.SupportedArchitectures.Contains(75))
+        {
+            var old = Ptx("flash_attention.cu", 75);
+            Assert.That(old, Does.Not.Contain("mma.sync").And.Not.Contain("ldmatrix").And.Not.Contain("cp.async"));
+            Assert.That(old, Does.Contain("trap;"));
+        }
+    }
+
+    [Test]
     public void CompilerCachesPtxByContent()
     {
         var info = Nvrtc();
