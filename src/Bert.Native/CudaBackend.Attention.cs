@@ -146,6 +146,39 @@ public sealed partial class CudaBackend
             KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
     }
 
+    /// <summary>
+    /// Backward of <see cref="FlashAttentionForward"/> (Kernels/flash_attention_backward.cu): dQkv[B·S, 3H]
+    /// (F32 or BF16, overwritten) from dContext, the forward's context and logSumExp, qkv and the mask, with
+    /// the same dropout. Deterministic: one kernel writes dK and dV (a block per 64 keys), another dQ (a block
+    /// per 64 queries), without atomics. dContext and context BF16 and 16-byte aligned.
+    /// </summary>
+    public void FlashAttentionBackward(TensorRef dQkv, TensorRef dContext, TensorRef context, TensorRef logSumExp,
+        TensorRef qkv, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    {
+        using var _ = Op(nameof(FlashAttentionBackward));
+        const string op = nameof(FlashAttentionBackward);
+        if (batch == 0) return;
+        CheckAttentionSizes(batch, seq, heads, headDim, op);
+        CheckFlash(batch, heads, headDim, op);
+        long t = (long)batch * seq, hidden = (long)heads * headDim;
+        RequireAct(dQkv, t * 3 * hidden, op, nameof(dQkv));
+        dContext.Require(t * hidden, DType.BF16, op, nameof(dContext));
+        context.Require(t * hidden, DType.BF16, op, nameof(context));
+        logSumExp.Require((long)batch * heads * seq, DType.F32, op, nameof(logSumExp));
+        qkv.Require(t * 3 * hidden, DType.BF16, op, nameof(qkv));
+        attentionMask.Require(t, DType.I32, op, nameof(attentionMask));
+        RequireAligned16(qkv, op, nameof(qkv));
+        RequireAligned16(dContext, op, nameof(dContext));
+        var grid = new Dim3((uint)((seq + KernelCatalog.FlashRows - 1) / KernelCatalog.FlashRows), (uint)heads, (uint)batch);
+        foreach (var kernel in new[] { KernelCatalog.FlashAttentionBackwardDkDv, KernelCatalog.FlashAttentionBackwardDq })
+            Launch(kernel, grid, new Dim3(KernelCatalog.FlashBlock),
+                KernelArg.Ptr("dQkv", dQkv), KernelArg.Type("dQkvType", dQkv), KernelArg.Ptr("dContext", dContext),
+                KernelArg.Ptr("context", context), KernelArg.Ptr("lse", logSumExp), KernelArg.Ptr("qkv", qkv),
+                KernelArg.Ptr("mask", attentionMask), KernelArg.I32("batch", batch), KernelArg.I32("seq", seq),
+                KernelArg.I32("heads", heads), KernelArg.F32("scale", 1f / MathF.Sqrt(headDim)),
+                KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+    }
+
     private void CheckFlash(int batch, int heads, int headDim, string op)
     {
         if (headDim != FlashHeadDim)

@@ -23,6 +23,10 @@ public class FlashAttentionTests
     /// both, the fused kernel rounds the probabilities and the context to bf16 (relative 2⁻⁹ each).</summary>
     private const double ContextTolerance = 1e-2;
 
+    /// <summary>Tolerance of dq, dk, dv relative to each part's largest magnitude: the backward also rounds dS
+    /// and dropout(P) to bf16 for the tensor-core products.</summary>
+    private const double GradientTolerance = 2e-2;
+
     private static CudaBackend Emulated()
     {
         if (!EmulatedDevice.TryStart(out var device, out var reason)) Assert.Ignore($"the CPU emulator cannot be built: {reason}");
@@ -57,12 +61,29 @@ public class FlashAttentionTests
         Check(cuda, batch, heads, seq, lengths, dropP);
     }
 
+    [TestCaseSource(nameof(Cases))]
+    public void BackwardMatchesTheCpuBackendOnTheEmulator(int batch, int heads, int seq, int[] lengths, float dropP)
+    {
+        using var cuda = Emulated();
+        Check(cuda, batch, heads, seq, lengths, dropP, backward: true);
+    }
+
     [Test]
     [Gpu]
-    public void ForwardMatchesTheCpuBackendOnTheGpu([Values(64, 128, 200, 512)] int seq, [Values(0f, 0.1f)] float dropP)
+    public void ForwardAndBackwardMatchTheCpuBackendOnTheGpu([Values(64, 128, 200, 512)] int seq, [Values(0f, 0.1f)] float dropP)
     {
         using var cuda = Gpu();
-        Check(cuda, 3, 5, seq, [seq, seq / 2 + 1, 0], dropP);
+        Check(cuda, 3, 5, seq, [seq, seq / 2 + 1, 0], dropP, backward: true);
+    }
+
+    [Test]
+    [Gpu]
+    public void RepeatsBitForBitOnTheGpu()
+    {
+        using var cuda = Gpu();
+        var first = Check(cuda, 2, 12, 128, [128, 77], 0.1f, backward: true);
+        var second = Check(cuda, 2, 12, 128, [128, 77], 0.1f, backward: true);
+        Assert.That(second, Is.EqualTo(first));
     }
 
     [Test]
@@ -85,7 +106,9 @@ public class FlashAttentionTests
         Assert.That(a.Message, Does.Contain("16-byte aligned"));
     }
 
-    private static void Check(CudaBackend cuda, int batch, int heads, int seq, int[] lengths, float dropP)
+    /// <summary>Runs the fused forward (and backward) and the CPU backend on the same inputs, asserts, and
+    /// returns the fused results (context, then dQkv) for repeatability checks.</summary>
+    private static float[] Check(CudaBackend cuda, int batch, int heads, int seq, int[] lengths, float dropP, bool backward = false)
     {
         const int headDim = 64;
         int hidden = heads * headDim, tokens = batch * seq;
@@ -98,32 +121,54 @@ public class FlashAttentionTests
             for (int s = 0; s < seq; s++) mask[b * seq + s] = s < lengths[b] ? 1 : 0;
         var dropout = dropP > 0 ? new DropoutSpec(dropP, 0x1234_5678_9ABC_DEF0UL, 7, 3) : DropoutSpec.None;
 
+        var dContext = new float[tokens * hidden];
+        for (int i = 0; i < dContext.Length; i++) dContext[i] = BFloat16.Round((float)(rng.NextDouble() * 2 - 1));
+
         using var cpu = new CpuBackend();
         var expected = new float[tokens * hidden];
+        var expectedGrad = new float[tokens * 3 * hidden];
         using (var cQkv = cpu.Allocate(qkv.Length, DType.F32, "qkv"))
         using (var cMask = cpu.Allocate(tokens, DType.I32, "mask"))
         using (var cCtx = cpu.Allocate(expected.Length, DType.F32, "ctx"))
         using (var cProbs = cpu.Allocate((long)batch * heads * seq * seq, DType.F32, "probs"))
         using (var cWs = cpu.Allocate(cpu.AttentionWorkspaceLength(batch, seq, heads, headDim), DType.F32, "ws"))
+        using (var cdCtx = cpu.Allocate(dContext.Length, DType.F32, "dctx"))
+        using (var cdQkv = cpu.Allocate(qkv.Length, DType.F32, "dqkv"))
         {
             cpu.Upload<float>(cQkv, qkv);
             cpu.Upload<int>(cMask, mask);
             cpu.AttentionForward(cCtx, cProbs, cWs, cQkv, cMask, batch, seq, heads, headDim, dropout);
             cpu.Download<float>(expected, cCtx);
+            if (backward)
+            {
+                cpu.Upload<float>(cdCtx, dContext);
+                cpu.AttentionBackward(cdQkv, cWs, cdCtx, cQkv, cProbs, cMask, batch, seq, heads, headDim, dropout);
+                cpu.Download<float>(expectedGrad, cdQkv);
+            }
         }
 
         var context = new float[tokens * hidden];
         var lse = new float[batch * heads * seq];
+        var grad = new float[tokens * 3 * hidden];
         using (var gQkv = cuda.Allocate(qkv.Length, DType.BF16, "qkv"))
         using (var gMask = cuda.Allocate(tokens, DType.I32, "mask"))
         using (var gCtx = cuda.Allocate(context.Length, DType.BF16, "ctx"))
         using (var gLse = cuda.Allocate(lse.Length, DType.F32, "lse"))
+        using (var gdCtx = cuda.Allocate(dContext.Length, DType.BF16, "dctx"))
+        using (var gdQkv = cuda.Allocate(qkv.Length, DType.F32, "dqkv"))
         {
             cuda.Upload<float>(gQkv, qkv);
             cuda.Upload<int>(gMask, mask);
             cuda.FlashAttentionForward(gCtx, gLse, gQkv, gMask, batch, seq, heads, headDim, dropout);
             cuda.Download<float>(context, gCtx);
             cuda.Download<float>(lse, gLse);
+            if (backward)
+            {
+                cuda.Upload<float>(gdCtx, dContext);
+                cuda.Upload<float>(gdQkv, Enumerable.Repeat(float.NaN, grad.Length).ToArray());   // every element must be written
+                cuda.FlashAttentionBackward(gdQkv, gdCtx, gCtx, gLse, gQkv, gMask, batch, seq, heads, headDim, dropout);
+                cuda.Download<float>(grad, gdQkv);
+            }
         }
 
         double worst = 0, scaleOf = 1;
@@ -164,5 +209,28 @@ public class FlashAttentionTests
                     lseWorst = Math.Max(lseWorst, Math.Abs(got - want) / Math.Max(1, Math.Abs(want)));
                 }
         Assert.That(lseWorst, Is.LessThanOrEqualTo(1e-4), "logsumexp against fp64");
+        if (!backward) return context;
+
+        // dq, dk, dv each against the CPU, relative to that part's largest magnitude (no floor of 1: the
+        // gradients are small, and a floor would hide errors).
+        string[] parts = ["dq", "dk", "dv"];
+        for (int part = 0; part < 3; part++)
+        {
+            double diff = 0, size = 0;
+            int at = -1;
+            for (int row = 0; row < tokens; row++)
+                for (int c = 0; c < hidden; c++)
+                {
+                    int i = row * 3 * hidden + part * hidden + c;
+                    size = Math.Max(size, Math.Abs(expectedGrad[i]));
+                    double e = Math.Abs(grad[i] - expectedGrad[i]);
+                    if (!(e <= diff)) { diff = e; at = i; }
+                }
+            double rel = diff / Math.Max(size, 1e-30);
+            TestContext.Progress.WriteLine($"{cuda.Name} flash backward {parts[part]}: relative error {rel:e2} (largest |grad| {size:e2})");
+            Assert.That(rel, Is.LessThanOrEqualTo(GradientTolerance),
+                $"{parts[part]} differs at token {at / (3 * hidden)}, column {at % hidden}: {(at >= 0 ? grad[at] : 0)} vs {(at >= 0 ? expectedGrad[at] : 0)}");
+        }
+        return [.. context, .. grad];
     }
 }
