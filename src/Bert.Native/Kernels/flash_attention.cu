@@ -34,6 +34,15 @@ __device__ __forceinline__ void fa_load_tile(bf16_t* tile, const bf16_t* src, lo
     }
 }
 
+// Starts copying keys and values [k0, k0 + 64) into a buffer (cp.async) and stores their mask flags (0 past S).
+__device__ __forceinline__ void fa_load_keys(bf16_t* k, bf16_t* v, int* flags, const bf16_t* kBase, const bf16_t* vBase,
+    long long width, const int* mask, int k0, int seq)
+{
+    fa_load_tile(k, kBase, width, k0, seq);
+    fa_load_tile(v, vBase, width, k0, seq);
+    if (threadIdx.x < FA_KEYS) flags[threadIdx.x] = k0 + (int)threadIdx.x < seq ? mask[k0 + threadIdx.x] : 0;
+}
+
 // Dropout multipliers of the flat probs indices i and i + 1 (one Philox evaluation when both share a block of four).
 __device__ __forceinline__ void fa_dropout_pair(float p, float scale, unsigned long long seed, unsigned int step,
     unsigned int stream, unsigned long long i, float f[2])
@@ -52,10 +61,11 @@ extern "C" __global__ void flash_attention_forward(bf16_t* context, float* lse, 
     int batch, int seq, int heads, float scale,
     float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
 {
-    __shared__ bf16_t sQ[FA_ROWS * FA_PITCH] __attribute__((aligned(16)));
-    __shared__ bf16_t sK[FA_KEYS * FA_PITCH] __attribute__((aligned(16)));
-    __shared__ bf16_t sV[FA_KEYS * FA_PITCH] __attribute__((aligned(16)));
-    __shared__ int sMask[FA_KEYS];
+    // Two buffers of K, V and the key mask: tile i + 1 is copied (cp.async) while tile i is computed on.
+    // Buffer 0's K also stages the query tile at the start. 37 KiB in all.
+    __shared__ bf16_t sK[2][FA_KEYS * FA_PITCH] __attribute__((aligned(16)));
+    __shared__ bf16_t sV[2][FA_KEYS * FA_PITCH] __attribute__((aligned(16)));
+    __shared__ int sMask[2][FA_KEYS];
 
     int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * FA_ROWS;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -65,7 +75,7 @@ extern "C" __global__ void flash_attention_forward(bf16_t* context, float* lse, 
     const bf16_t* vBase = qBase + 2 * hidden;
     const int* m = mask + (long long)b * seq;
 
-    fa_load_tile(sQ, qBase, width, q0, seq);
+    fa_load_tile(sK[0], qBase, width, q0, seq);
     cp_async_wait_all();
     __syncthreads();
 
@@ -73,7 +83,7 @@ extern "C" __global__ void flash_attention_forward(bf16_t* context, float* lse, 
     unsigned int qa[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
-        ldmatrix_x4(qa[kk], sQ + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * FA_PITCH + kk * 16 + (lane >> 4) * 8);
+        ldmatrix_x4(qa[kk], sK[0] + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * FA_PITCH + kk * 16 + (lane >> 4) * 8);
 
     float o[8][4];
 #pragma unroll
@@ -82,14 +92,16 @@ extern "C" __global__ void flash_attention_forward(bf16_t* context, float* lse, 
     int rows[2] = { q0 + warp * 16 + g, q0 + warp * 16 + g + 8 };
     long long probsRow[2] = { (((long long)b * heads + h) * seq + rows[0]) * seq, (((long long)b * heads + h) * seq + rows[1]) * seq };
 
-    for (int k0 = 0; k0 < seq; k0 += FA_KEYS)
+    __syncthreads();   // every warp has its query fragments before buffer 0 is overwritten
+    fa_load_keys(sK[0], sV[0], sMask[0], kBase, vBase, width, m, 0, seq);
+    for (int k0 = 0, buf = 0; k0 < seq; k0 += FA_KEYS, buf ^= 1)
     {
-        __syncthreads();   // every warp is done with the previous tile
-        fa_load_tile(sK, kBase, width, k0, seq);
-        fa_load_tile(sV, vBase, width, k0, seq);
-        if (threadIdx.x < FA_KEYS) sMask[threadIdx.x] = k0 + (int)threadIdx.x < seq ? m[k0 + threadIdx.x] : 0;
         cp_async_wait_all();
-        __syncthreads();
+        __syncthreads();   // tile k0 is in buffer `buf`, and every warp is done with the other buffer
+        if (k0 + FA_KEYS < seq) fa_load_keys(sK[buf ^ 1], sV[buf ^ 1], sMask[buf ^ 1], kBase, vBase, width, m, k0 + FA_KEYS, seq);
+        const bf16_t* tK = sK[buf];
+        const bf16_t* tV = sV[buf];
+        const int* tMask = sMask[buf];
 
         // s = q·kᵀ for 16 rows × 64 keys: B(k = dim, n = key) = K[key][dim], so K's rows are B's columns.
         float s[8][4];
@@ -101,7 +113,7 @@ extern "C" __global__ void flash_attention_forward(bf16_t* context, float* lse, 
             for (int half = 0; half < 2; half++)
             {
                 unsigned int kb[4];
-                ldmatrix_x4(kb, sK + (n * 8 + (lane & 7)) * FA_PITCH + half * 32 + (lane >> 3) * 8);
+                ldmatrix_x4(kb, tK + (n * 8 + (lane & 7)) * FA_PITCH + half * 32 + (lane >> 3) * 8);
                 mma_m16n8k16_bf16(s[n], qa[2 * half], kb, s[n]);
                 mma_m16n8k16_bf16(s[n], qa[2 * half + 1], kb + 2, s[n]);
             }
@@ -115,7 +127,7 @@ extern "C" __global__ void flash_attention_forward(bf16_t* context, float* lse, 
             for (int i = 0; i < 4; i++)
             {
                 int key = n * 8 + 2 * t + (i & 1);
-                s[n][i] = sMask[key] != 0 ? s[n][i] * scale : neg_inf();
+                s[n][i] = tMask[key] != 0 ? s[n][i] * scale : neg_inf();
                 tileMax[i >> 1] = fmaxf(tileMax[i >> 1], s[n][i]);
             }
         float alpha[2];
@@ -164,7 +176,7 @@ extern "C" __global__ void flash_attention_forward(bf16_t* context, float* lse, 
             for (int half = 0; half < 2; half++)
             {
                 unsigned int vb[4];
-                ldmatrix_x4_trans(vb, sV + (half * 32 + (lane & 7) + (lane >> 3) * 8) * FA_PITCH + n * 8);
+                ldmatrix_x4_trans(vb, tV + (half * 32 + (lane & 7) + (lane >> 3) * 8) * FA_PITCH + n * 8);
                 mma_m16n8k16_bf16(o[n], pa[2 * half], vb, o[n]);
                 mma_m16n8k16_bf16(o[n], pa[2 * half + 1], vb + 2, o[n]);
             }
