@@ -153,6 +153,29 @@ public class FlashAttentionTests
         return ms;
     }
 
+    // BERT-large: phase 1 (B 256, S 128) and phase 2 (B 32, S 512), 16 heads; and the grid's y/z limits.
+    [TestCase(256, 128, 16)]
+    [TestCase(32, 512, 16)]
+    [TestCase(65535, 1, 2)]
+    public void LaunchesWithinLimitsOnTheRecordingDevice(int batch, int seq, int heads)
+    {
+        var device = new RecordingDevice();
+        using var cuda = new CudaBackend(device, new CudaBackendOptions { ComputeType = DType.BF16 });
+        long tokens = (long)batch * seq, hidden = heads * 64L;
+        using var qkv = cuda.Allocate(tokens * 3 * hidden, DType.BF16, "qkv");
+        using var mask = cuda.Allocate(tokens, DType.I32, "mask");
+        using var ctx = cuda.Allocate(tokens * hidden, DType.BF16, "ctx");
+        using var dCtx = cuda.Allocate(tokens * hidden, DType.BF16, "dctx");
+        using var dQkv = cuda.Allocate(tokens * 3 * hidden, DType.BF16, "dqkv");
+        using var lse = cuda.Allocate(tokens * heads, DType.F32, "lse");
+        var dropout = new DropoutSpec(0.1f, 1, 2, 3);
+        int before = device.Launches;
+        cuda.FlashAttentionForward(ctx, lse, qkv, mask, batch, seq, heads, 64, dropout);
+        cuda.FlashAttentionBackward(dQkv, dCtx, ctx, lse, qkv, mask, batch, seq, heads, 64, dropout);
+        Assert.That(device.Launches - before, Is.EqualTo(3));
+        Assert.Throws<ArgumentOutOfRangeException>(() => cuda.FlashAttentionForward(ctx, lse, qkv, mask, 65536, 1, 1, 64, dropout));
+    }
+
     [Test]
     public void RejectsWhatTheKernelCannotDo()
     {
