@@ -63,13 +63,14 @@ __device__ __forceinline__ void fb_row_fragments(unsigned int a[4][4], const bf1
         ldmatrix_x4(a[kk], tile + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * FB_PITCH + kk * 16 + (lane >> 4) * 8);
 }
 
-// acc[n] (16 rows × 8 columns n) += a (16 rows × 64) · tileᵀ, where the tile's rows are the 64 columns:
-// B(k, n) = tile[n][k], read with ldmatrix (not transposed).
-__device__ __forceinline__ void fb_times_rows_transposed(float acc[8][4], const unsigned int a[4][4], const bf16_t* tile)
+// acc[n] (16 rows × 8 columns n, N tiles) += a (16 rows × 64) · tileᵀ, where the tile's first 8N rows are
+// the columns: B(k, n) = tile[n][k], read with ldmatrix (not transposed).
+template <int N>
+__device__ __forceinline__ void fb_times_rows_transposed(float acc[N][4], const unsigned int a[4][4], const bf16_t* tile)
 {
     int lane = threadIdx.x & 31;
 #pragma unroll
-    for (int n = 0; n < 8; n++)
+    for (int n = 0; n < N; n++)
 #pragma unroll
         for (int half = 0; half < 2; half++)
         {
@@ -80,15 +81,16 @@ __device__ __forceinline__ void fb_times_rows_transposed(float acc[8][4], const 
         }
 }
 
-// acc[n] (16 rows × dims 8n..8n+7) += a (16 rows × 64 tile rows) · tile: B(k, n) = tile[k][n], read with
-// ldmatrix .trans.
-__device__ __forceinline__ void fb_times_rows(float acc[8][4], const unsigned int a[4][4], const bf16_t* tile)
+// acc[n] (16 rows × dims 8n..8n+7) += a (16 rows × 16·KK tile rows) · tile: B(k, n) = tile[k][n], read
+// with ldmatrix .trans (KK even).
+template <int KK>
+__device__ __forceinline__ void fb_times_rows(float acc[8][4], const unsigned int a[KK][4], const bf16_t* tile)
 {
     int lane = threadIdx.x & 31;
 #pragma unroll
     for (int n = 0; n < 8; n++)
 #pragma unroll
-        for (int half = 0; half < 2; half++)
+        for (int half = 0; half < KK / 2; half++)
         {
             unsigned int b[4];
             ldmatrix_x4_trans(b, tile + (half * 32 + (lane & 7) + (lane >> 3) * 8) * FB_PITCH + n * 8);
@@ -97,19 +99,21 @@ __device__ __forceinline__ void fb_times_rows(float acc[8][4], const unsigned in
         }
 }
 
-// The C fragments of 16 rows × 64 columns as bf16 A fragments for a product over those 64 columns.
-__device__ __forceinline__ void fb_to_a_fragments(unsigned int a[4][4], const float c[8][4])
+// The C fragments of 16 rows × 8N columns as bf16 A fragments for a product over those columns.
+template <int N>
+__device__ __forceinline__ void fb_to_a_fragments(unsigned int a[N / 2][4], const float c[N][4])
 {
 #pragma unroll
-    for (int n = 0; n < 8; n++)
+    for (int n = 0; n < N; n++)
 #pragma unroll
         for (int r = 0; r < 2; r++) a[n >> 1][(n & 1) * 2 + r] = pack_bf16x2(c[n][2 * r], c[n][2 * r + 1]);
 }
 
-__device__ __forceinline__ void fb_zero(float acc[8][4])
+template <int N>
+__device__ __forceinline__ void fb_zero(float acc[N][4])
 {
 #pragma unroll
-    for (int n = 0; n < 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+    for (int n = 0; n < N; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 }
 
 // Writes scale·acc (16 rows of this warp starting at `row0`, 64 columns) into out[row][col0 + ...], rows < seq.
@@ -161,8 +165,8 @@ extern "C" __global__ void flash_attention_backward_dkdv(void* dQkv, int dQkvTyp
     bool keyOn[2] = { keys[0] < seq && mask[rowBase + keys[0]] != 0, keys[1] < seq && mask[rowBase + keys[1]] != 0 };
 
     float dk[8][4], dv[8][4];
-    fb_zero(dk);
-    fb_zero(dv);
+    fb_zero<8>(dk);
+    fb_zero<8>(dv);
     for (int q0 = 0; q0 < seq; q0 += FB_TILE)
     {
         __syncthreads();   // every warp is done with the previous tiles
@@ -173,28 +177,50 @@ extern "C" __global__ void flash_attention_backward_dkdv(void* dQkv, int dQkvTyp
         cp_async_wait_all();
         __syncthreads();
 
-        float st[8][4], dpt[8][4];   // scores and dP, transposed: keys × queries
-        fb_zero(st);
-        fb_zero(dpt);
-        fb_times_rows_transposed(st, kf, sQ);
-        fb_times_rows_transposed(dpt, vf, sO);
+        // Two halves of 32 queries each, to keep the live registers within the limit.
 #pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
+        for (int qh = 0; qh < 2; qh++)
+        {
+            const bf16_t* tQ = sQ + qh * 32 * FB_PITCH;
+            const bf16_t* tO = sO + qh * 32 * FB_PITCH;
+            float st[4][4], dpt[4][4];   // scores and dP, transposed: 16 keys × 32 queries
+            fb_zero<4>(st);
+            fb_zero<4>(dpt);
+            fb_times_rows_transposed<4>(st, kf, tQ);
+            fb_times_rows_transposed<4>(dpt, vf, tO);
+            // Dropout keep bits (bit 4n + i), one element per Philox evaluation in a loop that is not unrolled,
+            // so its code and registers appear once.
+            unsigned int keep = 0xffffu;
+            if (dropP > 0.0f)
             {
-                int col = n * 8 + 2 * t + (i & 1), query = q0 + col, r = i >> 1;
-                float p = keyOn[r] ? expf(st[n][i] * scale - sLse[col]) : 0.0f;
-                float f = keyOn[r] && query < seq
-                    ? dropout_factor(dropP, dropScale, seed, step, stream, (statsBase + query) * seq + keys[r]) : 1.0f;
-                st[n][i] = p * f;                          // dropped P
-                dpt[n][i] = p * (dpt[n][i] * f - sD[col]);   // dS
+                keep = 0u;
+#pragma unroll 1
+                for (int e = 0; e < 16; e++)
+                {
+                    int query = q0 + qh * 32 + (e >> 2) * 8 + 2 * t + (e & 1), r = (e >> 1) & 1;
+                    int key = r ? keys[1] : keys[0];
+                    if (query < seq && key < seq &&
+                        dropout_of_word(philox_lane(seed, step, stream, (unsigned long long)((statsBase + query) * seq + key)), dropP, 1.0f) != 0.0f)
+                        keep |= 1u << e;
+                }
             }
-        unsigned int a[4][4];
-        fb_to_a_fragments(a, st);
-        fb_times_rows(dv, a, sO);
-        fb_to_a_fragments(a, dpt);
-        fb_times_rows(dk, a, sQ);
+#pragma unroll
+            for (int n = 0; n < 4; n++)
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                {
+                    int col = qh * 32 + n * 8 + 2 * t + (i & 1), r = i >> 1;
+                    float p = keyOn[r] ? expf(st[n][i] * scale - sLse[col]) : 0.0f;
+                    float f = dropP > 0.0f ? ((keep >> (4 * n + i)) & 1u ? dropScale : 0.0f) : 1.0f;
+                    st[n][i] = p * f;                            // dropped P
+                    dpt[n][i] = p * (dpt[n][i] * f - sD[col]);   // dS
+                }
+            unsigned int a[2][4];
+            fb_to_a_fragments<4>(a, st);
+            fb_times_rows<2>(dv, a, tO);
+            fb_to_a_fragments<4>(a, dpt);
+            fb_times_rows<2>(dk, a, tQ);
+        }
     }
     fb_store(dQkv, dQkvType, dk, scale, rowBase, k0 + warp * 16, seq, width, hidden + (long long)h * FB_HEAD_DIM);
     fb_store(dQkv, dQkvType, dv, 1.0f, rowBase, k0 + warp * 16, seq, width, 2 * hidden + (long long)h * FB_HEAD_DIM);
@@ -232,7 +258,7 @@ extern "C" __global__ void flash_attention_backward_dq(void* dQkv, int dQkvType,
     float rowD[2] = { sD[warp * 16 + g], sD[warp * 16 + g + 8] };
 
     float dq[8][4];
-    fb_zero(dq);
+    fb_zero<8>(dq);
     for (int k0 = 0; k0 < seq; k0 += FB_TILE)
     {
         __syncthreads();
@@ -243,33 +269,37 @@ extern "C" __global__ void flash_attention_backward_dq(void* dQkv, int dQkvType,
         __syncthreads();
 
         float s[8][4], dp[8][4];
-        fb_zero(s);
-        fb_zero(dp);
-        fb_times_rows_transposed(s, qa, sK);
-        fb_times_rows_transposed(dp, oa, sV);
+        fb_zero<8>(s);
+        fb_zero<8>(dp);
+        fb_times_rows_transposed<8>(s, qa, sK);
+        fb_times_rows_transposed<8>(dp, oa, sV);
+        // Dropout keep bits (bit 4n + 2r + e), in a loop that is not unrolled (one copy of the Philox code).
+        unsigned int keep = 0xffffffffu;
+        if (dropP > 0.0f)
+        {
+            keep = 0u;
+#pragma unroll 1
+            for (int e = 0; e < 32; e++)
+            {
+                int row = (e >> 1) & 1 ? rows[1] : rows[0], key = k0 + (e >> 2) * 8 + 2 * t + (e & 1);
+                if (row < seq && key < seq &&
+                    dropout_of_word(philox_lane(seed, step, stream, (unsigned long long)((statsBase + row) * seq + key)), dropP, 1.0f) != 0.0f)
+                    keep |= 1u << e;
+            }
+        }
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
-            for (int r = 0; r < 2; r++)
+            for (int i = 0; i < 4; i++)
             {
-                int col = n * 8 + 2 * t, key = k0 + col;
-                float f[2] = { 1.0f, 1.0f };
-                if (rows[r] < seq && key < seq)
-                {
-                    long long i = (statsBase + rows[r]) * seq + key;
-                    f[0] = dropout_factor(dropP, dropScale, seed, step, stream, i);
-                    if (key + 1 < seq) f[1] = dropout_factor(dropP, dropScale, seed, step, stream, i + 1);
-                }
-#pragma unroll
-                for (int e = 0; e < 2; e++)
-                {
-                    float p = sMask[col + e] != 0 ? expf(s[n][2 * r + e] * scale - rowLse[r]) : 0.0f;
-                    dp[n][2 * r + e] = p * (dp[n][2 * r + e] * f[e] - rowD[r]);   // dS
-                }
+                int col = n * 8 + 2 * t + (i & 1), r = i >> 1;
+                float f = dropP > 0.0f ? ((keep >> (4 * n + i)) & 1u ? dropScale : 0.0f) : 1.0f;
+                float p = sMask[col] != 0 ? expf(s[n][i] * scale - rowLse[r]) : 0.0f;
+                dp[n][i] = p * (dp[n][i] * f - rowD[r]);   // dS
             }
         unsigned int a[4][4];
-        fb_to_a_fragments(a, dp);
-        fb_times_rows(dq, a, sK);
+        fb_to_a_fragments<8>(a, dp);
+        fb_times_rows<4>(dq, a, sK);
     }
     fb_store(dQkv, dQkvType, dq, scale, rowBase, q0 + warp * 16, seq, width, (long long)h * FB_HEAD_DIM);
 }
