@@ -183,6 +183,43 @@ public class KernelCompileTests
         }
     }
 
+    /// <summary>ptxas (the toolkit's PTX assembler, from <c>BERT_PTXAS</c> or the PATH; ignored without one)
+    /// assembles every kernel file's PTX for sm_80 and sm_90, inline PTX included, and no kernel spills
+    /// registers to local memory. Debian's nvidia-cuda-toolkit package has a ptxas that can be extracted
+    /// alone (docs/cuda.md).</summary>
+    [TestCaseSource(nameof(Files))]
+    public void PtxasAssemblesWithoutSpills(string file)
+    {
+        var info = Nvrtc();
+        var ptxas = Environment.GetEnvironmentVariable("BERT_PTXAS");
+        if (string.IsNullOrEmpty(ptxas))
+            ptxas = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+                .Select(d => Path.Combine(d, "ptxas")).FirstOrDefault(File.Exists);
+        if (ptxas is null || !File.Exists(ptxas)) Assert.Ignore("no ptxas (set BERT_PTXAS or put it on the PATH)");
+        foreach (var arch in new[] { 80, 90 }.Where(info.SupportedArchitectures.Contains))
+        {
+            var path = Path.Combine(Path.GetTempPath(), $"bert-ptxas-{Environment.ProcessId}-{arch}-{file}.ptx");
+            File.WriteAllText(path, Ptx(file, arch));
+            try
+            {
+                var start = new System.Diagnostics.ProcessStartInfo(ptxas, $"-arch=sm_{arch} -v \"{path}\" -o /dev/null")
+                    { RedirectStandardOutput = true, RedirectStandardError = true };
+                using var p = System.Diagnostics.Process.Start(start)!;
+                var output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+                p.WaitForExit();
+                TestContext.Progress.Write(output);
+                Assert.That(p.ExitCode, Is.EqualTo(0), $"ptxas sm_{arch} {file}: {output}");
+                var spills = System.Text.RegularExpressions.Regex.Matches(output, @"(\d+) bytes spill stores")
+                    .Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+                Assert.That(spills, Has.All.EqualTo(0), $"ptxas sm_{arch} {file}: {output}");
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+    }
+
     [Test]
     public void CompilerCachesPtxByContent()
     {
