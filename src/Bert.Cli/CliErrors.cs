@@ -7,9 +7,10 @@ namespace Bert.Cli;
 
 /// <summary>
 /// The one mapping from the runtime's exceptions to the CLI's one-line errors and exit codes, used by
-/// <see cref="Program.Run"/> for every command:
+/// <see cref="Program.Run"/> for every command (and by the commands' Run methods, which tests call directly):
 /// <list type="table">
-/// <item><term>2 Usage</term><description>bad arguments (parse errors, <see cref="UserException"/> by default)</description></item>
+/// <item><term>2 Usage</term><description>bad arguments (parse errors, <see cref="UserException"/> by default, a --resume with
+/// settings other than the checkpoint's: <see cref="CheckpointSettingsMismatchException"/>)</description></item>
 /// <item><term>3 BadInput</term><description>a missing or malformed input: the typed format exceptions
 /// (<see cref="DataFormatException"/> and its shard, vocabulary and corpus kinds; <see cref="FileFormatException"/>
 /// and its safetensors, config and checkpoint kinds), <see cref="TensorMismatchException"/>,
@@ -29,6 +30,7 @@ internal static class CliErrors
     {
         UserException u => u,
         NonFiniteException => new UserException(e.Message, ExitCodes.NonFinite),
+        CheckpointSettingsMismatchException => new UserException("--resume: " + e.Message, ExitCodes.Usage),
         // The format exceptions first: DataFormatException is an IOException, and its message already names file, field and value.
         DataFormatException or FileFormatException or TensorMismatchException or InvalidDataException
             => new UserException(e.Message, ExitCodes.BadInput),

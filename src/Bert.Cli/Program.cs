@@ -24,6 +24,7 @@ public static class Program
         root.Subcommands.Add(FinetuneCommand.Create());
         root.Subcommands.Add(FillMaskCommand.Create());
         root.Subcommands.Add(EmbedCommand.Create());
+        root.Subcommands.Add(PredictCommand.Create());
         return root;
     }
 

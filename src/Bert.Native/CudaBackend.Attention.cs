@@ -15,6 +15,13 @@ public sealed partial class CudaBackend
 {
     public long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim)
     {
+        OpChecks.AttentionWorkspaceLength(batch, seq, heads, headDim);
+        return WorkspaceElements(batch, seq, heads, headDim);
+    }
+
+    /// <summary><see cref="AttentionWorkspaceLength"/> without the checks (for <see cref="OpChecks"/>).</summary>
+    private static long WorkspaceElements(int batch, int seq, int heads, int headDim)
+    {
         long tokensHidden = (long)batch * seq * heads * headDim;
         return 7 * tokensHidden + (long)batch * heads * seq * seq;
     }
@@ -37,13 +44,11 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(AttentionForward));
         const string op = nameof(AttentionForward);
-        if (batch == 0) return;
-        CheckAttentionSizes(batch, seq, heads, headDim, op);
+        OpChecks.AttentionForward(context, probs, workspace, WorkspaceElements(batch, seq, heads, headDim), qkv, attentionMask,
+            batch, seq, heads, headDim, dropout, Activations);
+        if (batch == 0 || seq == 0) return;
+        CheckAttentionLimits(batch, seq, heads, headDim, op);
         long t = (long)batch * seq, hidden = (long)heads * headDim, z = (long)batch * heads;
-        RequireAct(context, t * hidden, op, nameof(context));
-        RequireAct(probs, z * seq * seq, op, nameof(probs));
-        RequireAct(qkv, t * 3 * hidden, op, nameof(qkv));
-        attentionMask.Require(t, DType.I32, op, nameof(attentionMask));
         var ws = Layout(workspace, batch, seq, heads, headDim, op);
         var probsView = probs.Slice(0, z * seq * seq);
 
@@ -75,14 +80,11 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(AttentionBackward));
         const string op = nameof(AttentionBackward);
-        if (batch == 0) return;
-        CheckAttentionSizes(batch, seq, heads, headDim, op);
+        OpChecks.AttentionBackward(dQkv, workspace, WorkspaceElements(batch, seq, heads, headDim), dContext, qkv, probs, attentionMask,
+            batch, seq, heads, headDim, dropout, Activations);
+        if (batch == 0 || seq == 0) return;
+        CheckAttentionLimits(batch, seq, heads, headDim, op);
         long t = (long)batch * seq, hidden = (long)heads * headDim, z = (long)batch * heads;
-        RequireAct(dQkv, t * 3 * hidden, op, nameof(dQkv));
-        RequireAct(dContext, t * hidden, op, nameof(dContext));
-        RequireAct(qkv, t * 3 * hidden, op, nameof(qkv));
-        RequireAct(probs, z * seq * seq, op, nameof(probs));
-        attentionMask.Require(t, DType.I32, op, nameof(attentionMask));
         var ws = Layout(workspace, batch, seq, heads, headDim, op);
         var probsView = probs.Slice(0, z * seq * seq);
         long sHd = (long)seq * headDim, sS = (long)seq * seq;
@@ -128,9 +130,7 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(FlashAttentionForward));
         const string op = nameof(FlashAttentionForward);
-        if (batch == 0) return;
-        CheckAttentionSizes(batch, seq, heads, headDim, op);
-        CheckFlash(batch, heads, headDim, op);
+        if (!CheckFlash(batch, seq, heads, headDim, dropout, op)) return;
         long t = (long)batch * seq, hidden = (long)heads * headDim;
         context.Require(t * hidden, DType.BF16, op, nameof(context));
         logSumExp.Require((long)batch * heads * seq, DType.F32, op, nameof(logSumExp));
@@ -157,9 +157,7 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(FlashAttentionBackward));
         const string op = nameof(FlashAttentionBackward);
-        if (batch == 0) return;
-        CheckAttentionSizes(batch, seq, heads, headDim, op);
-        CheckFlash(batch, heads, headDim, op);
+        if (!CheckFlash(batch, seq, heads, headDim, dropout, op)) return;
         long t = (long)batch * seq, hidden = (long)heads * headDim;
         RequireAct(dQkv, t * 3 * hidden, op, nameof(dQkv));
         dContext.Require(t * hidden, DType.BF16, op, nameof(dContext));
@@ -179,8 +177,13 @@ public sealed partial class CudaBackend
                 KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
     }
 
-    private void CheckFlash(int batch, int heads, int headDim, string op)
+    /// <summary>The fused kernels' sizes and device; false for an empty call (0 rows: nothing to do).</summary>
+    private bool CheckFlash(int batch, int seq, int heads, int headDim, DropoutSpec dropout, string op)
     {
+        OpChecks.NonNegative(batch, op, nameof(batch));
+        OpChecks.NonNegative(seq, op, nameof(seq));
+        OpChecks.Positive(heads, op, nameof(heads));
+        OpChecks.Dropout(dropout, op);
         if (headDim != FlashHeadDim)
             throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"{op}: the fused attention kernels support head dimension {FlashHeadDim} only");
         if (_api.Device.ComputeMajor < 8)
@@ -188,6 +191,9 @@ public sealed partial class CudaBackend
                 $"{_api.Device.Name} has {_api.Device.ComputeMajor}.{_api.Device.ComputeMinor}");
         if (heads > 65535 || batch > 65535)
             throw new ArgumentOutOfRangeException(nameof(batch), batch, $"{op}: batch {batch} and heads {heads} must each be at most 65535");
+        if (batch == 0 || seq == 0) return false;
+        CheckAttentionLimits(batch, seq, heads, headDim, op);
+        return true;
     }
 
     private static void RequireAligned16(TensorRef t, string op, string argument)
@@ -196,12 +202,9 @@ public sealed partial class CudaBackend
             throw new ArgumentException($"{op}: {argument} must be 16-byte aligned (address 0x{t.Address:x})", argument);
     }
 
-    private static void CheckAttentionSizes(int batch, int seq, int heads, int headDim, string op)
+    /// <summary>The kernels' index limits, beyond <see cref="OpChecks"/>'s rules.</summary>
+    private static void CheckAttentionLimits(int batch, int seq, int heads, int headDim, string op)
     {
-        RequirePositive(batch, op, nameof(batch));
-        RequirePositive(seq, op, nameof(seq));
-        RequirePositive(heads, op, nameof(heads));
-        RequirePositive(headDim, op, nameof(headDim));
         if ((long)batch * heads > int.MaxValue || (long)batch * seq * 3 * heads * headDim > int.MaxValue * 16L)
             throw new ArgumentOutOfRangeException(nameof(batch), batch, $"{op}: attention sizes too large");
     }
@@ -239,11 +242,8 @@ public sealed partial class CudaBackend
     public void Dropout(TensorRef output, TensorRef input, long count, DropoutSpec dropout)
     {
         using var _ = Op(nameof(Dropout));
-        const string op = nameof(Dropout);
+        OpChecks.Dropout(output, input, count, dropout, Activations);
         if (count == 0) return;
-        ArgumentOutOfRangeException.ThrowIfNegative(count);
-        RequireAct(output, count, op, nameof(output));
-        RequireAct(input, count, op, nameof(input));
         DropoutInto(output, input, count, dropout);
     }
 

@@ -10,26 +10,11 @@ public sealed partial class CudaBackend
         TensorRef gamma, TensorRef beta, int batch, int seq, int hidden, float eps, DropoutSpec dropout)
     {
         using var _ = Op(nameof(EmbeddingsForward));
-        const string op = nameof(EmbeddingsForward);
-        if (batch == 0) return;
-        RequirePositive(batch, op, nameof(batch));
-        RequirePositive(seq, op, nameof(seq));
-        RequirePositive(hidden, op, nameof(hidden));
-        long tokens = (long)batch * seq, h = hidden;
-        if (tokens > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(batch), batch, $"{op}: batch·seq exceeds 2^31");
-        RequireAct(output, tokens * h, op, nameof(output));
-        RequireAct(sum, tokens * h, op, nameof(sum));
-        mean.Require(tokens, DType.F32, op, nameof(mean));
-        rstd.Require(tokens, DType.F32, op, nameof(rstd));
-        inputIds.Require(tokens, DType.I32, op, nameof(inputIds));
-        tokenTypeIds.Require(tokens, DType.I32, op, nameof(tokenTypeIds));
-        int vocab = TableRows(wordEmb, hidden, op, nameof(wordEmb));
-        int maxPositions = TableRows(posEmb, hidden, op, nameof(posEmb));
-        int typeVocab = TableRows(typeEmb, hidden, op, nameof(typeEmb));
-        if (seq > maxPositions)
-            throw new ArgumentOutOfRangeException(nameof(seq), seq, $"{op}: sequence length exceeds the {maxPositions} position embeddings");
-        gamma.Require(h, DType.F32, op, nameof(gamma));
-        beta.Require(h, DType.F32, op, nameof(beta));
+        OpChecks.EmbeddingsForward(output, sum, mean, rstd, inputIds, tokenTypeIds, wordEmb, posEmb, typeEmb, gamma, beta,
+            batch, seq, hidden, eps, dropout, Activations);
+        long tokens = (long)batch * seq;
+        if (tokens == 0) return;
+        int vocab = (int)(wordEmb.Length / hidden), maxPositions = (int)(posEmb.Length / hidden), typeVocab = (int)(typeEmb.Length / hidden);
         Launch(KernelCatalog.EmbeddingsForward, RowGrid(tokens), RowBlock,
             KernelArg.Ptr("out", output), KernelArg.Type("outType", output),
             KernelArg.Ptr("sum", sum), KernelArg.Type("sumType", sum),
@@ -50,27 +35,11 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(EmbeddingsBackward));
         const string op = nameof(EmbeddingsBackward);
-        if (batch == 0) return;
-        RequirePositive(batch, op, nameof(batch));
-        RequirePositive(seq, op, nameof(seq));
-        RequirePositive(hidden, op, nameof(hidden));
+        OpChecks.EmbeddingsBackward(dWordEmb, dPosEmb, dTypeEmb, dGamma, dBeta, scratch, dOutput, sum, mean, rstd,
+            inputIds, tokenTypeIds, gamma, batch, seq, hidden, dropout, Activations);
         long tokens = (long)batch * seq, h = hidden;
-        if (tokens > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(batch), batch, $"{op}: batch·seq exceeds 2^31");
-        scratch.Require(tokens * h, DType.F32, op, nameof(scratch));
-        RequireAct(dOutput, tokens * h, op, nameof(dOutput));
-        RequireAct(sum, tokens * h, op, nameof(sum));
-        mean.Require(tokens, DType.F32, op, nameof(mean));
-        rstd.Require(tokens, DType.F32, op, nameof(rstd));
-        inputIds.Require(tokens, DType.I32, op, nameof(inputIds));
-        tokenTypeIds.Require(tokens, DType.I32, op, nameof(tokenTypeIds));
-        gamma.Require(h, DType.F32, op, nameof(gamma));
-        if (!dGamma.IsNull) dGamma.Require(h, DType.F32, op, nameof(dGamma));
-        if (!dBeta.IsNull) dBeta.Require(h, DType.F32, op, nameof(dBeta));
-        int vocab = dWordEmb.IsNull ? 0 : TableRows(dWordEmb, hidden, op, nameof(dWordEmb));
-        int maxPositions = dPosEmb.IsNull ? seq : TableRows(dPosEmb, hidden, op, nameof(dPosEmb));
-        int typeVocab = dTypeEmb.IsNull ? 0 : TableRows(dTypeEmb, hidden, op, nameof(dTypeEmb));
-        if (seq > maxPositions)
-            throw new ArgumentOutOfRangeException(nameof(seq), seq, $"{op}: sequence length exceeds the {maxPositions} position embeddings");
+        if (tokens == 0) return;
+        int vocab = (int)(dWordEmb.Length / hidden), typeVocab = (int)(dTypeEmb.Length / hidden);
 
         // output = dropout(LN(sum)·gamma + beta): the LayerNorm sees dropout(dOutput).
         LayerNormParamGrads(dGamma, dBeta, dOutput, sum, mean, rstd, (int)tokens, hidden, dropout, op);
@@ -90,15 +59,5 @@ public sealed partial class CudaBackend
             ColumnSum(dTypeEmb.Slice(k * h, h), dSum, (int)tokens, h, tokenTypeIds, k, op);
     }
 
-    /// <summary>Rows of an embedding table F32[rows, hidden] (its length must be a multiple of hidden).</summary>
-    private static int TableRows(TensorRef table, int hidden, string op, string argument)
-    {
-        if (table.IsNull) throw new ArgumentException($"{op}: {argument} is null", argument);
-        if (table.DType != DType.F32) throw new ArgumentException($"{op}: {argument} has dtype {table.DType}, expected F32", argument);
-        if (table.Length == 0 || table.Length % hidden != 0)
-            throw new ArgumentException($"{op}: {argument} has {table.Length} elements, not a positive multiple of hidden = {hidden}", argument);
-        long rows = table.Length / hidden;
-        if (rows > int.MaxValue) throw new ArgumentException($"{op}: {argument} has more than 2^31 rows", argument);
-        return (int)rows;
-    }
+
 }

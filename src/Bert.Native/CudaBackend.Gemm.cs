@@ -10,17 +10,9 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(Linear));
         const string op = nameof(Linear);
+        OpChecks.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation, Activations);
         if (rows == 0) return;
-        RequirePositive(rows, op, nameof(rows));
-        RequirePositive(inFeatures, op, nameof(inFeatures));
-        RequirePositive(outFeatures, op, nameof(outFeatures));
         long n = rows, k = inFeatures, o = outFeatures;
-        RequireAct(output, n * o, op, nameof(output));
-        RequireAct(input, n * k, op, nameof(input));
-        RequireAct(weight, o * k, op, nameof(weight));
-        if (!bias.IsNull) bias.Require(o, DType.F32, op, nameof(bias));
-        if (activation != Activation.None && !preActivation.IsNull) RequireAct(preActivation, n * o, op, nameof(preActivation));
-        if (!Enum.IsDefined(activation)) throw new ArgumentOutOfRangeException(nameof(activation), activation, $"{op}: unknown activation");
 
         // z[N,O] = input·Wᵀ (+ bias) goes to the pre-activation, or straight to the output without one
         // (the activation then runs in place: inference does not keep the pre-activation).
@@ -88,23 +80,9 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(LinearBackward));
         const string op = nameof(LinearBackward);
+        OpChecks.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, Activations);
         if (rows == 0) return;
-        RequirePositive(rows, op, nameof(rows));
-        RequirePositive(inFeatures, op, nameof(inFeatures));
-        RequirePositive(outFeatures, op, nameof(outFeatures));
-        long n = rows, k = inFeatures, o = outFeatures;
-        RequireAct(dOutput, n * o, op, nameof(dOutput));
-        if (!dWeight.IsNull)
-        {
-            dWeight.Require(o * k, DType.F32, op, nameof(dWeight));
-            RequireAct(input, n * k, op, nameof(input));
-        }
-        if (!dBias.IsNull) dBias.Require(o, DType.F32, op, nameof(dBias));
-        if (!dInput.IsNull)
-        {
-            RequireAct(dInput, n * k, op, nameof(dInput));
-            RequireAct(weight, o * k, op, nameof(weight));
-        }
+        long k = inFeatures, o = outFeatures;
 
         if (!dBias.IsNull) ColumnSum(dBias, dOutput, rows, o, TensorRef.Null, 0, op);
         if (dWeight.IsNull && dInput.IsNull) return;
@@ -139,13 +117,8 @@ public sealed partial class CudaBackend
     public void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation)
     {
         using var _ = Op(nameof(ActivationBackward));
-        const string op = nameof(ActivationBackward);
+        OpChecks.ActivationBackward(dPre, dOut, pre, count, activation, Activations);
         if (count == 0) return;
-        ArgumentOutOfRangeException.ThrowIfNegative(count);
-        RequireAct(dPre, count, op, nameof(dPre));
-        RequireAct(dOut, count, op, nameof(dOut));
-        RequireAct(pre, count, op, nameof(pre));
-        if (!Enum.IsDefined(activation)) throw new ArgumentOutOfRangeException(nameof(activation), activation, $"{op}: unknown activation");
         Launch(KernelCatalog.ActivationBackward, new Dim3(GridFor(count, 256)), new Dim3(256),
             KernelArg.Ptr("dPre", dPre), KernelArg.Type("dPreType", dPre),
             KernelArg.Ptr("dOut", dOut), KernelArg.Type("dOutType", dOut),

@@ -9,20 +9,13 @@ public sealed partial class CudaBackend
         int rows, int classes, float gradScale)
     {
         using var _ = Op(nameof(SoftmaxCrossEntropy));
-        const string op = nameof(SoftmaxCrossEntropy);
-        stats.Require(3, DType.F32, op, nameof(stats));
+        OpChecks.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, Activations);
         if (rows == 0)
         {
+            // Sums over no rows.
             _api.Memset(stats.Address, 0, 3 * 4);
             return;
         }
-        RequirePositive(rows, op, nameof(rows));
-        RequirePositive(classes, op, nameof(classes));
-        long n = rows, c = classes;
-        RequireAct(dLogits, n * c, op, nameof(dLogits));
-        RequireAct(logits, n * c, op, nameof(logits));
-        labels.Require(n, DType.I32, op, nameof(labels));
-        if (!weights.IsNull) weights.Require(n, DType.F32, op, nameof(weights));
         int blocks = Math.Min(rows, MaxReductionBlocks);
         Launch(KernelCatalog.SoftmaxXentForwardBackward, new Dim3((uint)blocks), new Dim3(256),
             KernelArg.Ptr("dLogits", dLogits), KernelArg.Type("dLogitsType", dLogits), KernelArg.Ptr("partial", _doubleScratch),

@@ -14,17 +14,8 @@ public sealed partial class CudaBackend
         int rows, int hidden, float eps)
     {
         using var _ = Op(nameof(LayerNorm));
-        const string op = nameof(LayerNorm);
+        OpChecks.LayerNorm(output, mean, rstd, input, gamma, beta, rows, hidden, eps, Activations);
         if (rows == 0) return;
-        RequirePositive(rows, op, nameof(rows));
-        RequirePositive(hidden, op, nameof(hidden));
-        long n = rows, h = hidden;
-        RequireAct(output, n * h, op, nameof(output));
-        RequireAct(input, n * h, op, nameof(input));
-        mean.Require(n, DType.F32, op, nameof(mean));
-        rstd.Require(n, DType.F32, op, nameof(rstd));
-        gamma.Require(h, DType.F32, op, nameof(gamma));
-        beta.Require(h, DType.F32, op, nameof(beta));
         Launch(KernelCatalog.LayerNormForward, RowGrid(rows), RowBlock,
             KernelArg.Ptr("out", output), KernelArg.Type("outType", output),
             KernelArg.Ptr("mean", mean), KernelArg.Ptr("rstd", rstd),
@@ -38,18 +29,8 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(LayerNormBackward));
         const string op = nameof(LayerNormBackward);
+        OpChecks.LayerNormBackward(dInput, dGamma, dBeta, dOutput, input, mean, rstd, gamma, rows, hidden, Activations);
         if (rows == 0) return;
-        RequirePositive(rows, op, nameof(rows));
-        RequirePositive(hidden, op, nameof(hidden));
-        long n = rows, h = hidden;
-        RequireAct(dInput, n * h, op, nameof(dInput));
-        RequireAct(dOutput, n * h, op, nameof(dOutput));
-        RequireAct(input, n * h, op, nameof(input));
-        mean.Require(n, DType.F32, op, nameof(mean));
-        rstd.Require(n, DType.F32, op, nameof(rstd));
-        gamma.Require(h, DType.F32, op, nameof(gamma));
-        if (!dGamma.IsNull) dGamma.Require(h, DType.F32, op, nameof(dGamma));
-        if (!dBeta.IsNull) dBeta.Require(h, DType.F32, op, nameof(dBeta));
         // Parameter gradients first: they read dOutput, which dInput may overwrite.
         LayerNormParamGrads(dGamma, dBeta, dOutput, input, mean, rstd, rows, hidden, DropoutSpec.None, op);
         LayerNormBackwardRows(dInput, dOutput, input, mean, rstd, gamma, rows, hidden, DropoutSpec.None);
@@ -60,19 +41,8 @@ public sealed partial class CudaBackend
         int rows, int hidden, float eps, DropoutSpec dropout)
     {
         using var _ = Op(nameof(ResidualLayerNorm));
-        const string op = nameof(ResidualLayerNorm);
+        OpChecks.ResidualLayerNorm(output, sum, mean, rstd, residual, branch, gamma, beta, rows, hidden, eps, dropout, Activations);
         if (rows == 0) return;
-        RequirePositive(rows, op, nameof(rows));
-        RequirePositive(hidden, op, nameof(hidden));
-        long n = rows, h = hidden;
-        RequireAct(output, n * h, op, nameof(output));
-        RequireAct(sum, n * h, op, nameof(sum));
-        RequireAct(residual, n * h, op, nameof(residual));
-        RequireAct(branch, n * h, op, nameof(branch));
-        mean.Require(n, DType.F32, op, nameof(mean));
-        rstd.Require(n, DType.F32, op, nameof(rstd));
-        gamma.Require(h, DType.F32, op, nameof(gamma));
-        beta.Require(h, DType.F32, op, nameof(beta));
         Launch(KernelCatalog.ResidualLayerNormForward, RowGrid(rows), RowBlock,
             KernelArg.Ptr("out", output), KernelArg.Type("outType", output),
             KernelArg.Ptr("sum", sum), KernelArg.Type("sumType", sum),
@@ -90,21 +60,8 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(ResidualLayerNormBackward));
         const string op = nameof(ResidualLayerNormBackward);
+        OpChecks.ResidualLayerNormBackward(dResidual, dBranch, dGamma, dBeta, dOutput, sum, mean, rstd, gamma, rows, hidden, dropout, Activations);
         if (rows == 0) return;
-        RequirePositive(rows, op, nameof(rows));
-        RequirePositive(hidden, op, nameof(hidden));
-        long n = rows, h = hidden;
-        RequireAct(dResidual, n * h, op, nameof(dResidual));
-        RequireAct(dBranch, n * h, op, nameof(dBranch));
-        RequireAct(dOutput, n * h, op, nameof(dOutput));
-        RequireAct(sum, n * h, op, nameof(sum));
-        mean.Require(n, DType.F32, op, nameof(mean));
-        rstd.Require(n, DType.F32, op, nameof(rstd));
-        gamma.Require(h, DType.F32, op, nameof(gamma));
-        if (!dGamma.IsNull) dGamma.Require(h, DType.F32, op, nameof(dGamma));
-        if (!dBeta.IsNull) dBeta.Require(h, DType.F32, op, nameof(dBeta));
-        if (dBranch.Address == dResidual.Address)
-            throw new ArgumentException($"{op}: dBranch may not alias dResidual", nameof(dBranch));
         // Order matters: the parameter gradients read dOutput, which dResidual may overwrite; dBranch is
         // derived from dResidual.
         LayerNormParamGrads(dGamma, dBeta, dOutput, sum, mean, rstd, rows, hidden, DropoutSpec.None, op);

@@ -8,15 +8,12 @@ public sealed partial class CudaBackend
     public void SquaredNorm(TensorRef result, TensorRef input, long count)
     {
         using var _ = Op(nameof(SquaredNorm));
-        const string op = nameof(SquaredNorm);
-        result.Require(1, DType.F32, op, nameof(result));
-        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        OpChecks.SquaredNorm(result, input, count, Activations);
         if (count == 0)
         {
             _api.Memset(result.Address, 0, 4);
             return;
         }
-        RequireAct(input, count, op, nameof(input));
         // At least 8 elements per thread: fewer partials to add, and the fp64 adds are not the bottleneck.
         int blocks = (int)GridFor(count, 256 * 8, MaxReductionBlocks);
         Launch(KernelCatalog.SquaredNormPartial, new Dim3((uint)blocks), new Dim3(256),
@@ -30,15 +27,8 @@ public sealed partial class CudaBackend
         long count, in AdamWStep step)
     {
         using var _ = Op(nameof(AdamW));
-        const string op = nameof(AdamW);
-        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        OpChecks.AdamW(param, grad, m, v, normSquared, count, step);
         if (count == 0) return;
-        if (step.Step < 1) throw new ArgumentOutOfRangeException(nameof(step), step.Step, $"{op}: step is 1-based");
-        param.Require(count, DType.F32, op, nameof(param));
-        grad.Require(count, DType.F32, op, nameof(grad));
-        m.Require(count, DType.F32, op, nameof(m));
-        v.Require(count, DType.F32, op, nameof(v));
-        if (!normSquared.IsNull) normSquared.Require(1, DType.F32, op, nameof(normSquared));
         var range = param.Slice(0, count);
         // Inside a shadowed buffer the kernel writes the bf16 copy in the same pass; a range only partly
         // inside one is refreshed afterwards.

@@ -278,10 +278,7 @@ public sealed partial class CudaBackend : IBackend
     public void Copy(TensorRef destination, TensorRef source)
     {
         using var _ = Op(nameof(Copy));
-        RequireView(destination, nameof(Copy), nameof(destination));
-        RequireView(source, nameof(Copy), nameof(source));
-        if (destination.Length != source.Length || destination.DType != source.DType)
-            throw new ArgumentException($"Copy: destination {destination} and source {source} differ in length or type", nameof(source));
+        OpChecks.Copy(destination, source);
         _api.Copy(destination.Address, source.Address, source.Bytes);
         RefreshShadow(destination);
     }
@@ -289,7 +286,7 @@ public sealed partial class CudaBackend : IBackend
     public void Zero(TensorRef tensor)
     {
         using var _ = Op(nameof(Zero));
-        RequireView(tensor, nameof(Zero), nameof(tensor));
+        OpChecks.Zero(tensor);
         _api.Memset(tensor.Address, 0, tensor.Bytes);
         RefreshShadow(tensor);
     }
@@ -338,26 +335,18 @@ public sealed partial class CudaBackend : IBackend
 
     // ---- argument checks ----------------------------------------------------------------------
 
+    /// <summary>Activations may be F32 or BF16, per tensor. Every op calls its <see cref="OpChecks"/> method
+    /// first, so a bad call fails as it does on the CPU backend.</summary>
+    private const ActivationTypes Activations = ActivationTypes.F32OrBF16;
+
     private static void RequireView(TensorRef t, string op, string argument)
     {
         if (t.IsNull) throw new ArgumentException($"{op}: {argument} is null", argument);
     }
 
-    /// <summary>An activation tensor: F32 or BF16, at least <paramref name="needed"/> elements.</summary>
-    private static void RequireAct(TensorRef t, long needed, string op, string argument)
-    {
-        if (t.IsNull)
-            throw new ArgumentException($"{op}: {argument} is null but {needed} elements are required", argument);
-        if (t.DType is not (DType.F32 or DType.BF16))
-            throw new ArgumentException($"{op}: {argument} has dtype {t.DType}, expected F32 or BF16", argument);
-        if (t.Length < needed)
-            throw new ArgumentException($"{op}: {argument} has {t.Length} elements, the shape needs {needed}", argument);
-    }
-
-    private static void RequirePositive(int value, string op, string argument)
-    {
-        if (value <= 0) throw new ArgumentOutOfRangeException(argument, value, $"{op}: {argument} must be positive");
-    }
+    /// <summary>An activation tensor (see <see cref="OpChecks.Activations"/>).</summary>
+    private static void RequireAct(TensorRef t, long needed, string op, string argument) =>
+        OpChecks.Activations(t, needed, Activations, op, argument);
 
     /// <summary>Waits for queued work, frees every buffer still alive and releases the device. A failure of
     /// queued work (a kernel fault) is rethrown after everything is released.</summary>

@@ -60,7 +60,7 @@ public static class EmbedCommand
                 $"wrote {output}: float32 [{lines.Count}, {h}] ({pooling} pooling, {model.Config.Name} from {source.Directory})"));
             return ExitCodes.Ok;
         }
-        catch (Exception e) when (FineTuningErrors.Translate(e) is { } user)
+        catch (Exception e) when (CliErrors.Translate(e) is { } user)
         {
             throw user;
         }

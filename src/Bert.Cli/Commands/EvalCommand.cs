@@ -11,7 +11,7 @@ namespace Bert.Cli.Commands;
 /// <summary>
 /// `bert eval --checkpoint DIR --data DIR [--vocab FILE]`: the masked-LM and next-sentence loss and
 /// accuracies of a pretraining checkpoint over datasets made by `bert prepare`, dropout off, in
-/// index order. The model is the preset whose sizes match the checkpoint's config.json; the
+/// index order. The model is built at the checkpoint's config.json sizes (any); the
 /// vocabulary is the checkpoint's vocab.txt unless --vocab names another file.
 /// </summary>
 public static class EvalCommand
@@ -84,7 +84,6 @@ public static class EvalCommand
             throw new UserException($"{configPath}: architectures: {ConfigJson.Architecture(config)} has no {string.Join(" or ", missing)} head; " +
                                     "`bert eval` needs a BertForPreTraining checkpoint", ExitCodes.BadInput);
         }
-        var preset = MatchPreset(config, configPath);
 
         var vocabulary = LoadVocabulary(s.Vocab, ckpt);
         if (vocabulary.Count != config.VocabSize)
@@ -101,7 +100,7 @@ public static class EvalCommand
 
             using var backend = Backends.Create(s.Device, s.Threads);
             int batch = (int)Math.Min(s.Batch, Math.Max(1, datasets.Max(d => d.Count)));
-            using var model = preset.Create(backend, batch, datasets.Max(d => d.SeqLength), datasets.Max(d => d.MaxPredictions), config.VocabSize);
+            using var model = new BertForPreTraining(backend, batch, datasets.Max(d => d.SeqLength), datasets.Max(d => d.MaxPredictions), config);
             var host = new float[model.ParameterTotal];
             ckpt.ReadParameters(model.ParameterTable, host);
             RefuseNonFinite(host, model.ParameterTable, ckpt.Directory);
@@ -109,7 +108,7 @@ public static class EvalCommand
 
             var inv = CultureInfo.InvariantCulture;
             log.WriteLine(string.Create(inv,
-                $"bert eval: {ckpt.Directory} (step {ckpt.Step}, {preset.Name}, vocab {vocabulary.Count}) on {backend.Name}"));
+                $"bert eval: {ckpt.Directory} (step {ckpt.Step}, {ModelPresets.NameOf(config) ?? $"L{config.Layers} H{config.Hidden} A{config.Heads}"}, vocab {vocabulary.Count}) on {backend.Name}"));
             foreach (var d in datasets)
             {
                 long n = s.MaxSequences == 0 ? d.Count : Math.Min(s.MaxSequences, d.Count);
@@ -146,24 +145,6 @@ public static class EvalCommand
         for (int i = 0; i < values.Length; i++)
             if (!float.IsFinite(values[i])) return i;
         return -1;
-    }
-
-    /// <summary>The preset whose declared sizes equal the checkpoint's (vocabulary aside: any size is built).</summary>
-    internal static ModelPreset MatchPreset(ModelConfig config, string configPath)
-    {
-        foreach (var name in ModelPresets.Names)
-        {
-            var p = ModelPresets.Get(name).Config;
-            if (p.Hidden == config.Hidden && p.Layers == config.Layers && p.Heads == config.Heads && p.Intermediate == config.Intermediate
-                && p.MaxPositions == config.MaxPositions && p.TypeVocabSize == config.TypeVocabSize
-                && p.HiddenActivation == config.HiddenActivation && p.LayerNormEps == config.LayerNormEps)
-                return ModelPresets.Get(name);
-        }
-        static string Sizes(ModelConfig c) => string.Create(CultureInfo.InvariantCulture,
-            $"hidden_size {c.Hidden}, num_hidden_layers {c.Layers}, num_attention_heads {c.Heads}, intermediate_size {c.Intermediate}, " +
-            $"max_position_embeddings {c.MaxPositions}, type_vocab_size {c.TypeVocabSize}, hidden_act {c.HiddenActivation}, layer_norm_eps {c.LayerNormEps:R}");
-        throw new UserException($"{configPath}: {Sizes(config)}: no built-in preset has these sizes; presets: " +
-                                string.Join("; ", ModelPresets.Names.Select(n => $"{n} ({Sizes(ModelPresets.Get(n).Config)})")), ExitCodes.BadInput);
     }
 
     private static Vocabulary LoadVocabulary(string? path, Checkpoint ckpt)

@@ -48,7 +48,7 @@ public static class FillMaskCommand
             }
             return ExitCodes.Ok;
         }
-        catch (Exception e) when (FineTuningErrors.Translate(e) is { } user)
+        catch (Exception e) when (CliErrors.Translate(e) is { } user)
         {
             throw user;
         }

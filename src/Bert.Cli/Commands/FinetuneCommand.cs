@@ -79,7 +79,9 @@ public static class FinetuneCommand
     /// <summary>The peak learning rate when --lr is not given: 5e-5 (the top of BERT's 2e-5..5e-5), but
     /// 2e-4 for the two smallest presets, whose few, narrow layers move too slowly at BERT's rates in
     /// a few epochs (measured on the SpamAssassin task; see docs/finetune.md).</summary>
-    public static double DefaultLearningRate(string size) => size is "tiny" or "mini" ? 2e-4 : 5e-5;
+    /// <summary>2e-4 for models of hidden size 256 and less (BERT-Tiny and -Mini, as the BERT authors' small-model
+    /// fine-tuning recipes use), 5e-5 otherwise.</summary>
+    public static double DefaultLearningRate(BertConfig config) => config.Hidden <= 256 ? 2e-4 : 5e-5;
 
     public static int Run(FinetuneSettings s, TextWriter log, CancellationToken ct)
     {
@@ -87,7 +89,7 @@ public static class FinetuneCommand
         {
             return RunCore(s, log, ct);
         }
-        catch (Exception e) when (FineTuningErrors.Translate(e) is { } user)
+        catch (Exception e) when (CliErrors.Translate(e) is { } user)
         {
             throw user;
         }
@@ -108,16 +110,14 @@ public static class FinetuneCommand
         var vocabulary = source.LoadVocabulary();
         bool lowerCase = source.LowerCase(vocabulary);
         var tokenizer = new BertTokenizer(vocabulary, lowerCase);
-        string size = source.PresetSize();
         if (s.MaxSeq > source.Config.MaxPositions)
             throw new UserException($"--max-seq {s.MaxSeq}: the model has {source.Config.MaxPositions} positions");
 
         // ---- data ---------------------------------------------------------------------------
         var data = LoadData(s, task, tokenizer, log, ct);
         int classes = task == FineTuningTask.Span ? 2 : data.LabelNames.Count;
-        var preset = FineTuningPresets.Find(size, task, classes) ?? throw new UserException(
-            $"{data.TrainOrigin}: {classes} classes, but the largest {task} head declared is " +
-            $"{FineTuningPresets.LabelCounts(task).Max()} (src/Bert.Runtime/Presets/FineTuningPresets.cs; declare one with more labels)", ExitCodes.BadInput);
+        if (classes > BertConfig.MaxLabels)
+            throw new UserException($"{data.TrainOrigin}: {classes} classes; at most {BertConfig.MaxLabels} are supported", ExitCodes.BadInput);
 
         string outDir = Path.GetFullPath(s.Output);
         using var runLock = RunDirectoryLock.Acquire(outDir, "bert finetune");
@@ -129,15 +129,14 @@ public static class FinetuneCommand
         // ---- model --------------------------------------------------------------------------
         int microBatch = s.MicroBatch ?? s.Batch;
         using var backend = Backends.Create(s.Device, s.Threads);
-        using var model = preset.Create(backend, Math.Max(microBatch, EvalBatch(microBatch)), s.MaxSeq, 0, vocabulary.Count);
+        using var model = task.CreateModel(source.Config, classes, backend, Math.Max(microBatch, EvalBatch(microBatch)), s.MaxSeq);
         var load = PretrainedLoader.Load(model, source.WeightsPath, s.Seed);
         log.WriteLine(string.Create(inv,
             $"bert finetune: {task.CliName()} with {model.Config.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}, {(lowerCase ? "uncased" : "cased")}) on {backend.Name}"));
         log.WriteLine($"from {source.Directory}" + (source.Step is { } st ? $" (step {st})" : ""));
         log.WriteLine(load.Describe());
         if (task != FineTuningTask.Span)
-            log.WriteLine($"classes: {string.Join(", ", data.LabelNames)}" +
-                          (preset.Labels > classes ? $" (head of {preset.Labels}; the other {preset.Labels - classes} are never targets nor predicted)" : ""));
+            log.WriteLine($"classes: {string.Join(", ", data.LabelNames)}");
         log.WriteLine(Describe("train", data.Train) + "; " + Describe("validation", data.Validation) + (data.Test is null ? "" : "; " + Describe("test", data.Test)));
 
         var options = new FineTuningOptions
@@ -145,7 +144,7 @@ public static class FinetuneCommand
             Epochs = s.Epochs,
             BatchSize = s.Batch,
             MicroBatch = microBatch,
-            LearningRate = s.LearningRate ?? DefaultLearningRate(size),
+            LearningRate = s.LearningRate ?? DefaultLearningRate(source.Config),
             WarmupFraction = s.Warmup,
             Adam = new AdamWOptions { WeightDecay = s.WeightDecay },
             Seed = s.Seed,
@@ -456,17 +455,4 @@ public sealed record FinetuneSettings
         if (Data == "spam" && (Validation is not null || Test is not null))
             throw new UserException("--data spam brings its own validation and test splits; drop --validation/--test");
     }
-}
-
-/// <summary>Maps the fine-tuning commands' input errors to exit codes: malformed or missing inputs → 3,
-/// write failures → 4.</summary>
-internal static class FineTuningErrors
-{
-    public static UserException? Translate(Exception e) => e switch
-    {
-        UserException => null,
-        DataFormatException or InvalidDataException or FileFormatException or TensorMismatchException
-            or FileNotFoundException or DirectoryNotFoundException => new UserException(e.Message, ExitCodes.BadInput),
-        _ => CliErrors.Translate(e),
-    };
 }

@@ -83,7 +83,7 @@ public static class InfoCommand
         output.WriteLine($"{"weight-decayed (embeddings, Linear weights)",-44}{N(decayed),15}");
     }
 
-    private static string Heads(ModelConfig c)
+    private static string Heads(BertConfig c)
     {
         var heads = new List<string>();
         if (c.HasPooler) heads.Add("pooler");

@@ -6,15 +6,20 @@ using Spectre.Console;
 namespace Bert.Cli.Commands;
 
 /// <summary>
-/// `bert prepare --corpus PATH --vocab PATH --seq 128 --out DIR`: corpus → pretraining shards in
-/// DIR/seq128 (instances, masks, NSP pairs as google-research/bert create_pretraining_data.py) and
-/// DIR/seq128/stats.json.
+/// `bert prepare --corpus PATH… --vocab PATH --seq 128 --out DIR`: corpus files (files, directories, globs,
+/// .gz) → pretraining shards in DIR/seq128 (instances, masks, NSP pairs as google-research/bert
+/// create_pretraining_data.py) and DIR/seq128/stats.json, streamed in bounded memory.
 /// </summary>
 public static class PrepareCommand
 {
     public static Command Create()
     {
-        var corpus = new Option<string>("--corpus") { Description = "corpus file; 'brown' (training split) or 'brown-heldout' for the Brown corpus", Required = true };
+        var corpus = new Option<string[]>("--corpus")
+        {
+            Description = "corpus files, directories or globs (e.g. 'wiki/**/*.txt.gz'; .gz is read decompressed), in order; 'brown' (training split) or 'brown-heldout' for the Brown corpus",
+            Required = true,
+            AllowMultipleArgumentsPerToken = true,
+        };
         var vocab = new Option<string>("--vocab") { Description = "vocab.txt (one token per line)", Required = true };
         var seq = new Option<int>("--seq") { Description = "sequence length S", DefaultValueFactory = _ => 128 };
         var output = new Option<string>("--out") { Description = "output root; shards go to OUT/seqS/", Required = true };
@@ -28,9 +33,11 @@ public static class PrepareCommand
         var cased = new Option<bool>("--cased") { Description = "keep case and accents (cased vocabulary)" };
         var shardSize = new Option<int>("--shard-size") { Description = "instances per shard file", DefaultValueFactory = _ => 65536 };
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora", DefaultValueFactory = _ => "data" };
+        var threads = new Option<int>("--threads") { Description = "threads for tokenizing and instance creation (0: all cores); the shards are the same for any number", DefaultValueFactory = _ => 0 };
+        var window = new Option<int>("--window-mb") { Description = "MB of text (millions of characters) read, tokenized and turned into instances at a time; memory grows with it, not with the corpus", DefaultValueFactory = _ => 16 };
         var cmd = new Command("prepare", "tokenize a corpus and write pretraining shards")
         {
-            corpus, vocab, seq, output, dupe, seed, wholeWord, maxPredictions, shortSeq, mlmProb, format, cased, shardSize, dataRoot,
+            corpus, vocab, seq, output, dupe, seed, wholeWord, maxPredictions, shortSeq, mlmProb, format, cased, shardSize, dataRoot, threads, window,
         };
         cmd.SetAction((r, ct) => Task.FromResult(DataCommands.Run(() =>
         {
@@ -45,6 +52,8 @@ public static class PrepareCommand
                 MaskedLmProb = r.GetValue(mlmProb),
                 LowerCase = !r.GetValue(cased),
                 InstancesPerShard = r.GetValue(shardSize),
+                MaxDegreeOfParallelism = r.GetValue(threads) == 0 ? -1 : r.GetValue(threads),
+                WindowChars = (long)r.GetValue(window) << 20,
             };
             try
             {
@@ -60,21 +69,24 @@ public static class PrepareCommand
                     nameof(PretrainingDataOptions.ShortSeqProb) => "--short-seq-prob",
                     nameof(PretrainingDataOptions.MaskedLmProb) => "--masked-lm-prob",
                     nameof(PretrainingDataOptions.InstancesPerShard) => "--shard-size",
+                    nameof(PretrainingDataOptions.MaxDegreeOfParallelism) => "--threads",
+                    nameof(PretrainingDataOptions.WindowChars) => "--window-mb",
                     _ => e.ParamName ?? "option",
                 };
                 throw new UserException($"{option} {e.ActualValue}: {DataCommands.Reason(e)}");
             }
-            string corpusPath = DataCommands.ResolveCorpus(r.GetValue(corpus)!, r.GetValue(dataRoot)!, ct);
-            OutputPaths.RefuseOverlap("--out", r.GetValue(output)!, ("--corpus", corpusPath), ("--vocab", r.GetValue(vocab)));
+            var files = CorpusInputs.Expand(r.GetValue(corpus)!.Select(c => DataCommands.ResolveCorpus(c, r.GetValue(dataRoot)!, ct)));
+            OutputPaths.RefuseOverlap("--out", r.GetValue(output)!, [.. files.Select(f => ("--corpus", (string?)f)), ("--vocab", r.GetValue(vocab))]);
             var vocabulary = Vocabulary.Load(r.GetValue(vocab)!);
             using var outLock = RunDirectoryLock.Acquire(r.GetValue(output)!, "bert prepare");
             string outDir = PretrainingDataBuilder.DatasetDirectory(r.GetValue(output)!, options.SeqLength);
-            PretrainingStats? stats = null;
-            DataCommands.WithProgress([PrepareProgress.Read, PrepareProgress.Tokenize, PrepareProgress.Instances, PrepareProgress.Write], report =>
-            {
-                stats = PretrainingDataBuilder.Build(corpusPath, r.GetValue(format), vocabulary, options, outDir,
-                    new SyncProgress<PrepareProgress>(p => report(p.Stage, p.Fraction)), ct);
-            });
+            long total = CorpusInputs.TotalBytes(files);
+            var stats = ProgressDisplay.Run("prepare", Math.Max(total, 1) / 1e6, report =>
+                PretrainingDataBuilder.Build(files, r.GetValue(format), vocabulary, options, outDir, new SyncProgress<PrepareProgress>(p =>
+                {
+                    if (p.Stage == PrepareProgress.Stream)
+                        report(p.BytesRead / 1e6, $"{p.BytesRead / 1e6:0.0} of {p.TotalBytes / 1e6:0.0} MB read, {p.InstancesWritten:N0} instances");
+                }), ct));
             Console.WriteLine($"wrote {outDir}");
             Console.WriteLine(stats!.Summary());
             return ExitCodes.Ok;
@@ -93,16 +105,16 @@ internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
 /// <summary>What the data commands share: corpus names, progress display, error mapping.</summary>
 internal static class DataCommands
 {
-    /// <summary>'brown' / 'brown-heldout' (converted on first use under the data root) or a file path.</summary>
+    /// <summary>'brown' / 'brown-heldout' (converted on first use under the data root), or a file, directory or glob.</summary>
     public static string ResolveCorpus(string corpus, string dataRoot, CancellationToken ct)
     {
-        if (File.Exists(corpus)) return corpus;
+        if (File.Exists(corpus) || Directory.Exists(corpus) || corpus.IndexOfAny(['*', '?']) >= 0) return corpus;
         if (corpus is "brown" or "brown-heldout")
         {
             var files = BrownCorpus.Prepare(dataRoot, ct);
             return corpus == "brown" ? files.TrainPath : files.HeldOutPath;
         }
-        throw new UserException($"--corpus {corpus}: file not found (or use 'brown' / 'brown-heldout')", ExitCodes.BadInput);
+        throw new UserException($"--corpus {corpus}: no such file or directory (or use 'brown' / 'brown-heldout')", ExitCodes.BadInput);
     }
 
     /// <summary>An argument exception's message without the "(Parameter 'x')" and "Actual value" suffixes.</summary>

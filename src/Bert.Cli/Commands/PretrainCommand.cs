@@ -18,7 +18,11 @@ public static class PretrainCommand
 {
     public static Command Create()
     {
-        var preset = new Option<string>("--preset") { Description = "model preset: " + string.Join(", ", ModelPresets.Names), DefaultValueFactory = _ => "tiny" };
+        var preset = new Option<string?>("--preset") { Description = "model preset: " + string.Join(", ", ModelPresets.Names) + " (default tiny)" };
+        var config = new Option<string?>("--model-config")
+        {
+            Description = "a HuggingFace BERT config.json giving the model's sizes (any: layers, hidden, heads, intermediate, positions, segments, activation, dropouts); vocab_size follows the vocabulary",
+        };
         var steps = new Option<long>("--steps") { Description = "optimizer steps in all (both phases)", DefaultValueFactory = _ => 2400 };
         var batch = new Option<int>("--batch") { Description = "sequences per optimizer step at S=128 (256 at full scale)", DefaultValueFactory = _ => 32 };
         var micro = new Option<int?>("--micro-batch") { Description = "sequences per forward/backward at S=128; gradients accumulate to --batch (default: --batch)" };
@@ -29,7 +33,11 @@ public static class PretrainCommand
         var longFraction = new Option<double>("--long-fraction") { Description = "fraction of steps at the long sequence length (BERT: 0.1)", DefaultValueFactory = _ => 0.1 };
         var seq = new Option<int>("--seq") { Description = "short phase sequence length", DefaultValueFactory = _ => 128 };
         var seqLong = new Option<int>("--seq-long") { Description = "long phase sequence length", DefaultValueFactory = _ => 512 };
-        var data = new Option<string?>("--data") { Description = "dataset root holding seqS/ directories made by `bert prepare` (default: the Brown corpus)" };
+        var data = new Option<string[]?>("--data")
+        {
+            Description = "dataset roots holding seqS/ directories made by `bert prepare`, trained on together (default: the Brown corpus)",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var heldOut = new Option<string?>("--heldout") { Description = "held-out dataset root (seqS/ directories) for the final evaluation" };
         var vocab = new Option<string?>("--vocab") { Description = "vocab.txt the datasets were made with (required with --data); with --corpus, a vocabulary to use instead of learning one" };
         var corpus = new Option<string[]?>("--corpus")
@@ -51,12 +59,13 @@ public static class PretrainCommand
 
         var cmd = new Command("pretrain", "pretrain BERT (MLM + NSP); with no options, the default job on the Brown corpus")
         {
-            preset, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
+            preset, config, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
             output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
         {
-            Preset = r.GetValue(preset)!,
+            Preset = r.GetValue(preset),
+            ModelConfig = r.GetValue(config),
             Steps = r.GetValue(steps),
             Batch = r.GetValue(batch),
             MicroBatch = r.GetValue(micro) ?? r.GetValue(batch),
@@ -67,7 +76,7 @@ public static class PretrainCommand
             LongFraction = r.GetValue(longFraction),
             Seq = r.GetValue(seq),
             SeqLong = r.GetValue(seqLong),
-            Data = r.GetValue(data),
+            Data = r.GetValue(data) is { Length: > 0 } roots ? string.Join(Path.PathSeparator, roots) : null,
             HeldOut = r.GetValue(heldOut),
             Vocab = r.GetValue(vocab),
             Corpus = r.GetValue(corpus),
@@ -93,22 +102,29 @@ public static class PretrainCommand
         {
             return RunCore(s, ct);
         }
-        catch (Exception e) when (Translate(e) is { } user)
+        catch (Exception e) when (CliErrors.Translate(e) is { } user)
         {
             throw user;
         }
     }
 
-    /// <summary>The runtime's exceptions as one-line errors with their documented exit codes.</summary>
-    private static UserException? Translate(Exception e) => e switch
+    /// <summary>The model's configuration: --model-config's config.json (its sizes; the heads are BertForPreTraining's)
+    /// or the --preset (tiny by default), and the name printed for it.</summary>
+    internal static (BertConfig Config, string Name) ModelOf(PretrainSettings s)
     {
-        UserException => null,
-        NonFiniteException => new UserException(e.Message, ExitCodes.NonFinite),
-        CheckpointSettingsMismatchException => new UserException("--resume: " + e.Message, ExitCodes.Usage),
-        // Before CliErrors: a malformed data file is an IOException but bad input, not a failed write.
-        DataFormatException or InvalidDataException => new UserException(e.Message, ExitCodes.BadInput),
-        _ => CliErrors.Translate(e),
-    };
+        if (s.ModelConfig is { } path)
+        {
+            if (!File.Exists(path)) throw new UserException($"--model-config {path}: no such file", ExitCodes.BadInput);
+            var config = BertForPreTraining.ResolveConfig(ConfigJson.Read(path).Model);
+            string name = ModelPresets.NameOf(config) is { } preset ? preset
+                : string.Create(CultureInfo.InvariantCulture, $"L{config.Layers} H{config.Hidden} A{config.Heads} I{config.Intermediate}");
+            return (config, name);
+        }
+        string presetName = s.Preset ?? "tiny";
+        if (!ModelPresets.TryGet(presetName, out var p))
+            throw new UserException($"--preset {presetName}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
+        return (p.Config, p.Name);
+    }
 
     private static int RunCore(PretrainSettings s, CancellationToken ct)
     {
@@ -116,23 +132,22 @@ public static class PretrainCommand
         s = ContinueOrNumber(s, Console.Out);
         // One process per run directory: a second run (or a --resume while this one runs) is refused.
         using var runLock = RunDirectoryLock.Acquire(s.Output, "bert pretrain");
-        if (!ModelPresets.TryGet(s.Preset, out var preset))
-            throw new UserException($"--preset {s.Preset}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
+        var (modelConfig, modelName) = ModelOf(s);
         int seqShort = s.Seq, seqLong = s.SeqLong;
         int predShort = PretrainingDataOptions.DefaultMaxPredictions(seqShort), predLong = PretrainingDataOptions.DefaultMaxPredictions(seqLong);
         var phases = PhasePlan.Create(s.Steps, s.LongFraction, (seqShort, predShort, s.Batch, s.MicroBatch), (seqLong, predLong, s.BatchLong, s.MicroBatchLong));
-        if (phases.FirstOrDefault(p => p.SeqLength > preset.Config.MaxPositions) is { } tooLong)
-            throw new UserException($"{(tooLong.SeqLength == seqShort ? "--seq" : "--seq-long")} {tooLong.SeqLength}: the {preset.Name} preset has {preset.Config.MaxPositions} positions");
+        if (phases.FirstOrDefault(p => p.SeqLength > modelConfig.MaxPositions) is { } tooLong)
+            throw new UserException($"{(tooLong.SeqLength == seqShort ? "--seq" : "--seq-long")} {tooLong.SeqLength}: the {modelName} model has {modelConfig.MaxPositions} positions");
 
         // ---- data ------------------------------------------------------------------------------
-        var (vocabulary, trainDirs, heldOutDirs) = ResolveData(s, phases, ct);
+        var (vocabulary, trainRoots, heldOutDirs) = ResolveData(s, phases, ct);
         var datasets = new Dictionary<string, PretrainingDataset>();
         var heldOutSets = new Dictionary<string, PretrainingDataset>();
         try
         {
             foreach (var p in phases)
             {
-                var d = PretrainingDataset.Open(trainDirs[p.SeqLength], vocabulary);
+                var d = PretrainingDataset.Open(trainRoots[p.SeqLength], vocabulary);
                 datasets[p.Name] = d;
                 CheckShape(d, p);
                 if (heldOutDirs.TryGetValue(p.SeqLength, out var h))
@@ -146,7 +161,7 @@ public static class PretrainCommand
             // ---- device and model ------------------------------------------------------------
             using var backend = Backends.Create(s.Device, s.Threads, s.Precision);
             int maxMicro = phases.Max(p => p.MicroBatch), maxSeq = phases.Max(p => p.SeqLength), maxPred = phases.Max(p => p.MaxPredictions);
-            using var model = preset.Create(backend, maxMicro, maxSeq, maxPred, vocabulary.Count);
+            using var model = new BertForPreTraining(backend, maxMicro, maxSeq, maxPred, modelConfig with { VocabSize = vocabulary.Count });
             var schedule = LearningRateSchedule.Create(s.LearningRate, s.Warmup ?? s.Steps / 10, s.Steps);
             var settings = s.Fingerprint(vocabulary);
 
@@ -163,7 +178,7 @@ public static class PretrainCommand
                 }
                 catch (TensorMismatchException e)
                 {
-                    throw new UserException($"--resume: the checkpoint is not a {preset.Name} model with a vocabulary of {vocabulary.Count}: {e.Message}",
+                    throw new UserException($"--resume: the checkpoint is not a {modelName} model with a vocabulary of {vocabulary.Count}: {e.Message}",
                         ExitCodes.BadInput);
                 }
             }
@@ -188,7 +203,7 @@ public static class PretrainCommand
             var inv = CultureInfo.InvariantCulture;
             string plan = string.Join(", ", phases.Select(p => string.Create(inv, $"{p.Steps} at S={p.SeqLength} (batch {p.BatchSize}, micro {p.MicroBatch}, P={p.MaxPredictions})")));
             Console.WriteLine(string.Create(inv,
-                $"bert pretrain: {preset.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
+                $"bert pretrain: {modelName} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
                 + (resume is null ? "" : $"; resuming at step {resume.Step} from {resume.Directory}"));
 
             string metricsPath = Path.Combine(s.Output, "metrics.jsonl");
@@ -227,7 +242,7 @@ public static class PretrainCommand
                     $"held-out {name}: loss {e.Loss:F4} (MLM {e.MlmLoss:F4}, NSP {e.NspLoss:F4}), MLM accuracy {e.MlmAccuracy:P2}, NSP accuracy {e.NspAccuracy:P2} over {e.Sequences} sequences"));
             }
             string png = Path.Combine(s.Output, "loss.png");
-            TrainingPlot.Render(metricsPath, png, $"bert pretrain {preset.Name} on {backend.Name}");
+            TrainingPlot.Render(metricsPath, png, $"bert pretrain {modelName} on {backend.Name}");
             Console.WriteLine($"metrics: {metricsPath}; plot: {png}");
             return ExitCodes.Ok;
         }
@@ -273,7 +288,9 @@ public static class PretrainCommand
             throw new UserException($"{d.Directory}: dataset has max_predictions {d.MaxPredictions}, phase {p.Name} needs {p.MaxPredictions} (prepare it with --max-predictions {p.MaxPredictions})", ExitCodes.BadInput);
     }
 
-    private static (Vocabulary, Dictionary<int, string>, Dictionary<int, string>) ResolveData(PretrainSettings s, IReadOnlyList<Phase> phases, CancellationToken ct)
+    /// <summary>The vocabulary, the training dataset directories per sequence length (several --data roots are
+    /// trained on together) and the held-out directory per sequence length.</summary>
+    private static (Vocabulary, Dictionary<int, string[]>, Dictionary<int, string>) ResolveData(PretrainSettings s, IReadOnlyList<Phase> phases, CancellationToken ct)
     {
         var lengths = phases.Select(p => p.SeqLength).Distinct().ToArray();
         if (s.Corpus is { Count: > 0 } corpusFiles)
@@ -287,7 +304,7 @@ public static class PretrainCommand
                 return 0;
             });
             Console.WriteLine($"bert pretrain: {files.TrainDocuments} training and {files.HeldOutDocuments} held-out documents; vocabulary {files.VocabPath}");
-            return (Vocabulary.Load(files.VocabPath), new Dictionary<int, string>(files.Datasets), new Dictionary<int, string>(files.HeldOutDatasets));
+            return (Vocabulary.Load(files.VocabPath), files.Datasets.ToDictionary(kv => kv.Key, kv => new[] { kv.Value }), new Dictionary<int, string>(files.HeldOutDatasets));
         }
         if (s.Data is null)
         {
@@ -298,11 +315,12 @@ public static class PretrainCommand
                 files = BrownPretrainingData.Prepare(s.DataRoot, lengths, s.VocabSize, progress: progress, cancellationToken: ct);
                 return 0;
             });
-            return (Vocabulary.Load(files.VocabPath), new Dictionary<int, string>(files.Datasets), new Dictionary<int, string>(files.HeldOutDatasets));
+            return (Vocabulary.Load(files.VocabPath), files.Datasets.ToDictionary(kv => kv.Key, kv => new[] { kv.Value }), new Dictionary<int, string>(files.HeldOutDatasets));
         }
         if (s.Vocab is null) throw new UserException("--data needs --vocab (the vocab.txt the datasets were made with)");
         var vocabulary = Vocabulary.Load(s.Vocab);
-        var train = lengths.ToDictionary(l => l, l => PretrainingDataBuilder.DatasetDirectory(s.Data, l));
+        var roots = s.Data.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries);
+        var train = lengths.ToDictionary(l => l, l => roots.Select(r => PretrainingDataBuilder.DatasetDirectory(r, l)).ToArray());
         var held = s.HeldOut is null ? new Dictionary<int, string>()
             : lengths.ToDictionary(l => l, l => PretrainingDataBuilder.DatasetDirectory(s.HeldOut, l));
         return (vocabulary, train, held);
@@ -313,7 +331,10 @@ public static class PretrainCommand
 /// <summary>Every knob of `bert pretrain`.</summary>
 public sealed record PretrainSettings
 {
-    public string Preset { get; init; } = "tiny";
+    /// <summary>--preset; null: tiny (unless <see cref="ModelConfig"/> is given).</summary>
+    public string? Preset { get; init; }
+    /// <summary>--model-config: a HuggingFace config.json with the model's sizes.</summary>
+    public string? ModelConfig { get; init; }
     public long Steps { get; init; } = 2400;
     public int Batch { get; init; } = 32;
     public int MicroBatch { get; init; } = 32;
@@ -324,6 +345,7 @@ public sealed record PretrainSettings
     public double LongFraction { get; init; } = 0.1;
     public int Seq { get; init; } = 128;
     public int SeqLong { get; init; } = 512;
+    /// <summary>--data: dataset roots, separated by <see cref="Path.PathSeparator"/> when several.</summary>
     public string? Data { get; init; }
     public string? HeldOut { get; init; }
     public string? Vocab { get; init; }
@@ -352,6 +374,8 @@ public sealed record PretrainSettings
         {
             if (!(value > 0) || double.IsInfinity(value)) throw new UserException($"{option} {value.ToString(CultureInfo.InvariantCulture)}: must be positive");
         }
+        if (Preset is not null && ModelConfig is not null)
+            throw new UserException($"--preset {Preset} and --model-config {ModelConfig}: give one (a preset's sizes or a config.json's)");
         Positive("--steps", Steps);
         Positive("--batch", Batch);
         Positive("--micro-batch", MicroBatch);
@@ -382,7 +406,7 @@ public sealed record PretrainSettings
     /// <summary>Settings a resumed run must share with the run it continues.</summary>
     public IReadOnlyDictionary<string, string> Fingerprint(Vocabulary vocabulary) => new Dictionary<string, string>
     {
-        ["preset"] = Preset,
+        ["preset"] = ModelConfig is null ? Preset ?? "tiny" : "config " + Path.GetFullPath(ModelConfig),
         ["steps"] = Steps.ToString(CultureInfo.InvariantCulture),
         ["batch"] = $"{Batch}/{MicroBatch}",
         ["batch_long"] = $"{BatchLong}/{MicroBatchLong}",

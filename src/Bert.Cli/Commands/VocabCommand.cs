@@ -5,12 +5,19 @@ using Spectre.Console;
 
 namespace Bert.Cli.Commands;
 
-/// <summary>`bert vocab --corpus PATH --size N --out vocab.txt`: learns a WordPiece vocabulary.</summary>
+/// <summary>`bert vocab --corpus PATH… --size N --out vocab.txt`: learns a WordPiece vocabulary from streamed
+/// corpus files (files, directories, globs, .gz) in bounded memory.</summary>
 public static class VocabCommand
 {
     public static Command Create()
     {
-        var corpus = new Option<string>("--corpus") { Description = "corpus file, or 'brown' for the Brown corpus training split", Required = true };
+        var corpus = new Option<string[]>("--corpus")
+        {
+            Description = "corpus files, directories or globs (.gz read decompressed), or 'brown' for the Brown corpus training split",
+            Required = true,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var maxWords = new Option<int>("--max-words") { Description = "most distinct words counted at once (memory bound, ~100 bytes each); the rarest are forgotten when full", DefaultValueFactory = _ => 2 << 20 };
         var size = new Option<int>("--size") { Description = "vocabulary size, special tokens included", DefaultValueFactory = _ => 8000 };
         var output = new Option<string>("--out") { Description = "vocab.txt to write (atomically)", Required = true };
         var format = new Option<CorpusFormat>("--format") { Description = "documents: one sentence per line, blank line between documents; paragraphs: raw prose, split into sentences", DefaultValueFactory = _ => CorpusFormat.Documents };
@@ -19,7 +26,7 @@ public static class VocabCommand
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora", DefaultValueFactory = _ => "data" };
         var cmd = new Command("vocab", "learn a WordPiece vocabulary from a corpus")
         {
-            corpus, size, output, format, cased, minFrequency, dataRoot,
+            corpus, size, output, format, cased, minFrequency, dataRoot, maxWords,
         };
         cmd.SetAction((r, ct) => Task.FromResult(DataCommands.Run(() =>
         {
@@ -28,21 +35,26 @@ public static class VocabCommand
                 VocabularySize = r.GetValue(size),
                 LowerCase = !r.GetValue(cased),
                 MinFrequency = r.GetValue(minFrequency),
+                MaxWords = r.GetValue(maxWords),
             };
+            if (options.MaxWords < 1000)
+                throw new UserException($"--max-words {options.MaxWords}: must be at least 1000");
             if (options.VocabularySize < 5)
                 throw new UserException($"--size {options.VocabularySize}: a vocabulary needs at least the 5 special tokens");
             if (options.MinFrequency < 1)
                 throw new UserException($"--min-frequency {options.MinFrequency}: must be at least 1");
-            string corpusPath = DataCommands.ResolveCorpus(r.GetValue(corpus)!, r.GetValue(dataRoot)!, ct);
-            OutputPaths.RefuseOverlap("--out", r.GetValue(output)!, ("--corpus", corpusPath));
+            var files = CorpusInputs.Expand(r.GetValue(corpus)!.Select(c => DataCommands.ResolveCorpus(c, r.GetValue(dataRoot)!, ct)));
+            string corpusPath = files.Count == 1 ? files[0] : $"{files.Count} files ({files[0]} …)";
+            OutputPaths.RefuseOverlap("--out", r.GetValue(output)!, [.. files.Select(f => ("--corpus", (string?)f))]);
             string outPath = r.GetValue(output)!;
             var clock = Stopwatch.StartNew();
             Vocabulary? vocab = null;
-            DataCommands.WithProgress(["read", "count", "merge"], report =>
+            DataCommands.WithProgress(["count", "merge"], report =>
             {
-                var text = TextCorpus.Read(corpusPath, r.GetValue(format), new SyncProgress<double>(f => report("read", f)), ct);
-                report("count", 0);
-                var counts = VocabularyTrainer.CountWords(text, options, ct);
+                var reader = new DocumentReader(files, r.GetValue(format));
+                using var poll = new Timer(_ => report("count", reader.TotalBytes == 0 ? 1 : (double)reader.BytesRead / reader.TotalBytes), null, 500, 500);
+                var counts = VocabularyTrainer.CountWords(reader, options, null, ct);
+                poll.Dispose();
                 report("count", 1);
                 try
                 {

@@ -110,14 +110,11 @@ internal static partial class ModelEmitter
             var f32 = F32Regions(out int layersAtF32);
 
             _w.Line("/// <summary>Elements of the compute arena and of the F32 arena that a micro-batch of <paramref name=\"batch\"/>");
-            _w.Line("/// sequences of <paramref name=\"seq\"/> tokens with <paramref name=\"predictions\"/> masked positions each needs.</summary>");
-            Member("public static (long Compute, long F32) PlanArena(int batch, int seq, int predictions) =>");
-            _w.Line("    PlanArena(batch, seq, predictions, DeclaredVocabSize);");
-            _w.Line();
-            _w.Line("/// <summary>As <see cref=\"PlanArena(int, int, int)\"/> for a model built with vocabulary size <paramref name=\"vocabSize\"/>.</summary>");
-            using (Method("public static (long Compute, long F32) PlanArena(int batch, int seq, int predictions, int vocabSize)"))
+            _w.Line("/// sequences of <paramref name=\"seq\"/> tokens with <paramref name=\"predictions\"/> masked positions each needs,");
+            _w.Line("/// at the sizes of <paramref name=\"config\"/>.</summary>");
+            using (Method("public static (long Compute, long F32) PlanArena(" + Runtime + "BertConfig config, int batch, int seq, int predictions)"))
             {
-                _w.Line("var a = new ArenaLayout(batch, seq, predictions, vocabSize);");
+                _w.Line("var a = new ArenaLayout(ResolveConfig(config), batch, seq, predictions);");
                 _w.Line("return (a.ComputeLength, a.F32Length);");
             }
             _w.Line();
@@ -154,11 +151,11 @@ internal static partial class ModelEmitter
                 _w.Line("public readonly long F32Length;");
                 _w.Line();
 
-                using (_w.Block("public ArenaLayout(int batch, int seq, int predictions, int vocab)"))
+                using (_w.Block("public ArenaLayout(" + Runtime + "BertConfig config, int batch, int seq, int predictions)"))
                 {
-                    SizeConstants(includeHeadDim: false, includeLayers: true, longs: true);
+                    Sizes("config", "long");
                     var sizes = "long B = batch, S = seq, N = B * S";
-                    if (_s.Mlm is not null) sizes += ", BP = B * predictions, V = vocab";
+                    if (_s.Mlm is not null) sizes += ", BP = B * predictions";
                     _w.Line(sizes + ";");
                     _w.Line("Batch = batch;");
                     _w.Line("Seq = seq;");
@@ -218,7 +215,7 @@ internal static partial class ModelEmitter
             _w.Line("/// <summary>Views of the saved activations of encoder layer <paramref name=\"l\"/> in layout <paramref name=\"a\"/>.</summary>");
             using (Method("private LayerActivations Layer(in ArenaLayout a, int l)"))
             {
-                _w.Line("const int H = " + I(_s.Hidden) + ", NH = " + I(_s.Encoder.Heads) + ", I = " + I(_s.Encoder.Intermediate) + ";");
+                _w.Line("int H = Config.Hidden, NH = Config.Heads, I = Config.Intermediate;");
                 _w.Line("long n = a.Tokens, c = a.Layer0 + l * a.LayerStride, f = a.Layer0F32 + l * a.LayerStrideF32;");
                 _w.Line("return new LayerActivations(");
                 _w.Line("    Input: l == 0 ? A(a.EmbeddingOutput, n, H) : A(c - a.LayerStride + a.Output, n, H),");
@@ -244,19 +241,6 @@ internal static partial class ModelEmitter
         {
             _w.Line(Field("Layer0F32, LayerStrideF32") + "// layer l's statistics start at Layer0F32 + l·LayerStrideF32:");
             foreach (var r in LayerRegionsF32) _w.Line(Field(r.Field) + "//   " + r.Comment);
-        }
-
-        /// <summary>The model's sizes as local constants, named as in the legend.</summary>
-        private void SizeConstants(bool includeHeadDim, bool includeLayers, bool longs)
-        {
-            var parts = new List<string> { "H = " + I(_s.Hidden), "NH = " + I(_s.Encoder.Heads) };
-            if (includeHeadDim) parts.Add("HD = " + I(_s.HeadDim));
-            parts.Add("I = " + I(_s.Encoder.Intermediate));
-            if (includeLayers) parts.Add("L = " + I(_s.Layers));
-            if (_s.Mlm is { } m) parts.Add("MT = " + I(m.TransformSize));
-            var classes = _s.Classification?.Labels ?? _s.TokenClassification?.Labels;
-            if (classes is { } c) parts.Add("C = " + I(c));
-            _w.Line("const " + (longs ? "long " : "int ") + string.Join(", ", parts) + ";");
         }
     }
 }

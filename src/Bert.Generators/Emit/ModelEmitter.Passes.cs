@@ -8,23 +8,11 @@ internal static partial class ModelEmitter
 {
     private sealed partial class Emitter
     {
-        // Dropout streams: one constant per dropout site, so no two sites share a mask.
-        private const int EmbeddingStream = 1;
+        // Dropout streams: one per dropout site, so no two sites share a mask: 1 the embeddings, 2 + 3l + site
+        // for layer l (site 0 attention probs, 1 attention output, 2 feed-forward output), 2 + 3L the classifier.
+        private const string EmbeddingDropout = "Dropout(hiddenP, 1)";
 
-        private static int LayerStream(int layer, int site) => 2 + 3 * layer + site;  // site 0 attention probs, 1 attention output, 2 feed-forward output
-
-        private int ClassifierStream => LayerStream(_s.Layers, 0);
-
-        private string Eps => Format.Float(_s.Encoder.LayerNormEps);
-
-        private string HiddenDropout(int layer, int site) =>
-            "Dropout(" + Format.Float(site == 0 ? _s.Encoder.AttentionDropout : _s.Encoder.HiddenDropout) + ", " + I(LayerStream(layer, site)) + ")";
-
-        private string ClassifierDropout(double p) => "Dropout(" + Format.Float(p) + ", " + I(ClassifierStream) + ")";
-
-        private string EmbeddingDropout => "Dropout(" + Format.Float(_s.Embeddings.Dropout) + ", " + I(EmbeddingStream) + ")";
-
-        private static string L(int layer) => ParameterLayout.Layer(layer);
+        private const string ClassifierDropout = "Dropout(c.ClassifierDropout, (uint)(2 + 3 * L))";
 
         /// <summary>The loss conditions: a head's loss is computed (and differentiated) when its labels are given.</summary>
         private List<(string Flag, string Condition)> LossFlags()
@@ -39,28 +27,34 @@ internal static partial class ModelEmitter
 
         private void Locals(bool forward)
         {
-            SizeConstants(includeHeadDim: true, includeLayers: false, longs: false);
-            var sizes = "int B = batch.Batch, S = batch.Seq, N = B * S";
-            if (_s.Mlm is not null) sizes += ", P = batch.Predictions, V = _vocab";
+            _w.Line("var c = Config;");
+            Sizes("c", "int");
+            var sizes = "int HD = H / NH, B = batch.Batch, S = batch.Seq, N = B * S";
+            if (_s.Mlm is not null) sizes += ", P = batch.Predictions";
             _w.Line(sizes + ";");
+            _w.Line("float hiddenP = c.HiddenDropout, attentionP = c.AttentionDropout, eps = c.LayerNormEps;");
+            _w.Line("var act = c.HiddenActivation;");
+            if (_s.Mlm is { } m)
+                _w.Line("var mlmActivation = " + (m.Activation == _s.Encoder.Activation ? "act;  // the transform uses hidden_act, as in transformers" : Runtime + "Activation." + m.Activation + ";  // declared by [MlmHead]"));
             _w.Line("var be = Backend;");
             if (forward && LossFlags().Count > 0)
                 _w.Line("float micro = batch.MicroBatchScale > 0f ? batch.MicroBatchScale : 1f;  // 1/accumulation: micro-batches sum to the batch mean");
             _w.Line("var none = " + TensorRef + ".Null;");
-            _w.Line("var a = new ArenaLayout(B, S, " + (_s.Mlm is not null ? "P" : "0") + ", " + (_s.Mlm is not null ? "V" : "_vocab") + ");");
-            var acts = new SortedSet<string> { _s.Encoder.Activation };
+            _w.Line("var a = new ArenaLayout(c, B, S, " + (_s.Mlm is not null ? "P" : "0") + ");");
+            _w.Line("var w = _p;");
+            if (!forward) _w.Line("var g = _g;");
+            var acts = new SortedSet<string>();
             if (forward) acts.Add("None");
-            if (_s.Mlm is { } m) acts.Add(m.Activation);
             if (_s.Pooler && (forward || PooledLoss)) acts.Add("Tanh");
             var consts = new List<string>();
             foreach (var act in acts) consts.Add(act + " = " + Runtime + "Activation." + act);
-            _w.Line("const " + Runtime + "Activation " + string.Join(", ", consts) + ";");
+            if (consts.Count > 0) _w.Line("const " + Runtime + "Activation " + string.Join(", ", consts) + ";");
         }
 
         private void Forward()
         {
             _w.Line("/// <summary>");
-            _w.Line("/// Embeddings, " + I(_s.Layers) + " encoder layers and the heads for one micro-batch. A head's loss (and its gradient,");
+            _w.Line("/// Embeddings, the encoder layers and the heads for one micro-batch. A head's loss (and its gradient,");
             _w.Line("/// in place over its logits) is computed when the batch carries its labels; without them the head only");
             _w.Line("/// produces logits (inference). Fills <see cref=\"" + Runtime + "BertModelBase.Metrics\"/> and the output views.");
             _w.Line("/// </summary>");
@@ -84,20 +78,18 @@ internal static partial class ModelEmitter
                 _w.Line("var x = A(a.EmbeddingOutput, N, H);  // [N,H] the residual stream");
                 _w.Line("var branch = A(a.Branch, N, H);");
                 _w.Line("be.EmbeddingsForward(x, A(a.EmbeddingSum, N, H), F(a.EmbeddingMean, N, 1), F(a.EmbeddingRstd, N, 1),");
-                _w.Line("    batch.InputIds, batch.TokenTypeIds, " + Wt("bert.embeddings.word_embeddings.weight") + ", " +
-                        Wt("bert.embeddings.position_embeddings.weight") + ", " + Wt("bert.embeddings.token_type_embeddings.weight") + ", " +
-                        Wt("bert.embeddings.LayerNorm.weight") + ", " + Wt("bert.embeddings.LayerNorm.bias") + ",");
-                _w.Line("    B, S, H, " + Format.Float(_s.Embeddings.LayerNormEps) + ", " + EmbeddingDropout + ");");
-
-                for (int l = 0; l < _s.Layers; l++) LayerForward(l);
+                _w.Line("    batch.InputIds, batch.TokenTypeIds, w.EmbeddingsWordEmbeddingsWeight, w.EmbeddingsPositionEmbeddingsWeight,");
+                _w.Line("    w.EmbeddingsTokenTypeEmbeddingsWeight, w.EmbeddingsLayerNormWeight, w.EmbeddingsLayerNormBias, B, S, H, eps, " + EmbeddingDropout + ");");
+                _w.Line();
+                LayersForward();
                 _w.Line();
                 _w.Line("SequenceOutput = x;");
 
-                if (_s.Mlm is { } mlm) MlmForward(mlm);
+                if (_s.Mlm is not null) MlmForward();
                 if (_s.Pooler) PoolerForward();
                 if (_s.Nsp) NspForward();
-                if (_s.Classification is { } cls) ClassificationForward(cls);
-                if (_s.TokenClassification is { } tok) TokenClassificationForward(tok);
+                if (_s.Classification is not null) ClassificationForward();
+                if (_s.TokenClassification is not null) TokenClassificationForward();
                 if (_s.Span) SpanForward();
             }
         }
@@ -131,29 +123,29 @@ internal static partial class ModelEmitter
             }
         }
 
-        private void LayerForward(int l)
+        private void LayersForward()
         {
-            var p = L(l);
-            var v = "l" + I(l);
-            _w.Line();
-            _w.Line("// ---- " + p.TrimEnd('.') + " ----");
-            _w.Line("var " + v + " = Layer(a, " + I(l) + ");");
-            _w.Line("be.Linear(" + v + ".Qkv, none, x, W(" + I(Row(p + "attention.self.query.weight")) + ", 3), W(" + I(Row(p + "attention.self.query.bias")) + ", 3), N, H, 3 * H, None);  // self.{query,key,value} fused");
-            _w.Line("be.AttentionForward(" + v + ".Context, " + v + ".Probs, Workspace, " + v + ".Qkv, batch.AttentionMask, B, S, NH, HD, " + HiddenDropout(l, 0) + ");");
-            _w.Line("be.Linear(branch, none, " + v + ".Context, " + Wt(p + "attention.output.dense.weight") + ", " + Wt(p + "attention.output.dense.bias") + ", N, H, H, None);");
-            _w.Line("be.ResidualLayerNorm(" + v + ".AttentionOutput, " + v + ".AttentionSum, " + v + ".AttentionMean, " + v + ".AttentionRstd, x, branch,");
-            _w.Line("    " + Wt(p + "attention.output.LayerNorm.weight") + ", " + Wt(p + "attention.output.LayerNorm.bias") + ", N, H, " + Eps + ", " + HiddenDropout(l, 1) + ");");
-            _w.Line("be.Linear(" + v + ".FfnAct, " + v + ".FfnPre, " + v + ".AttentionOutput, " + Wt(p + "intermediate.dense.weight") + ", " + Wt(p + "intermediate.dense.bias") + ", N, H, I, " + _s.Encoder.Activation + ");");
-            _w.Line("be.Linear(branch, none, " + v + ".FfnAct, " + Wt(p + "output.dense.weight") + ", " + Wt(p + "output.dense.bias") + ", N, I, H, None);");
-            _w.Line("be.ResidualLayerNorm(" + v + ".Output, " + v + ".FfnSum, " + v + ".FfnMean, " + v + ".FfnRstd, " + v + ".AttentionOutput, branch,");
-            _w.Line("    " + Wt(p + "output.LayerNorm.weight") + ", " + Wt(p + "output.LayerNorm.bias") + ", N, H, " + Eps + ", " + HiddenDropout(l, 2) + ");");
-            _w.Line("x = " + v + ".Output;");
+            using (_w.Block("for (int l = 0; l < L; l++)  // bert.encoder.layer.{l}"))
+            {
+                _w.Line("var lw = w.Layer[l];");
+                _w.Line("var la = Layer(a, l);");
+                _w.Line("uint site = (uint)(2 + 3 * l);  // dropout streams of this layer: site, site + 1, site + 2");
+                _w.Line("be.Linear(la.Qkv, none, x, lw.AttentionSelfQueryKeyValueWeight, lw.AttentionSelfQueryKeyValueBias, N, H, 3 * H, None);  // self.{query,key,value} fused");
+                _w.Line("be.AttentionForward(la.Context, la.Probs, Workspace, la.Qkv, batch.AttentionMask, B, S, NH, HD, Dropout(attentionP, site));");
+                _w.Line("be.Linear(branch, none, la.Context, lw.AttentionOutputDenseWeight, lw.AttentionOutputDenseBias, N, H, H, None);");
+                _w.Line("be.ResidualLayerNorm(la.AttentionOutput, la.AttentionSum, la.AttentionMean, la.AttentionRstd, x, branch,");
+                _w.Line("    lw.AttentionOutputLayerNormWeight, lw.AttentionOutputLayerNormBias, N, H, eps, Dropout(hiddenP, site + 1));");
+                _w.Line("be.Linear(la.FfnAct, la.FfnPre, la.AttentionOutput, lw.IntermediateDenseWeight, lw.IntermediateDenseBias, N, H, I, act);");
+                _w.Line("be.Linear(branch, none, la.FfnAct, lw.OutputDenseWeight, lw.OutputDenseBias, N, I, H, None);");
+                _w.Line("be.ResidualLayerNorm(la.Output, la.FfnSum, la.FfnMean, la.FfnRstd, la.AttentionOutput, branch,");
+                _w.Line("    lw.OutputLayerNormWeight, lw.OutputLayerNormBias, N, H, eps, Dropout(hiddenP, site + 2));");
+                _w.Line("x = la.Output;");
+            }
         }
 
-        private string Decoder(MlmSpec mlm) => mlm.Tied ? "bert.embeddings.word_embeddings.weight" : "cls.predictions.decoder.weight";
-
-        private void MlmForward(MlmSpec mlm)
+        private void MlmForward()
         {
+            bool tied = _s.Mlm!.Tied;
             _w.Line();
             _w.Line("// ---- masked-LM head (cls.predictions) at the P masked positions of each sequence ----");
             using (_w.Block("if (mlm)"))
@@ -164,9 +156,9 @@ internal static partial class ModelEmitter
                 _w.Line("var mlmNorm = A(a.MlmNorm, BP, MT);");
                 _w.Line("var logits = F(a.MlmLogits, BP, V);");
                 _w.Line("be.GatherRows(mlmInput, x, batch.MlmPositions, B, S, P, H);");
-                _w.Line("be.Linear(mlmAct, A(a.MlmPre, BP, MT), mlmInput, " + Wt("cls.predictions.transform.dense.weight") + ", " + Wt("cls.predictions.transform.dense.bias") + ", BP, H, MT, " + mlm.Activation + ");");
-                _w.Line("be.LayerNorm(mlmNorm, F(a.MlmMean, BP, 1), F(a.MlmRstd, BP, 1), mlmAct, " + Wt("cls.predictions.transform.LayerNorm.weight") + ", " + Wt("cls.predictions.transform.LayerNorm.bias") + ", BP, MT, " + Eps + ");");
-                _w.Line("be.Linear(logits, none, mlmNorm, " + Wt(Decoder(mlm)) + ", " + Wt("cls.predictions.bias") + ", BP, MT, V, None);  // decoder" + (mlm.Tied ? ": the word embeddings [V,H]" : ""));
+                _w.Line("be.Linear(mlmAct, A(a.MlmPre, BP, MT), mlmInput, w.ClsPredictionsTransformDenseWeight, w.ClsPredictionsTransformDenseBias, BP, H, MT, mlmActivation);");
+                _w.Line("be.LayerNorm(mlmNorm, F(a.MlmMean, BP, 1), F(a.MlmRstd, BP, 1), mlmAct, w.ClsPredictionsTransformLayerNormWeight, w.ClsPredictionsTransformLayerNormBias, BP, MT, eps);");
+                _w.Line("be.Linear(logits, none, mlmNorm, w.ClsPredictionsDecoderWeight, w.ClsPredictionsBias, BP, MT, V, None);  // decoder" + (tied ? ": the word embeddings [V,H]" : ""));
                 _w.Line("MlmLogits = logits;");
                 _w.Line("if (mlmLoss)");
                 _w.Line("    be.SoftmaxCrossEntropy(logits, Metrics.Slice(" + Runtime + "MetricSlot.MlmLoss, 3), logits, batch.MlmLabels, batch.MlmWeights, BP, V, batch.MlmGradScale);");
@@ -180,7 +172,7 @@ internal static partial class ModelEmitter
             _w.Line("// ---- pooler: tanh(dense(h[CLS])) ----");
             _w.Line("var pooled = A(a.Pooled, B, H);");
             _w.Line("be.GatherRows(A(a.PoolerInput, B, H), x, ZeroPositions.Slice(0, B), B, S, 1, H);");
-            _w.Line("be.Linear(pooled, A(a.PoolerPre, B, H), A(a.PoolerInput, B, H), " + Wt("bert.pooler.dense.weight") + ", " + Wt("bert.pooler.dense.bias") + ", B, H, H, Tanh);");
+            _w.Line("be.Linear(pooled, A(a.PoolerPre, B, H), A(a.PoolerInput, B, H), w.PoolerDenseWeight, w.PoolerDenseBias, B, H, H, Tanh);");
             _w.Line("PooledOutput = pooled;");
         }
 
@@ -189,33 +181,33 @@ internal static partial class ModelEmitter
             _w.Line();
             _w.Line("// ---- next-sentence head (cls.seq_relationship) ----");
             _w.Line("var nspLogits = F(a.NspLogits, B, 2);");
-            _w.Line("be.Linear(nspLogits, none, pooled, " + Wt("cls.seq_relationship.weight") + ", " + Wt("cls.seq_relationship.bias") + ", B, H, 2, None);");
+            _w.Line("be.Linear(nspLogits, none, pooled, w.ClsSeqRelationshipWeight, w.ClsSeqRelationshipBias, B, H, 2, None);");
             _w.Line("NspLogits = nspLogits;");
             _w.Line("if (nspLoss)");
             _w.Line("    be.SoftmaxCrossEntropy(nspLogits, Metrics.Slice(" + Runtime + "MetricSlot.NspLoss, 3), nspLogits, batch.NspLabels, none, B, 2, micro / B);");
         }
 
-        private void ClassificationForward(ClassifierSpec cls)
+        private void ClassificationForward()
         {
             _w.Line();
             _w.Line("// ---- sequence classification head (classifier) on the pooled output ----");
             _w.Line("var classifierInput = A(a.ClassifierInput, B, H);");
             _w.Line("var classifierLogits = F(a.ClassifierLogits, B, C);");
-            _w.Line("be.Dropout(classifierInput, pooled, (long)B * H, " + ClassifierDropout(cls.Dropout) + ");");
-            _w.Line("be.Linear(classifierLogits, none, classifierInput, " + Wt("classifier.weight") + ", " + Wt("classifier.bias") + ", B, H, C, None);");
+            _w.Line("be.Dropout(classifierInput, pooled, (long)B * H, " + ClassifierDropout + ");");
+            _w.Line("be.Linear(classifierLogits, none, classifierInput, w.ClassifierWeight, w.ClassifierBias, B, H, C, None);");
             _w.Line("ClassifierLogits = classifierLogits;");
             _w.Line("if (classifierLoss)");
             _w.Line("    be.SoftmaxCrossEntropy(classifierLogits, Metrics.Slice(" + Runtime + "MetricSlot.ClsLoss, 3), classifierLogits, batch.Labels, none, B, C, micro / B);");
         }
 
-        private void TokenClassificationForward(ClassifierSpec tok)
+        private void TokenClassificationForward()
         {
             _w.Line();
             _w.Line("// ---- token classification head (classifier) on every token ----");
             _w.Line("var classifierInput = A(a.ClassifierInput, N, H);");
             _w.Line("var classifierLogits = F(a.ClassifierLogits, N, C);");
-            _w.Line("be.Dropout(classifierInput, x, (long)N * H, " + ClassifierDropout(tok.Dropout) + ");");
-            _w.Line("be.Linear(classifierLogits, none, classifierInput, " + Wt("classifier.weight") + ", " + Wt("classifier.bias") + ", N, H, C, None);");
+            _w.Line("be.Dropout(classifierInput, x, (long)N * H, " + ClassifierDropout + ");");
+            _w.Line("be.Linear(classifierLogits, none, classifierInput, w.ClassifierWeight, w.ClassifierBias, N, H, C, None);");
             _w.Line("ClassifierLogits = classifierLogits;");
             _w.Line("// Without weights every token counts, so the mean needs 1/N.");
             _w.Line("if (classifierLoss)");
@@ -225,14 +217,12 @@ internal static partial class ModelEmitter
 
         private void SpanForward()
         {
-            var w = Row("qa_outputs.weight");
-            var b = Row("qa_outputs.bias");
             _w.Line();
             _w.Line("// ---- span head (qa_outputs): row 0 of the weight gives start logits, row 1 end logits, [B,S] each ----");
             _w.Line("var startLogits = F(a.SpanLogits, B, S);");
             _w.Line("var endLogits = F(a.SpanLogits + N, B, S);");
-            _w.Line("be.Linear(startLogits, none, x, W(" + I(w) + ").Slice(0, H), W(" + I(b) + ").Slice(0, 1), N, H, 1, None);");
-            _w.Line("be.Linear(endLogits, none, x, W(" + I(w) + ").Slice(H, H), W(" + I(b) + ").Slice(1, 1), N, H, 1, None);");
+            _w.Line("be.Linear(startLogits, none, x, w.QaOutputsWeight.Slice(0, H), w.QaOutputsBias.Slice(0, 1), N, H, 1, None);");
+            _w.Line("be.Linear(endLogits, none, x, w.QaOutputsWeight.Slice(H, H), w.QaOutputsBias.Slice(1, 1), N, H, 1, None);");
             _w.Line("SpanLogits = F(a.SpanLogits, 2, N);");
             using (_w.Block("if (spanLoss)"))
             {
@@ -273,7 +263,7 @@ internal static partial class ModelEmitter
                 if (_s.Span) names.Add("StartPositions");
                 _w.Line("if (!(" + string.Join(" || ", conditions) + "))");
                 _w.Line("    throw new global::System.ArgumentException(\"" + Name + ".Backward: the batch has no labels (" + string.Join(", ", names) + "), so there is no loss to differentiate\", nameof(batch));");
-                if (_s.Span) _w.Line("var x = Layer(a, " + I(_s.Layers - 1) + ").Output;  // [N,H] sequence output");
+                if (_s.Span) _w.Line("var x = Layer(a, L - 1).Output;  // [N,H] sequence output");
                 _w.Line("var dx = A(a.DHidden, N, H);  // [N,H] gradient of the residual stream");
                 _w.Line("var dBranch = A(a.DBranch, N, H);");
 
@@ -285,45 +275,43 @@ internal static partial class ModelEmitter
                     _w.Line("be.Zero(dx);");
                 }
                 if (_s.Pooler && PooledLoss) PooledBackward();
-                if (_s.Mlm is { } mlm) MlmBackward(mlm);
+                if (_s.Mlm is not null) MlmBackward();
 
                 _w.Line("var dContext = A(a.DContext, N, H);");
                 _w.Line("var dQkv = A(a.DQkv, N, 3 * H);");
                 _w.Line("var dFfn = A(a.DFfn, N, I);");
-                for (int l = _s.Layers - 1; l >= 0; l--) LayerBackward(l);
+                _w.Line();
+                LayersBackward();
 
                 _w.Line();
                 _w.Line("// ---- embeddings ----");
-                _w.Line("be.EmbeddingsBackward(" + Gr("bert.embeddings.word_embeddings.weight") + ", " + Gr("bert.embeddings.position_embeddings.weight") + ", " +
-                        Gr("bert.embeddings.token_type_embeddings.weight") + ", " + Gr("bert.embeddings.LayerNorm.weight") + ", " + Gr("bert.embeddings.LayerNorm.bias") + ",");
+                _w.Line("be.EmbeddingsBackward(g.EmbeddingsWordEmbeddingsWeight, g.EmbeddingsPositionEmbeddingsWeight, g.EmbeddingsTokenTypeEmbeddingsWeight,");
+                _w.Line("    g.EmbeddingsLayerNormWeight, g.EmbeddingsLayerNormBias,");
                 _w.Line("    F(a.EmbeddingScratch, N, H), dx, A(a.EmbeddingSum, N, H), F(a.EmbeddingMean, N, 1), F(a.EmbeddingRstd, N, 1),");
-                _w.Line("    batch.InputIds, batch.TokenTypeIds, " + Wt("bert.embeddings.LayerNorm.weight") + ", B, S, H, " + EmbeddingDropout + ");");
+                _w.Line("    batch.InputIds, batch.TokenTypeIds, w.EmbeddingsLayerNormWeight, B, S, H, " + EmbeddingDropout + ");");
             }
         }
 
         private void SpanBackward()
         {
-            var w = Row("qa_outputs.weight");
-            var b = Row("qa_outputs.bias");
             _w.Line();
             _w.Line("// ---- span head: dx = the end and start logits' gradients through their weight rows ----");
             using (_w.Block("if (spanLoss)"))
             {
-                _w.Line("be.LinearBackward(dx, G(" + I(w) + ").Slice(H, H), G(" + I(b) + ").Slice(1, 1), F(a.SpanLogits + N, N, 1), x, W(" + I(w) + ").Slice(H, H), N, H, 1, false);");
-                _w.Line("be.LinearBackward(dx, G(" + I(w) + ").Slice(0, H), G(" + I(b) + ").Slice(0, 1), F(a.SpanLogits, N, 1), x, W(" + I(w) + ").Slice(0, H), N, H, 1, true);");
+                _w.Line("be.LinearBackward(dx, g.QaOutputsWeight.Slice(H, H), g.QaOutputsBias.Slice(1, 1), F(a.SpanLogits + N, N, 1), x, w.QaOutputsWeight.Slice(H, H), N, H, 1, false);");
+                _w.Line("be.LinearBackward(dx, g.QaOutputsWeight.Slice(0, H), g.QaOutputsBias.Slice(0, 1), F(a.SpanLogits, N, 1), x, w.QaOutputsWeight.Slice(0, H), N, H, 1, true);");
             }
             _w.Line("else be.Zero(dx);");
         }
 
         private void TokenClassificationBackward()
         {
-            var tok = _s.TokenClassification!;
             _w.Line();
             _w.Line("// ---- token classification head: dx = dropout(the classifier input's gradient) ----");
             using (_w.Block("if (classifierLoss)"))
             {
-                _w.Line("be.LinearBackward(dx, " + Gr("classifier.weight") + ", " + Gr("classifier.bias") + ", F(a.ClassifierLogits, N, C), A(a.ClassifierInput, N, H), " + Wt("classifier.weight") + ", N, H, C, false);");
-                _w.Line("be.Dropout(dx, dx, (long)N * H, " + ClassifierDropout(tok.Dropout) + ");");
+                _w.Line("be.LinearBackward(dx, g.ClassifierWeight, g.ClassifierBias, F(a.ClassifierLogits, N, C), A(a.ClassifierInput, N, H), w.ClassifierWeight, N, H, C, false);");
+                _w.Line("be.Dropout(dx, dx, (long)N * H, " + ClassifierDropout + ");");
             }
             _w.Line("else be.Zero(dx);");
         }
@@ -333,13 +321,13 @@ internal static partial class ModelEmitter
             var pooledFlags = new List<string>();
             _w.Line();
             _w.Line("var dPooled = A(a.DPooled, B, H);");
-            if (_s.Classification is { } cls)
+            if (_s.Classification is not null)
             {
                 _w.Line("// ---- sequence classification head ----");
                 using (_w.Block("if (classifierLoss)"))
                 {
-                    _w.Line("be.LinearBackward(dPooled, " + Gr("classifier.weight") + ", " + Gr("classifier.bias") + ", F(a.ClassifierLogits, B, C), A(a.ClassifierInput, B, H), " + Wt("classifier.weight") + ", B, H, C, false);");
-                    _w.Line("be.Dropout(dPooled, dPooled, (long)B * H, " + ClassifierDropout(cls.Dropout) + ");");
+                    _w.Line("be.LinearBackward(dPooled, g.ClassifierWeight, g.ClassifierBias, F(a.ClassifierLogits, B, C), A(a.ClassifierInput, B, H), w.ClassifierWeight, B, H, C, false);");
+                    _w.Line("be.Dropout(dPooled, dPooled, (long)B * H, " + ClassifierDropout + ");");
                 }
                 pooledFlags.Add("classifierLoss");
             }
@@ -348,7 +336,7 @@ internal static partial class ModelEmitter
                 _w.Line("// ---- next-sentence head ----");
                 var accumulate = pooledFlags.Count > 0 ? string.Join(" || ", pooledFlags) : "false";
                 _w.Line("if (nspLoss)");
-                _w.Line("    be.LinearBackward(dPooled, " + Gr("cls.seq_relationship.weight") + ", " + Gr("cls.seq_relationship.bias") + ", F(a.NspLogits, B, 2), A(a.Pooled, B, H), " + Wt("cls.seq_relationship.weight") + ", B, H, 2, " + accumulate + ");");
+                _w.Line("    be.LinearBackward(dPooled, g.ClsSeqRelationshipWeight, g.ClsSeqRelationshipBias, F(a.NspLogits, B, 2), A(a.Pooled, B, H), w.ClsSeqRelationshipWeight, B, H, 2, " + accumulate + ");");
                 pooledFlags.Add("nspLoss");
             }
             _w.Line("// ---- pooler: its [CLS] gradient joins dx at position 0 ----");
@@ -356,13 +344,14 @@ internal static partial class ModelEmitter
             {
                 _w.Line("var dPoolerInput = A(a.DPoolerInput, B, H);");
                 _w.Line("be.ActivationBackward(dPooled, dPooled, A(a.PoolerPre, B, H), (long)B * H, Tanh);");
-                _w.Line("be.LinearBackward(dPoolerInput, " + Gr("bert.pooler.dense.weight") + ", " + Gr("bert.pooler.dense.bias") + ", dPooled, A(a.PoolerInput, B, H), " + Wt("bert.pooler.dense.weight") + ", B, H, H, false);");
+                _w.Line("be.LinearBackward(dPoolerInput, g.PoolerDenseWeight, g.PoolerDenseBias, dPooled, A(a.PoolerInput, B, H), w.PoolerDenseWeight, B, H, H, false);");
                 _w.Line("be.ScatterAddRows(dx, dPoolerInput, ZeroPositions.Slice(0, B), B, S, 1, H);");
             }
         }
 
-        private void MlmBackward(MlmSpec mlm)
+        private void MlmBackward()
         {
+            bool tied = _s.Mlm!.Tied;
             _w.Line();
             _w.Line("// ---- masked-LM head: its gradient joins dx at the masked positions ----");
             using (_w.Block("if (mlmLoss)"))
@@ -371,34 +360,35 @@ internal static partial class ModelEmitter
                 _w.Line("var dMlmNorm = A(a.DMlmNorm, BP, MT);");
                 _w.Line("var dMlmAct = A(a.DMlmAct, BP, MT);");
                 _w.Line("var dMlmInput = A(a.DMlmInput, BP, H);");
-                _w.Line("be.LinearBackward(dMlmNorm, " + Gr(Decoder(mlm)) + ", " + Gr("cls.predictions.bias") + ", F(a.MlmLogits, BP, V), A(a.MlmNorm, BP, MT), " + Wt(Decoder(mlm)) + ", BP, MT, V, false);" +
-                        (mlm.Tied ? "  // tied: += the word embeddings' gradient" : ""));
-                _w.Line("be.LayerNormBackward(dMlmAct, " + Gr("cls.predictions.transform.LayerNorm.weight") + ", " + Gr("cls.predictions.transform.LayerNorm.bias") + ", dMlmNorm, A(a.MlmAct, BP, MT),");
-                _w.Line("    F(a.MlmMean, BP, 1), F(a.MlmRstd, BP, 1), " + Wt("cls.predictions.transform.LayerNorm.weight") + ", BP, MT);");
-                _w.Line("be.ActivationBackward(dMlmAct, dMlmAct, A(a.MlmPre, BP, MT), (long)BP * MT, " + mlm.Activation + ");");
-                _w.Line("be.LinearBackward(dMlmInput, " + Gr("cls.predictions.transform.dense.weight") + ", " + Gr("cls.predictions.transform.dense.bias") + ", dMlmAct, A(a.MlmInput, BP, H), " + Wt("cls.predictions.transform.dense.weight") + ", BP, H, MT, false);");
+                _w.Line("be.LinearBackward(dMlmNorm, g.ClsPredictionsDecoderWeight, g.ClsPredictionsBias, F(a.MlmLogits, BP, V), A(a.MlmNorm, BP, MT), w.ClsPredictionsDecoderWeight, BP, MT, V, false);" +
+                        (tied ? "  // tied: += the word embeddings' gradient" : ""));
+                _w.Line("be.LayerNormBackward(dMlmAct, g.ClsPredictionsTransformLayerNormWeight, g.ClsPredictionsTransformLayerNormBias, dMlmNorm, A(a.MlmAct, BP, MT),");
+                _w.Line("    F(a.MlmMean, BP, 1), F(a.MlmRstd, BP, 1), w.ClsPredictionsTransformLayerNormWeight, BP, MT);");
+                _w.Line("be.ActivationBackward(dMlmAct, dMlmAct, A(a.MlmPre, BP, MT), (long)BP * MT, mlmActivation);");
+                _w.Line("be.LinearBackward(dMlmInput, g.ClsPredictionsTransformDenseWeight, g.ClsPredictionsTransformDenseBias, dMlmAct, A(a.MlmInput, BP, H), w.ClsPredictionsTransformDenseWeight, BP, H, MT, false);");
                 _w.Line("be.ScatterAddRows(dx, dMlmInput, batch.MlmPositions, B, S, P, H);");
             }
         }
 
-        private void LayerBackward(int l)
+        private void LayersBackward()
         {
-            var p = L(l);
-            var v = "l" + I(l);
-            _w.Line();
-            _w.Line("// ---- " + p.TrimEnd('.') + " ----");
-            _w.Line("var " + v + " = Layer(a, " + I(l) + ");");
-            _w.Line("be.ResidualLayerNormBackward(dx, dBranch, " + Gr(p + "output.LayerNorm.weight") + ", " + Gr(p + "output.LayerNorm.bias") + ", dx, " + v + ".FfnSum, " + v + ".FfnMean, " + v + ".FfnRstd,");
-            _w.Line("    " + Wt(p + "output.LayerNorm.weight") + ", N, H, " + HiddenDropout(l, 2) + ");");
-            _w.Line("be.LinearBackward(dFfn, " + Gr(p + "output.dense.weight") + ", " + Gr(p + "output.dense.bias") + ", dBranch, " + v + ".FfnAct, " + Wt(p + "output.dense.weight") + ", N, I, H, false);");
-            _w.Line("be.ActivationBackward(dFfn, dFfn, " + v + ".FfnPre, (long)N * I, " + _s.Encoder.Activation + ");");
-            _w.Line("be.LinearBackward(dx, " + Gr(p + "intermediate.dense.weight") + ", " + Gr(p + "intermediate.dense.bias") + ", dFfn, " + v + ".AttentionOutput, " + Wt(p + "intermediate.dense.weight") + ", N, H, I, true);  // += the residual path");
-            _w.Line("be.ResidualLayerNormBackward(dx, dBranch, " + Gr(p + "attention.output.LayerNorm.weight") + ", " + Gr(p + "attention.output.LayerNorm.bias") + ", dx, " + v + ".AttentionSum, " + v + ".AttentionMean, " + v + ".AttentionRstd,");
-            _w.Line("    " + Wt(p + "attention.output.LayerNorm.weight") + ", N, H, " + HiddenDropout(l, 1) + ");");
-            _w.Line("be.LinearBackward(dContext, " + Gr(p + "attention.output.dense.weight") + ", " + Gr(p + "attention.output.dense.bias") + ", dBranch, " + v + ".Context, " + Wt(p + "attention.output.dense.weight") + ", N, H, H, false);");
-            _w.Line("be.AttentionBackward(dQkv, Workspace, dContext, " + v + ".Qkv, " + v + ".Probs, batch.AttentionMask, B, S, NH, HD, " + HiddenDropout(l, 0) + ");");
-            _w.Line("be.LinearBackward(dx, G(" + I(Row(p + "attention.self.query.weight")) + ", 3), G(" + I(Row(p + "attention.self.query.bias")) + ", 3), dQkv, " + v + ".Input, W(" +
-                    I(Row(p + "attention.self.query.weight")) + ", 3), N, H, 3 * H, true);  // += the residual path");
+            using (_w.Block("for (int l = L - 1; l >= 0; l--)  // bert.encoder.layer.{l}, last first"))
+            {
+                _w.Line("var lw = w.Layer[l];");
+                _w.Line("var lg = g.Layer[l];");
+                _w.Line("var la = Layer(a, l);");
+                _w.Line("uint site = (uint)(2 + 3 * l);");
+                _w.Line("be.ResidualLayerNormBackward(dx, dBranch, lg.OutputLayerNormWeight, lg.OutputLayerNormBias, dx, la.FfnSum, la.FfnMean, la.FfnRstd,");
+                _w.Line("    lw.OutputLayerNormWeight, N, H, Dropout(hiddenP, site + 2));");
+                _w.Line("be.LinearBackward(dFfn, lg.OutputDenseWeight, lg.OutputDenseBias, dBranch, la.FfnAct, lw.OutputDenseWeight, N, I, H, false);");
+                _w.Line("be.ActivationBackward(dFfn, dFfn, la.FfnPre, (long)N * I, act);");
+                _w.Line("be.LinearBackward(dx, lg.IntermediateDenseWeight, lg.IntermediateDenseBias, dFfn, la.AttentionOutput, lw.IntermediateDenseWeight, N, H, I, true);  // += the residual path");
+                _w.Line("be.ResidualLayerNormBackward(dx, dBranch, lg.AttentionOutputLayerNormWeight, lg.AttentionOutputLayerNormBias, dx, la.AttentionSum, la.AttentionMean, la.AttentionRstd,");
+                _w.Line("    lw.AttentionOutputLayerNormWeight, N, H, Dropout(hiddenP, site + 1));");
+                _w.Line("be.LinearBackward(dContext, lg.AttentionOutputDenseWeight, lg.AttentionOutputDenseBias, dBranch, la.Context, lw.AttentionOutputDenseWeight, N, H, H, false);");
+                _w.Line("be.AttentionBackward(dQkv, Workspace, dContext, la.Qkv, la.Probs, batch.AttentionMask, B, S, NH, HD, Dropout(attentionP, site));");
+                _w.Line("be.LinearBackward(dx, lg.AttentionSelfQueryKeyValueWeight, lg.AttentionSelfQueryKeyValueBias, dQkv, la.Input, lw.AttentionSelfQueryKeyValueWeight, N, H, 3 * H, true);  // += the residual path");
+            }
         }
     }
 }

@@ -95,6 +95,16 @@ internal static class ModelSpecParser
                 if (layers <= 0) Report(DiagnosticDescriptors.NonPositiveSize, Where(rep), _name, "Repeat.Count", layers);
             }
 
+            if (embeddings is not null && encoder is not null && emb is not null && enc is not null)
+            {
+                // HuggingFace's BertConfig has one layer_norm_eps and one hidden_dropout_prob for the embeddings
+                // and the layers: a value set on either attribute is the model's; set on both, they must agree.
+                double eps = Unified(emb, enc, "LayerNormEps", DefaultEps, embeddings.LayerNormEps, encoder.LayerNormEps);
+                double dropout = Unified(emb, enc, ("Dropout", "HiddenDropout"), DefaultDropout, embeddings.Dropout, encoder.HiddenDropout);
+                embeddings = embeddings with { LayerNormEps = eps, Dropout = dropout };
+                encoder = encoder with { LayerNormEps = eps, HiddenDropout = dropout };
+            }
+
             if (embeddings is not null && encoder is not null && embeddings.Hidden > 0 && encoder.Heads > 0 &&
                 embeddings.Hidden % encoder.Heads != 0)
                 Report(DiagnosticDescriptors.HiddenNotDivisibleByHeads, Where(enc), _name, embeddings.Hidden, encoder.Heads);
@@ -143,6 +153,26 @@ internal static class ModelSpecParser
             var spec = new ModelSpec(Location(), modelType, embeddings, encoder, layers, pooler, mlm, nsp,
                 classification, tokenClassification, span);
             return new ParseResult(spec, EquatableArray<DiagnosticInfo>.Empty);
+        }
+
+        private double Unified(AttributeData emb, AttributeData enc, string property, double fallback, double embValue, double encValue) =>
+            Unified(emb, enc, (property, property), fallback, embValue, encValue);
+
+        private double Unified(AttributeData emb, AttributeData enc, (string Embeddings, string Encoder) property, double fallback, double embValue, double encValue)
+        {
+            bool embSet = IsSet(emb, property.Embeddings), encSet = IsSet(enc, property.Encoder);
+            if (embSet && encSet && embValue != encValue)
+                Report(DiagnosticDescriptors.ConflictingAttributes, Where(emb), _name,
+                    "Embeddings." + property.Embeddings + " (" + Format.Value(embValue) + ") and EncoderLayer." + property.Encoder + " (" + Format.Value(encValue) +
+                    ") differ; HuggingFace's BertConfig has one value for both: set it on one attribute");
+            return encSet ? encValue : embSet ? embValue : fallback;
+        }
+
+        private static bool IsSet(AttributeData attribute, string property)
+        {
+            foreach (var arg in attribute.NamedArguments)
+                if (arg.Key == property) return true;
+            return false;
         }
 
         private ClassifierSpec? Classifier(Dictionary<string, AttributeData> attributes, string name)

@@ -23,6 +23,11 @@ public enum Activation
 /// gradients accumulate (+=) and activation gradients overwrite (=), unless an argument says
 /// otherwise. A Null view means "not needed" where the comment allows it. Ops are asynchronous on
 /// devices that queue work; <see cref="Synchronize"/> and downloads wait.
+///
+/// Argument checks are one set for all backends: each op first calls its <see cref="OpChecks"/> method
+/// (sizes, dtypes, view lengths, which views may be Null, aliasing, eps, dropout), so a bad call fails
+/// with the same exception and message everywhere. A row count (rows, batch, seq, count) of 0 is a
+/// checked no-op; decorators derive from <see cref="DelegatingBackend"/>.
 /// </summary>
 public interface IBackend : IDisposable
 {
@@ -63,8 +68,9 @@ public interface IBackend : IDisposable
         int rows, int inFeatures, int outFeatures, Activation activation);
 
     /// <summary>Backward of <see cref="Linear"/> without its activation (see <see cref="ActivationBackward"/>):
-    /// dWeight[O,K] += dOutput[N,O]ᵀ·input[N,K]; dBias[O] += Σ_n dOutput[n,:] (Null: skip);
-    /// dInput[N,K] = dOutput·weight, or += when <paramref name="accumulateInput"/> (Null: skip).</summary>
+    /// dWeight[O,K] += dOutput[N,O]ᵀ·input[N,K] (Null: skip); dBias[O] += Σ_n dOutput[n,:] (Null: skip);
+    /// dInput[N,K] = dOutput·weight, or += when <paramref name="accumulateInput"/> (Null: skip). input is
+    /// read only for dWeight, weight only for dInput (either may be Null when not read).</summary>
     void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias,
         TensorRef dOutput, TensorRef input, TensorRef weight,
         int rows, int inFeatures, int outFeatures, bool accumulateInput);
@@ -75,13 +81,15 @@ public interface IBackend : IDisposable
     // ---- embeddings and normalization ---------------------------------------------------------
 
     /// <summary>sum[B·S,H] = wordEmb[ids]+posEmb[s]+typeEmb[types]; mean,rstd[B·S] its LayerNorm
-    /// statistics; output[B·S,H] = dropout(LN(sum)·gamma + beta). ids, types: I32[B·S].</summary>
+    /// statistics; output[B·S,H] = dropout(LN(sum)·gamma + beta). ids, types: I32[B·S]. The tables are
+    /// F32[rows, H] (length a positive multiple of H); posEmb has at least S rows. eps &gt; 0.</summary>
     void EmbeddingsForward(TensorRef output, TensorRef sum, TensorRef mean, TensorRef rstd,
         TensorRef inputIds, TensorRef tokenTypeIds, TensorRef wordEmb, TensorRef posEmb, TensorRef typeEmb,
         TensorRef gamma, TensorRef beta, int batch, int seq, int hidden, float eps, DropoutSpec dropout);
 
-    /// <summary>Backward of <see cref="EmbeddingsForward"/>: all five parameter gradients +=.
-    /// scratch: F32[B·S·H] (the gradient of sum).</summary>
+    /// <summary>Backward of <see cref="EmbeddingsForward"/>: all five parameter gradients += (each may be
+    /// Null: skip). The tables are F32[rows, H]; dPosEmb has at least S rows. scratch: F32[B·S·H] (the
+    /// gradient of sum).</summary>
     void EmbeddingsBackward(TensorRef dWordEmb, TensorRef dPosEmb, TensorRef dTypeEmb, TensorRef dGamma, TensorRef dBeta,
         TensorRef scratch, TensorRef dOutput, TensorRef sum, TensorRef mean, TensorRef rstd,
         TensorRef inputIds, TensorRef tokenTypeIds, TensorRef gamma,
@@ -91,18 +99,18 @@ public interface IBackend : IDisposable
     void LayerNorm(TensorRef output, TensorRef mean, TensorRef rstd, TensorRef input, TensorRef gamma, TensorRef beta,
         int rows, int hidden, float eps);
 
-    /// <summary>dInput[N,H] =; dGamma, dBeta[H] +=.</summary>
+    /// <summary>dInput[N,H] =; dGamma, dBeta[H] += (Null: skip).</summary>
     void LayerNormBackward(TensorRef dInput, TensorRef dGamma, TensorRef dBeta,
         TensorRef dOutput, TensorRef input, TensorRef mean, TensorRef rstd, TensorRef gamma, int rows, int hidden);
 
     /// <summary>Post-LN residual: sum[N,H] = residual + dropout(branch); output = LN(sum)·gamma + beta;
-    /// mean, rstd[N] saved.</summary>
+    /// mean, rstd[N] saved. sum may alias residual only while dropout is inactive.</summary>
     void ResidualLayerNorm(TensorRef output, TensorRef sum, TensorRef mean, TensorRef rstd,
         TensorRef residual, TensorRef branch, TensorRef gamma, TensorRef beta,
         int rows, int hidden, float eps, DropoutSpec dropout);
 
     /// <summary>dResidual[N,H] = ∂/∂sum (overwrite; may alias dOutput); dBranch[N,H] =
-    /// dropout-mask·dResidual (overwrite; may not alias dResidual); dGamma, dBeta +=.</summary>
+    /// dropout-mask·dResidual (overwrite; may alias neither dResidual nor dOutput); dGamma, dBeta += (Null: skip).</summary>
     void ResidualLayerNormBackward(TensorRef dResidual, TensorRef dBranch, TensorRef dGamma, TensorRef dBeta,
         TensorRef dOutput, TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef gamma,
         int rows, int hidden, DropoutSpec dropout);
@@ -140,13 +148,14 @@ public interface IBackend : IDisposable
 
     /// <summary>Softmax cross-entropy fused with its gradient. logits[N,C]; labels I32[N]; weights
     /// F32[N] or Null (all 1). dLogits[N,C] = gradScale·w·(softmax − onehot(label)) (may alias logits);
-    /// stats[0] = gradScale·Σ w·CE, stats[1] = Σ w·[argmax = label], stats[2] = Σ w (overwrite).</summary>
+    /// stats[0] = gradScale·Σ w·CE, stats[1] = Σ w·[argmax = label], stats[2] = Σ w (overwrite; zeros for
+    /// 0 rows). gradScale is finite.</summary>
     void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
         int rows, int classes, float gradScale);
 
     // ---- optimizer ----------------------------------------------------------------------------
 
-    /// <summary>result[0] = Σ x² over input[count] (overwrite), accumulated in at least fp32 pairs.</summary>
+    /// <summary>result[0] = Σ x² over input[count] (overwrite; 0 for count 0), accumulated in at least fp32 pairs.</summary>
     void SquaredNorm(TensorRef result, TensorRef input, long count);
 
     /// <summary>One AdamW step over a contiguous range of the flat buffers (all F32[count]).

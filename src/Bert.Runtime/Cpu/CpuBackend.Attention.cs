@@ -10,39 +10,18 @@ public sealed unsafe partial class CpuBackend
 {
     public long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim)
     {
-        const string op = nameof(AttentionWorkspaceLength);
-        CheckNonNegative(batch, op, nameof(batch));
-        CheckNonNegative(seq, op, nameof(seq));
-        CheckPositive(heads, op, nameof(heads));
-        CheckPositive(headDim, op, nameof(headDim));
+        OpChecks.AttentionWorkspaceLength(batch, seq, heads, headDim);
         return Threads * PerWorkerAttention(seq);
     }
 
     private static long PerWorkerAttention(int seq) => 2L * seq * seq + seq;
 
-    private void CheckAttention(string op, TensorRef workspace, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
-        int batch, int seq, int heads, int headDim, in DropoutSpec dropout)
-    {
-        ThrowIfDisposed();
-        CheckNonNegative(batch, op, nameof(batch));
-        CheckNonNegative(seq, op, nameof(seq));
-        CheckPositive(heads, op, nameof(heads));
-        CheckPositive(headDim, op, nameof(headDim));
-        DropoutKernel.Validate(dropout, op);
-        long tokens = (long)batch * seq;
-        long hidden = (long)heads * headDim;
-        workspace.Require(AttentionWorkspaceLength(batch, seq, heads, headDim), DType.F32, op, nameof(workspace));
-        qkv.Require(tokens * 3 * hidden, DType.F32, op, nameof(qkv));
-        probs.Require((long)batch * heads * seq * seq, DType.F32, op, nameof(probs));
-        attentionMask.Require(tokens, DType.I32, op, nameof(attentionMask));
-    }
-
     public void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace,
         TensorRef qkv, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
-        const string op = nameof(AttentionForward);
-        CheckAttention(op, workspace, qkv, probs, attentionMask, batch, seq, heads, headDim, dropout);
-        context.Require((long)batch * seq * heads * headDim, DType.F32, op, nameof(context));
+        ThrowIfDisposed();
+        OpChecks.AttentionForward(context, probs, workspace, Threads * PerWorkerAttention(seq), qkv, attentionMask,
+            batch, seq, heads, headDim, dropout, Activations);
         if (batch == 0 || seq == 0) return;
         EnsureGemmScratch();
         var job = new AttentionJob
@@ -57,11 +36,9 @@ public sealed unsafe partial class CpuBackend
         TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
-        const string op = nameof(AttentionBackward);
-        CheckAttention(op, workspace, qkv, probs, attentionMask, batch, seq, heads, headDim, dropout);
-        long tokens = (long)batch * seq, hidden = (long)heads * headDim;
-        dQkv.Require(tokens * 3 * hidden, DType.F32, op, nameof(dQkv));
-        dContext.Require(tokens * hidden, DType.F32, op, nameof(dContext));
+        ThrowIfDisposed();
+        OpChecks.AttentionBackward(dQkv, workspace, Threads * PerWorkerAttention(seq), dContext, qkv, probs, attentionMask,
+            batch, seq, heads, headDim, dropout, Activations);
         if (batch == 0 || seq == 0) return;
         EnsureGemmScratch();
         var job = new AttentionJob

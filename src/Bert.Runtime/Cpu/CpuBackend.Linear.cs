@@ -6,22 +6,11 @@ public sealed unsafe partial class CpuBackend
     public void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
         int rows, int inFeatures, int outFeatures, Activation activation)
     {
-        const string op = nameof(Linear);
         ThrowIfDisposed();
-        CheckNonNegative(rows, op, nameof(rows));
-        CheckPositive(inFeatures, op, nameof(inFeatures));
-        CheckPositive(outFeatures, op, nameof(outFeatures));
-        if (activation is < Activation.None or > Activation.Tanh)
-            throw new ArgumentOutOfRangeException(nameof(activation), activation, $"{op}: unknown activation");
-        long outCount = (long)rows * outFeatures;
-        output.Require(outCount, DType.F32, op, nameof(output));
-        input.Require((long)rows * inFeatures, DType.F32, op, nameof(input));
-        weight.Require((long)outFeatures * inFeatures, DType.F32, op, nameof(weight));
-        if (!bias.IsNull) bias.Require(outFeatures, DType.F32, op, nameof(bias));
+        OpChecks.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation, Activations);
         // With no activation there is no pre-activation to save; a Null preActivation with an
         // activation (inference) computes in place in output.
         bool savePre = activation != Activation.None && !preActivation.IsNull;
-        if (savePre) preActivation.Require(outCount, DType.F32, op, nameof(preActivation));
         if (rows == 0) return;
 
         float* target = savePre ? F(preActivation) : F(output);
@@ -62,17 +51,8 @@ public sealed unsafe partial class CpuBackend
         TensorRef dOutput, TensorRef input, TensorRef weight,
         int rows, int inFeatures, int outFeatures, bool accumulateInput)
     {
-        const string op = nameof(LinearBackward);
         ThrowIfDisposed();
-        CheckNonNegative(rows, op, nameof(rows));
-        CheckPositive(inFeatures, op, nameof(inFeatures));
-        CheckPositive(outFeatures, op, nameof(outFeatures));
-        dOutput.Require((long)rows * outFeatures, DType.F32, op, nameof(dOutput));
-        input.Require((long)rows * inFeatures, DType.F32, op, nameof(input));
-        weight.Require((long)outFeatures * inFeatures, DType.F32, op, nameof(weight));
-        dWeight.Require((long)outFeatures * inFeatures, DType.F32, op, nameof(dWeight));
-        if (!dInput.IsNull) dInput.Require((long)rows * inFeatures, DType.F32, op, nameof(dInput));
-        if (!dBias.IsNull) dBias.Require(outFeatures, DType.F32, op, nameof(dBias));
+        OpChecks.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, Activations);
         if (rows == 0) return;
 
         // dInput[N,K] (=|+=) dOutput[N,O]·weight[O,K]
@@ -80,7 +60,8 @@ public sealed unsafe partial class CpuBackend
             Sgemm(false, false, rows, inFeatures, outFeatures, 1f, F(dOutput), outFeatures, F(weight), inFeatures,
                 accumulateInput ? 1f : 0f, F(dInput), inFeatures);
         // dWeight[O,K] += dOutput[N,O]ᵀ·input[N,K]
-        Sgemm(true, false, outFeatures, inFeatures, rows, 1f, F(dOutput), outFeatures, F(input), inFeatures, 1f, F(dWeight), inFeatures);
+        if (!dWeight.IsNull)
+            Sgemm(true, false, outFeatures, inFeatures, rows, 1f, F(dOutput), outFeatures, F(input), inFeatures, 1f, F(dWeight), inFeatures);
         if (!dBias.IsNull) ColumnSumsInto(F(dBias), F(dOutput), rows, outFeatures);
     }
 
@@ -112,14 +93,8 @@ public sealed unsafe partial class CpuBackend
 
     public void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation)
     {
-        const string op = nameof(ActivationBackward);
         ThrowIfDisposed();
-        CheckNonNegative(count, op, nameof(count));
-        if (activation is < Activation.None or > Activation.Tanh)
-            throw new ArgumentOutOfRangeException(nameof(activation), activation, $"{op}: unknown activation");
-        dPre.Require(count, DType.F32, op, nameof(dPre));
-        dOut.Require(count, DType.F32, op, nameof(dOut));
-        if (activation != Activation.None) pre.Require(count, DType.F32, op, nameof(pre));
+        OpChecks.ActivationBackward(dPre, dOut, pre, count, activation, Activations);
         if (count == 0 || (activation == Activation.None && dPre.Address == dOut.Address)) return;
         var job = new ActivationBackwardJob { DPre = F(dPre), DOut = F(dOut), Pre = F(pre), Count = count, Activation = activation };
         _pool.Run(&job, CeilDiv(count, ElementChunk));

@@ -9,12 +9,8 @@ public sealed unsafe partial class CpuBackend
 
     public void Dropout(TensorRef output, TensorRef input, long count, DropoutSpec dropout)
     {
-        const string op = nameof(Dropout);
         ThrowIfDisposed();
-        CheckNonNegative(count, op, nameof(count));
-        DropoutKernel.Validate(dropout, op);
-        output.Require(count, DType.F32, op, nameof(output));
-        input.Require(count, DType.F32, op, nameof(input));
+        OpChecks.Dropout(output, input, count, dropout, Activations);
         if (count == 0 || (!dropout.Active && output.Address == input.Address)) return;
         var job = new DropoutJob { Output = F(output), Input = F(input), Count = count, Dropout = dropout };
         _pool.Run(&job, CeilDiv(count, ElementChunk));
@@ -38,11 +34,9 @@ public sealed unsafe partial class CpuBackend
 
     public void GatherRows(TensorRef output, TensorRef input, TensorRef positions, int batch, int seq, int count, int hidden)
     {
-        const string op = nameof(GatherRows);
         ThrowIfDisposed();
-        CheckGather(op, positions, batch, seq, count, hidden);
-        output.Require((long)batch * count * hidden, DType.F32, op, nameof(output));
-        input.Require((long)batch * seq * hidden, DType.F32, op, nameof(input));
+        OpChecks.GatherRows(output, input, positions, batch, seq, count, hidden, Activations);
+        CheckIndices(I(positions), (long)batch * count, seq, nameof(GatherRows), nameof(positions));
         int rows = batch * count;
         if (rows == 0) return;
         int perChunk = RowsPerChunk(hidden);
@@ -52,17 +46,6 @@ public sealed unsafe partial class CpuBackend
             Rows = rows, Seq = seq, Count = count, Hidden = hidden, RowsPerChunk = perChunk,
         };
         _pool.Run(&job, CeilDiv(rows, perChunk));
-    }
-
-    private static void CheckGather(string op, TensorRef positions, int batch, int seq, int count, int hidden)
-    {
-        CheckNonNegative(batch, op, nameof(batch));
-        CheckNonNegative(seq, op, nameof(seq));
-        CheckNonNegative(count, op, nameof(count));
-        CheckPositive(hidden, op, nameof(hidden));
-        long rows = (long)batch * count;
-        positions.Require(rows, DType.I32, op, nameof(positions));
-        CheckIndices(I(positions), rows, seq, op, nameof(positions));
     }
 
     private struct GatherJob : IChunkJob<GatherJob>
@@ -85,11 +68,9 @@ public sealed unsafe partial class CpuBackend
 
     public void ScatterAddRows(TensorRef dInput, TensorRef dOutput, TensorRef positions, int batch, int seq, int count, int hidden)
     {
-        const string op = nameof(ScatterAddRows);
         ThrowIfDisposed();
-        CheckGather(op, positions, batch, seq, count, hidden);
-        dInput.Require((long)batch * seq * hidden, DType.F32, op, nameof(dInput));
-        dOutput.Require((long)batch * count * hidden, DType.F32, op, nameof(dOutput));
+        OpChecks.ScatterAddRows(dInput, dOutput, positions, batch, seq, count, hidden, Activations);
+        CheckIndices(I(positions), (long)batch * count, seq, nameof(ScatterAddRows), nameof(positions));
         if (batch == 0 || count == 0) return;
         var job = new ScatterJob
         {
@@ -125,14 +106,7 @@ public sealed unsafe partial class CpuBackend
     {
         const string op = nameof(SoftmaxCrossEntropy);
         ThrowIfDisposed();
-        CheckNonNegative(rows, op, nameof(rows));
-        CheckPositive(classes, op, nameof(classes));
-        long n = (long)rows * classes;
-        dLogits.Require(n, DType.F32, op, nameof(dLogits));
-        stats.Require(3, DType.F32, op, nameof(stats));
-        logits.Require(n, DType.F32, op, nameof(logits));
-        labels.Require(rows, DType.I32, op, nameof(labels));
-        if (!weights.IsNull) weights.Require(rows, DType.F32, op, nameof(weights));
+        OpChecks.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, Activations);
         int* label = I(labels);
         for (int r = 0; r < rows; r++)
         {
@@ -244,11 +218,8 @@ public sealed unsafe partial class CpuBackend
 
     public void SquaredNorm(TensorRef result, TensorRef input, long count)
     {
-        const string op = nameof(SquaredNorm);
         ThrowIfDisposed();
-        CheckNonNegative(count, op, nameof(count));
-        result.Require(1, DType.F32, op, nameof(result));
-        input.Require(count, DType.F32, op, nameof(input));
+        OpChecks.SquaredNorm(result, input, count, Activations);
         int chunks = CeilDiv(count, ElementChunk);
         double* partials = (double*)_rowStats.Get(Math.Max(1, chunks) * (long)sizeof(double));
         var job = new SquaredNormJob { Input = F(input), Partials = partials, Count = count };
@@ -287,25 +258,11 @@ public sealed unsafe partial class CpuBackend
     public void AdamW(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared,
         long count, in AdamWStep step)
     {
-        const string op = nameof(AdamW);
         ThrowIfDisposed();
-        CheckNonNegative(count, op, nameof(count));
-        param.Require(count, DType.F32, op, nameof(param));
-        grad.Require(count, DType.F32, op, nameof(grad));
-        m.Require(count, DType.F32, op, nameof(m));
-        v.Require(count, DType.F32, op, nameof(v));
-        if (step.Step < 1) throw new ArgumentOutOfRangeException(nameof(step), step.Step, $"{op}: step.Step must be ≥ 1 (bias correction is 1-based)");
-        if (!(step.Beta1 >= 0f && step.Beta1 < 1f)) throw new ArgumentOutOfRangeException(nameof(step), step.Beta1, $"{op}: step.Beta1 must be in [0, 1)");
-        if (!(step.Beta2 >= 0f && step.Beta2 < 1f)) throw new ArgumentOutOfRangeException(nameof(step), step.Beta2, $"{op}: step.Beta2 must be in [0, 1)");
-        if (!float.IsFinite(step.LearningRate)) throw new ArgumentOutOfRangeException(nameof(step), step.LearningRate, $"{op}: step.LearningRate must be finite");
-        if (!(step.Epsilon >= 0f) || float.IsInfinity(step.Epsilon)) throw new ArgumentOutOfRangeException(nameof(step), step.Epsilon, $"{op}: step.Epsilon must be finite and ≥ 0");
-        if (!float.IsFinite(step.WeightDecay)) throw new ArgumentOutOfRangeException(nameof(step), step.WeightDecay, $"{op}: step.WeightDecay must be finite");
+        OpChecks.AdamW(param, grad, m, v, normSquared, count, step);
         float clip = 1f;
         if (!normSquared.IsNull)
         {
-            normSquared.Require(1, DType.F32, op, nameof(normSquared));
-            if (!(step.MaxGradNorm > 0f) || float.IsInfinity(step.MaxGradNorm))
-                throw new ArgumentOutOfRangeException(nameof(step), step.MaxGradNorm, $"{op}: step.MaxGradNorm must be finite and > 0 when normSquared is given");
             double norm = Math.Sqrt(F(normSquared)[0]);
             clip = (float)Math.Min(1.0, step.MaxGradNorm / (norm + 1e-6));
         }

@@ -71,12 +71,6 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    private static void CheckEps(float eps, string op)
-    {
-        if (!(eps >= 0f) || float.IsInfinity(eps))
-            throw new ArgumentOutOfRangeException(nameof(eps), eps, $"{op}: eps must be finite and ≥ 0");
-    }
-
     /// <summary>Throws when an index is outside [0, limit), naming the op, argument, element and value.</summary>
     private static void CheckIndices(int* values, long count, int limit, string op, string argument)
     {
@@ -103,18 +97,8 @@ public sealed unsafe partial class CpuBackend
     public void LayerNorm(TensorRef output, TensorRef mean, TensorRef rstd, TensorRef input, TensorRef gamma, TensorRef beta,
         int rows, int hidden, float eps)
     {
-        const string op = nameof(LayerNorm);
         ThrowIfDisposed();
-        CheckNonNegative(rows, op, nameof(rows));
-        CheckPositive(hidden, op, nameof(hidden));
-        CheckEps(eps, op);
-        long n = (long)rows * hidden;
-        output.Require(n, DType.F32, op, nameof(output));
-        mean.Require(rows, DType.F32, op, nameof(mean));
-        rstd.Require(rows, DType.F32, op, nameof(rstd));
-        input.Require(n, DType.F32, op, nameof(input));
-        gamma.Require(hidden, DType.F32, op, nameof(gamma));
-        beta.Require(hidden, DType.F32, op, nameof(beta));
+        OpChecks.LayerNorm(output, mean, rstd, input, gamma, beta, rows, hidden, eps, Activations);
         int perChunk = RowsPerChunk(hidden);
         var job = new LayerNormJob
         {
@@ -145,19 +129,8 @@ public sealed unsafe partial class CpuBackend
     public void LayerNormBackward(TensorRef dInput, TensorRef dGamma, TensorRef dBeta,
         TensorRef dOutput, TensorRef input, TensorRef mean, TensorRef rstd, TensorRef gamma, int rows, int hidden)
     {
-        const string op = nameof(LayerNormBackward);
         ThrowIfDisposed();
-        CheckNonNegative(rows, op, nameof(rows));
-        CheckPositive(hidden, op, nameof(hidden));
-        long n = (long)rows * hidden;
-        dInput.Require(n, DType.F32, op, nameof(dInput));
-        dGamma.Require(hidden, DType.F32, op, nameof(dGamma));
-        dBeta.Require(hidden, DType.F32, op, nameof(dBeta));
-        dOutput.Require(n, DType.F32, op, nameof(dOutput));
-        input.Require(n, DType.F32, op, nameof(input));
-        mean.Require(rows, DType.F32, op, nameof(mean));
-        rstd.Require(rows, DType.F32, op, nameof(rstd));
-        gamma.Require(hidden, DType.F32, op, nameof(gamma));
+        OpChecks.LayerNormBackward(dInput, dGamma, dBeta, dOutput, input, mean, rstd, gamma, rows, hidden, Activations);
         if (rows == 0) return;
         int perChunk = RowsPerChunk(hidden);
         int chunks = CeilDiv(rows, perChunk);
@@ -216,23 +189,8 @@ public sealed unsafe partial class CpuBackend
         TensorRef residual, TensorRef branch, TensorRef gamma, TensorRef beta,
         int rows, int hidden, float eps, DropoutSpec dropout)
     {
-        const string op = nameof(ResidualLayerNorm);
         ThrowIfDisposed();
-        CheckNonNegative(rows, op, nameof(rows));
-        CheckPositive(hidden, op, nameof(hidden));
-        CheckEps(eps, op);
-        DropoutKernel.Validate(dropout, op);
-        long n = (long)rows * hidden;
-        output.Require(n, DType.F32, op, nameof(output));
-        sum.Require(n, DType.F32, op, nameof(sum));
-        mean.Require(rows, DType.F32, op, nameof(mean));
-        rstd.Require(rows, DType.F32, op, nameof(rstd));
-        residual.Require(n, DType.F32, op, nameof(residual));
-        branch.Require(n, DType.F32, op, nameof(branch));
-        gamma.Require(hidden, DType.F32, op, nameof(gamma));
-        beta.Require(hidden, DType.F32, op, nameof(beta));
-        if (dropout.Active && sum.Address == residual.Address)
-            throw new ArgumentException($"{op}: sum may not alias residual when dropout is active", nameof(sum));
+        OpChecks.ResidualLayerNorm(output, sum, mean, rstd, residual, branch, gamma, beta, rows, hidden, eps, dropout, Activations);
         int perChunk = RowsPerChunk(hidden);
         var job = new ResidualLayerNormJob
         {
@@ -284,23 +242,8 @@ public sealed unsafe partial class CpuBackend
         TensorRef dOutput, TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef gamma,
         int rows, int hidden, DropoutSpec dropout)
     {
-        const string op = nameof(ResidualLayerNormBackward);
         ThrowIfDisposed();
-        CheckNonNegative(rows, op, nameof(rows));
-        CheckPositive(hidden, op, nameof(hidden));
-        DropoutKernel.Validate(dropout, op);
-        long n = (long)rows * hidden;
-        dResidual.Require(n, DType.F32, op, nameof(dResidual));
-        dBranch.Require(n, DType.F32, op, nameof(dBranch));
-        dGamma.Require(hidden, DType.F32, op, nameof(dGamma));
-        dBeta.Require(hidden, DType.F32, op, nameof(dBeta));
-        dOutput.Require(n, DType.F32, op, nameof(dOutput));
-        sum.Require(n, DType.F32, op, nameof(sum));
-        mean.Require(rows, DType.F32, op, nameof(mean));
-        rstd.Require(rows, DType.F32, op, nameof(rstd));
-        gamma.Require(hidden, DType.F32, op, nameof(gamma));
-        if (dBranch.Address == dResidual.Address || dBranch.Address == dOutput.Address)
-            throw new ArgumentException($"{op}: dBranch may not alias dResidual or dOutput", nameof(dBranch));
+        OpChecks.ResidualLayerNormBackward(dResidual, dBranch, dGamma, dBeta, dOutput, sum, mean, rstd, gamma, rows, hidden, dropout, Activations);
         if (rows == 0) return;
         int perChunk = RowsPerChunk(hidden);
         int chunks = CeilDiv(rows, perChunk);
@@ -322,26 +265,11 @@ public sealed unsafe partial class CpuBackend
     {
         const string op = nameof(EmbeddingsForward);
         ThrowIfDisposed();
-        CheckNonNegative(batch, op, nameof(batch));
-        CheckNonNegative(seq, op, nameof(seq));
-        CheckPositive(hidden, op, nameof(hidden));
-        CheckEps(eps, op);
-        DropoutKernel.Validate(dropout, op);
-        int rows = checked(batch * seq);
-        long n = (long)rows * hidden;
-        output.Require(n, DType.F32, op, nameof(output));
-        sum.Require(n, DType.F32, op, nameof(sum));
-        mean.Require(rows, DType.F32, op, nameof(mean));
-        rstd.Require(rows, DType.F32, op, nameof(rstd));
-        inputIds.Require(rows, DType.I32, op, nameof(inputIds));
-        tokenTypeIds.Require(rows, DType.I32, op, nameof(tokenTypeIds));
-        wordEmb.Require(hidden, DType.F32, op, nameof(wordEmb));
-        posEmb.Require((long)seq * hidden, DType.F32, op, nameof(posEmb));
-        typeEmb.Require(hidden, DType.F32, op, nameof(typeEmb));
-        gamma.Require(hidden, DType.F32, op, nameof(gamma));
-        beta.Require(hidden, DType.F32, op, nameof(beta));
-        CheckIndices(I(inputIds), rows, (int)Math.Min(int.MaxValue, wordEmb.Length / hidden), op, nameof(inputIds));
-        CheckIndices(I(tokenTypeIds), rows, (int)Math.Min(int.MaxValue, typeEmb.Length / hidden), op, nameof(tokenTypeIds));
+        OpChecks.EmbeddingsForward(output, sum, mean, rstd, inputIds, tokenTypeIds, wordEmb, posEmb, typeEmb, gamma, beta,
+            batch, seq, hidden, eps, dropout, Activations);
+        int rows = batch * seq;
+        CheckIndices(I(inputIds), rows, (int)(wordEmb.Length / hidden), op, nameof(inputIds));
+        CheckIndices(I(tokenTypeIds), rows, (int)(typeEmb.Length / hidden), op, nameof(tokenTypeIds));
         int perChunk = RowsPerChunk(hidden);
         var job = new EmbeddingsJob
         {
@@ -390,27 +318,12 @@ public sealed unsafe partial class CpuBackend
     {
         const string op = nameof(EmbeddingsBackward);
         ThrowIfDisposed();
-        CheckNonNegative(batch, op, nameof(batch));
-        CheckNonNegative(seq, op, nameof(seq));
-        CheckPositive(hidden, op, nameof(hidden));
-        DropoutKernel.Validate(dropout, op);
-        int rows = checked(batch * seq);
-        long n = (long)rows * hidden;
-        dWordEmb.Require(hidden, DType.F32, op, nameof(dWordEmb));
-        dPosEmb.Require((long)seq * hidden, DType.F32, op, nameof(dPosEmb));
-        dTypeEmb.Require(hidden, DType.F32, op, nameof(dTypeEmb));
-        dGamma.Require(hidden, DType.F32, op, nameof(dGamma));
-        dBeta.Require(hidden, DType.F32, op, nameof(dBeta));
-        scratch.Require(n, DType.F32, op, nameof(scratch));
-        dOutput.Require(n, DType.F32, op, nameof(dOutput));
-        sum.Require(n, DType.F32, op, nameof(sum));
-        mean.Require(rows, DType.F32, op, nameof(mean));
-        rstd.Require(rows, DType.F32, op, nameof(rstd));
-        inputIds.Require(rows, DType.I32, op, nameof(inputIds));
-        tokenTypeIds.Require(rows, DType.I32, op, nameof(tokenTypeIds));
-        gamma.Require(hidden, DType.F32, op, nameof(gamma));
-        CheckIndices(I(inputIds), rows, (int)Math.Min(int.MaxValue, dWordEmb.Length / hidden), op, nameof(inputIds));
-        CheckIndices(I(tokenTypeIds), rows, (int)Math.Min(int.MaxValue, dTypeEmb.Length / hidden), op, nameof(tokenTypeIds));
+        OpChecks.EmbeddingsBackward(dWordEmb, dPosEmb, dTypeEmb, dGamma, dBeta, scratch, dOutput, sum, mean, rstd,
+            inputIds, tokenTypeIds, gamma, batch, seq, hidden, dropout, Activations);
+        int rows = batch * seq;
+        // Ids index only the tables whose gradients are kept.
+        if (!dWordEmb.IsNull) CheckIndices(I(inputIds), rows, (int)(dWordEmb.Length / hidden), op, nameof(inputIds));
+        if (!dTypeEmb.IsNull) CheckIndices(I(tokenTypeIds), rows, (int)(dTypeEmb.Length / hidden), op, nameof(tokenTypeIds));
         if (rows == 0) return;
 
         // scratch = ∂L/∂sum, with dGamma/dBeta partials on the way.
@@ -426,6 +339,7 @@ public sealed unsafe partial class CpuBackend
         ReduceGammaBeta(F(dGamma), F(dBeta), partials, chunks, hidden);
 
         // Table gradients: ids repeat, so rows are summed per column block in row order.
+        if (dWordEmb.IsNull && dPosEmb.IsNull && dTypeEmb.IsNull) return;
         var tables = new EmbeddingTablesJob
         {
             DWord = F(dWordEmb), DPos = F(dPosEmb), DType = F(dTypeEmb), DSum = F(scratch), Ids = I(inputIds), Types = I(tokenTypeIds),
@@ -447,9 +361,9 @@ public sealed unsafe partial class CpuBackend
             for (int r = 0; r < job.Rows; r++)
             {
                 float* g = job.DSum + (long)r * h + c0;
-                CpuMath.AddInPlace(job.DWord + (long)job.Ids[r] * h + c0, g, n);
-                CpuMath.AddInPlace(job.DPos + (long)(r % job.Seq) * h + c0, g, n);
-                CpuMath.AddInPlace(job.DType + (long)job.Types[r] * h + c0, g, n);
+                if (job.DWord != null) CpuMath.AddInPlace(job.DWord + (long)job.Ids[r] * h + c0, g, n);
+                if (job.DPos != null) CpuMath.AddInPlace(job.DPos + (long)(r % job.Seq) * h + c0, g, n);
+                if (job.DType != null) CpuMath.AddInPlace(job.DType + (long)job.Types[r] * h + c0, g, n);
             }
         }
     }

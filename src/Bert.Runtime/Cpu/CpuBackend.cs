@@ -161,19 +161,14 @@ public sealed unsafe partial class CpuBackend : IBackend
     public void Copy(TensorRef destination, TensorRef source)
     {
         ThrowIfDisposed();
-        if (destination.IsNull) throw new ArgumentException("Copy: destination is null", nameof(destination));
-        if (source.IsNull) throw new ArgumentException("Copy: source is null", nameof(source));
-        if (destination.DType != source.DType)
-            throw new ArgumentException($"Copy: destination has dtype {destination.DType}, source {source.DType}", nameof(destination));
-        if (destination.Length != source.Length)
-            throw new ArgumentException($"Copy: destination has {destination.Length} elements, source {source.Length}", nameof(destination));
+        OpChecks.Copy(destination, source);
         Buffer.MemoryCopy((void*)source.Address, (void*)destination.Address, destination.Bytes, source.Bytes);
     }
 
     public void Zero(TensorRef tensor)
     {
         ThrowIfDisposed();
-        if (tensor.IsNull) throw new ArgumentException("Zero: tensor is null", nameof(tensor));
+        OpChecks.Zero(tensor);
         NativeMemory.Clear((void*)tensor.Address, (nuint)tensor.Bytes);
     }
 
@@ -198,19 +193,12 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
 
+    /// <summary>Activations are F32 (see <see cref="OpChecks"/>, which every op calls first).</summary>
+    private const ActivationTypes Activations = ActivationTypes.F32;
+
     private static float* F(TensorRef t) => (float*)t.Address;
 
     private static int* I(TensorRef t) => (int*)t.Address;
-
-    private static void CheckPositive(int value, string op, string name)
-    {
-        if (value <= 0) throw new ArgumentOutOfRangeException(name, value, $"{op}: {name} must be positive");
-    }
-
-    private static void CheckNonNegative(long value, string op, string name)
-    {
-        if (value < 0) throw new ArgumentOutOfRangeException(name, value, $"{op}: {name} must be non-negative");
-    }
 
     private static int CeilDiv(long x, long y) => checked((int)((x + y - 1) / y));
 

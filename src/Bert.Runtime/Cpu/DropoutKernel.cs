@@ -14,13 +14,6 @@ internal static unsafe class DropoutKernel
 {
     private const uint M0 = 0xD2511F53, M1 = 0xCD9E8D57, W0 = 0x9E3779B9, W1 = 0xBB67AE85;
 
-    /// <summary>Throws unless 0 ≤ p &lt; 1.</summary>
-    public static void Validate(in DropoutSpec spec, string op)
-    {
-        if (!(spec.Probability >= 0f && spec.Probability < 1f))
-            throw new ArgumentException($"{op}: dropout probability {spec.Probability} is outside [0, 1)", "dropout");
-    }
-
     /// <summary>Words at or above this keep their element.</summary>
     private static ulong Threshold(float p) => (ulong)Math.Ceiling(p * 16777216.0) << 8;
 

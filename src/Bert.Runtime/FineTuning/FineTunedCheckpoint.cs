@@ -40,20 +40,6 @@ public static class LabelSets
         }
         return (train, validation);
     }
-
-    /// <summary>The head's class names: the task's labels, then "unused_K" … for the classes a larger
-    /// compiled head has beyond them (never a target, never predicted).</summary>
-    public static IReadOnlyList<string> PadToHead(IReadOnlyList<string> names, int headClasses)
-    {
-        var result = names.ToList();
-        for (int i = names.Count; i < headClasses; i++)
-        {
-            string name = "unused_" + i.ToString(CultureInfo.InvariantCulture);
-            while (result.Contains(name, StringComparer.Ordinal)) name = "_" + name;
-            result.Add(name);
-        }
-        return result;
-    }
 }
 
 /// <summary>Saves a fine-tuned model as a checkpoint that is also a HuggingFace model directory
@@ -71,6 +57,8 @@ public static class FineTunedCheckpoint
         var host = new float[model.ParameterTotal];
         model.Backend.Download<float>(host, model.Parameters);
         int head = Math.Max(model.Config.ClassificationLabels, model.Config.TokenClassificationLabels);
+        if (head > 0 && labelNames is not null && labelNames.Count != head)
+            throw new ArgumentException($"{labelNames.Count} label names for a head of {head} classes", nameof(labelNames));
         var vocabText = new StringBuilder(vocabulary.Count * 8);
         foreach (var t in vocabulary.Tokens) vocabText.Append(t).Append('\n');
         var files = new Dictionary<string, ReadOnlyMemory<byte>>(StringComparer.Ordinal)
@@ -85,7 +73,7 @@ public static class FineTunedCheckpoint
         {
             Step = step,
             Config = model.Config,
-            LabelNames = head > 0 && labelNames is not null ? LabelSets.PadToHead(labelNames, head) : null,
+            LabelNames = head > 0 ? labelNames : null,
             Table = model.ParameterTable,
             Parameters = host,
             ExtraFiles = files,

@@ -43,8 +43,9 @@ public readonly record struct FineTuningStepReport(long Step, int Epoch, double 
 /// <summary>
 /// The fine-tuning loop: epochs over a freshly shuffled order of the training rows (drawn from
 /// (seed, epoch)), optimizer steps of <see cref="FineTuningOptions.BatchSize"/> rows (the last step of an
-/// epoch takes what is left) split into micro-batches whose gradients accumulate, then global-norm
-/// clipping and AdamW over the warmup/decay schedule. Each batch is padded only to its longest row.
+/// epoch takes what is left) split into micro-batches whose gradients accumulate, then, in the
+/// <see cref="TrainingCore"/> pretraining shares, the non-finite checks, global-norm clipping and AdamW over
+/// the warmup/decay schedule. Each batch is padded only to its longest row.
 /// </summary>
 public sealed class FineTuner : IDisposable
 {
@@ -53,8 +54,8 @@ public sealed class FineTuner : IDisposable
     private readonly FineTuningOptions _options;
     private readonly FineTuningBatch _batch;
     private readonly ShuffledOrder _order;
-    private readonly float[] _metrics = new float[MetricSlot.Length];
-    private readonly float[] _norm = new float[1];
+    private readonly TrainingCore _core;
+    private readonly FineTuningStep _task;
     private readonly int[] _rows;
     private int _position;
 
@@ -74,17 +75,18 @@ public sealed class FineTuner : IDisposable
         _options = options;
         StepsPerEpoch = (train.Count + options.BatchSize - 1) / options.BatchSize;
         TotalSteps = StepsPerEpoch * options.Epochs;
-        Schedule = LearningRateSchedule.Create(options.LearningRate, (long)Math.Round(TotalSteps * options.WarmupFraction), TotalSteps);
-        Optimizer = new AdamWOptimizer(model, options.Adam);
+        _core = new TrainingCore(model, options.Adam,
+            LearningRateSchedule.Create(options.LearningRate, (long)Math.Round(TotalSteps * options.WarmupFraction), TotalSteps));
         _batch = new FineTuningBatch(model.Backend, model.MaxBatch, Math.Min(model.MaxSeq, train.Stride));
         _order = new ShuffledOrder(train.Count, options.Seed);
         _rows = new int[options.BatchSize];
+        _task = new FineTuningStep(this);
         model.Seed = options.Seed;
     }
 
     public BertModelBase Model => _model;
-    public AdamWOptimizer Optimizer { get; }
-    public LearningRateSchedule Schedule { get; }
+    public AdamWOptimizer Optimizer => _core.Optimizer;
+    public LearningRateSchedule Schedule => _core.Schedule;
     public long StepsPerEpoch { get; }
     public long TotalSteps { get; }
     /// <summary>Optimizer steps done.</summary>
@@ -117,43 +119,10 @@ public sealed class FineTuner : IDisposable
 
         int micro = _options.EffectiveMicroBatch;
         int microSteps = (b + micro - 1) / micro;
-        _model.Training = true;
-        _model.ZeroGradients();
-        double loss = 0, correct = 0, count = 0;
-        for (int m = 0; m < microSteps; m++)
-        {
-            var chunk = rows.Slice(m * micro, Math.Min(micro, b - m * micro));
-            int seq = FineTuningBatch.SeqOf(_train, chunk);
-            var batch = _batch.Upload(_train, chunk, seq, withLabels: true, (float)chunk.Length / b, labelGradScale);
-            // A fresh dropout mask per forward pass: steps are numbered as if every batch were full.
-            _model.DropoutStep = (uint)(Step * ((_options.BatchSize + micro - 1) / micro) + m);
-            _model.Forward(batch);
-            _model.Backward(batch);
-            _model.ReadMetrics(_metrics);
-            if (_train.Task == FineTuningTask.Span)
-            {
-                loss += _metrics[MetricSlot.SpanStartLoss] + _metrics[MetricSlot.SpanEndLoss];
-                correct += _metrics[MetricSlot.SpanStartCorrect] + _metrics[MetricSlot.SpanEndCorrect];
-                count += 2 * _metrics[MetricSlot.SpanCount];
-            }
-            else
-            {
-                loss += _metrics[MetricSlot.ClsLoss];
-                correct += _metrics[MetricSlot.ClsCorrect];
-                count += _metrics[MetricSlot.ClsCount];
-            }
-        }
-        if (!double.IsFinite(loss)) throw new NonFiniteException(Step, $"loss is {loss}");
-
-        // The norm is read before the update (as in Trainer), so a NaN gradient never reaches the
-        // weights or the moments.
-        Optimizer.ComputeGradientNorm();
-        _model.Backend.Download<float>(_norm, Optimizer.GradNormSquared);
-        double gradNorm = Math.Sqrt(_norm[0]);
-        if (!double.IsFinite(gradNorm)) throw new NonFiniteException(Step, "the global gradient norm is not finite; no weight was updated");
-
-        float lr = (float)Schedule.At(Step);
-        Optimizer.Apply((int)(Step + 1), lr);
+        _task.Begin(_rows, b, labelGradScale);
+        // A fresh dropout mask per forward pass: steps are numbered as if every batch were full.
+        var (lr, gradNorm) = _core.Step(Step, _task, microSteps, (_options.BatchSize + micro - 1) / micro);
+        double loss = _task.Loss, correct = _task.Correct, count = _task.Count;
 
         var report = new FineTuningStepReport(Step, epoch, loss, count > 0 ? correct / count : 0, lr, gradNorm, b, clock.Elapsed.TotalSeconds);
         Step++;
@@ -169,6 +138,52 @@ public sealed class FineTuner : IDisposable
     public void Dispose()
     {
         _batch.Dispose();
-        Optimizer.Dispose();
+        _core.Dispose();
+    }
+
+    /// <summary>One fine-tuning step for the core: the step's rows in micro-batches, the task head's metrics.</summary>
+    private sealed class FineTuningStep(FineTuner tuner) : ITrainingTask
+    {
+        private int[] _rows = [];
+        private int _count;
+        private float _labelGradScale;
+
+        public double Loss, Correct, Count;
+
+        double ITrainingTask.Loss => Loss;
+
+        public void Begin(int[] rows, int count, float labelGradScale)
+        {
+            _rows = rows;
+            _count = count;
+            _labelGradScale = labelGradScale;
+            Loss = Correct = Count = 0;
+        }
+
+        public BertBatch MicroBatch(int micro)
+        {
+            int size = tuner._options.EffectiveMicroBatch;
+            var chunk = _rows.AsSpan(micro * size, Math.Min(size, _count - micro * size));
+            int seq = FineTuningBatch.SeqOf(tuner._train, chunk);
+            return tuner._batch.Upload(tuner._train, chunk, seq, withLabels: true, (float)chunk.Length / _count, _labelGradScale);
+        }
+
+        public void Accumulate(ReadOnlySpan<float> metrics)
+        {
+            if (tuner._train.Task == FineTuningTask.Span)
+            {
+                Loss += metrics[MetricSlot.SpanStartLoss] + metrics[MetricSlot.SpanEndLoss];
+                Correct += metrics[MetricSlot.SpanStartCorrect] + metrics[MetricSlot.SpanEndCorrect];
+                Count += 2 * metrics[MetricSlot.SpanCount];
+            }
+            else
+            {
+                Loss += metrics[MetricSlot.ClsLoss];
+                Correct += metrics[MetricSlot.ClsCorrect];
+                Count += metrics[MetricSlot.ClsCount];
+            }
+        }
+
+        public string DescribeLoss() => $"loss is {Loss}";
     }
 }

@@ -190,6 +190,22 @@ public static class FineTuningData
         return result;
     }
 
+    /// <summary>Reads questions for prediction: JSONL with "question" and "context" per line (other fields,
+    /// such as a SQuAD answer, are ignored).</summary>
+    public static List<(string Question, string Context)> ReadQuestions(string path)
+    {
+        var result = new List<(string, string)>();
+        foreach (var (line, obj) in ReadJsonLines(path))
+        {
+            string where = $"line {line}";
+            string context = RequiredString(path, where, obj, ["context"]);
+            if (context.Trim().Length == 0)
+                throw new FineTuningFormatException(path, $"{where}, field 'context'", "\"\"", "the context must not be empty");
+            result.Add((RequiredString(path, where, obj, ["question"]), context));
+        }
+        return result;
+    }
+
     /// <summary>The lines of a UTF-8 text file (a final newline does not start another line).</summary>
     public static List<string> ReadLines(string path)
     {

@@ -45,8 +45,7 @@ public sealed record SplitPredictions(int[]? Classes, string[][]? Tags, string[]
 
 /// <summary>
 /// Forward-only evaluation (dropout off, no labels on the device: the heads produce logits, which are
-/// read back and scored on the host). A head may have more classes than the task (the smallest
-/// compiled head that fits): predictions take the argmax over the task's classes only.
+/// read back and scored on the host). The head has exactly the task's classes.
 /// </summary>
 public static class FineTuningEvaluator
 {
@@ -190,15 +189,34 @@ public static class FineTuningEvaluator
     private static (EvaluationResult, SplitPredictions) ScoreSpans(Features f, IReadOnlyList<SpanExample> examples, float[] logits)
     {
         int endOffset = f.Count * f.Stride;
-        var best = new (double Score, int Row, int Start, int End)[examples.Count];
-        Array.Fill(best, (double.NegativeInfinity, -1, 0, 0));
         double loss = 0;
+        for (int r = 0; r < f.Count; r++)
+        {
+            int o = r * f.Stride, len = f.Lengths[r];
+            loss += 0.5 * (CrossEntropy(logits.AsSpan(o, len), f.StartPositions![r]) + CrossEntropy(logits.AsSpan(endOffset + o, len), f.EndPositions![r]));
+        }
+        var answers = BestAnswers(f, examples.Select(x => x.Context).ToArray(), logits).Select(a => a.Text).ToArray();
+        var (em, f1) = FineTuningMetrics.Squad(examples.Select(x => x.AnswerText).ToArray(), answers);
+        return (new EvaluationResult(f.Task, f.Count > 0 ? loss / f.Count : 0, em, f1, examples.Count), new SplitPredictions(null, null, answers));
+    }
+
+    /// <summary>Per example, the answer span of the highest start + end logit over its windows (run_squad.py's
+    /// rule: a span of whole context words, at most <see cref="MaxAnswerPieces"/> pieces, each start in the
+    /// window where it has the most context): its text, its first character in the context and the score
+    /// (start + end logit). An example whose windows hold no context gives an empty answer at −1.</summary>
+    public static (string Text, int Start, double Score)[] BestAnswers(Features f, IReadOnlyList<string> contexts, float[] logits)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        ArgumentNullException.ThrowIfNull(contexts);
+        ArgumentNullException.ThrowIfNull(logits);
+        int endOffset = f.Count * f.Stride;
+        var best = new (double Score, int Row, int Start, int End)[contexts.Count];
+        Array.Fill(best, (double.NegativeInfinity, -1, 0, 0));
         for (int r = 0; r < f.Count; r++)
         {
             int o = r * f.Stride, len = f.Lengths[r];
             var start = logits.AsSpan(o, len);
             var end = logits.AsSpan(endOffset + o, len);
-            loss += 0.5 * (CrossEntropy(start, f.StartPositions![r]) + CrossEntropy(end, f.EndPositions![r]));
             ref var b = ref best[f.Example[r]];
             for (int s = 0; s < len; s++)
             {
@@ -211,21 +229,20 @@ public static class FineTuningEvaluator
                 }
             }
         }
-        var answers = new string[examples.Count];
-        for (int i = 0; i < examples.Count; i++)
+        var answers = new (string, int, double)[contexts.Count];
+        for (int i = 0; i < contexts.Count; i++)
         {
-            var (_, row, s, e) = best[i];
+            var (score, row, s, e) = best[i];
             if (row < 0)
             {
-                answers[i] = "";
+                answers[i] = ("", -1, double.NegativeInfinity);
                 continue;
             }
-            var words = SpanWords.Split(examples[i].Context);
+            var words = SpanWords.Split(contexts[i]);
             int first = f.WordAt![row * f.Stride + s], last = f.WordAt[row * f.Stride + e];
-            answers[i] = examples[i].Context[words.Start[first]..words.End[last]];
+            answers[i] = (contexts[i][words.Start[first]..words.End[last]], words.Start[first], score);
         }
-        var (em, f1) = FineTuningMetrics.Squad(examples.Select(x => x.AnswerText).ToArray(), answers);
-        return (new EvaluationResult(f.Task, f.Count > 0 ? loss / f.Count : 0, em, f1, examples.Count), new SplitPredictions(null, null, answers));
+        return answers;
     }
 
     private static int ArgMax(ReadOnlySpan<float> row)

@@ -32,4 +32,36 @@ public static class FineTuningTasks
             default: task = default; return false;
         }
     }
+
+    /// <summary>The HuggingFace architecture (built-in class) of the task's model.</summary>
+    public static string Architecture(this FineTuningTask task) => task switch
+    {
+        FineTuningTask.Classification => "BertForSequenceClassification",
+        FineTuningTask.TokenClassification => "BertForTokenClassification",
+        FineTuningTask.Span => "BertForQuestionAnswering",
+        _ => throw new ArgumentOutOfRangeException(nameof(task), task, "unknown task"),
+    };
+
+    /// <summary>The configuration of the task's model over an encoder of <paramref name="encoder"/>'s sizes
+    /// (a pretrained checkpoint's config): the task's heads, <paramref name="labels"/> classes (any number;
+    /// ignored for span), named after the architecture.</summary>
+    /// <exception cref="ArgumentException">A label count out of range or a bad size, naming the field.</exception>
+    public static BertConfig ModelConfig(this FineTuningTask task, BertConfig encoder, int labels)
+    {
+        ArgumentNullException.ThrowIfNull(encoder);
+        var c = encoder with
+        {
+            Name = task.Architecture(),
+            ClassificationLabels = task == FineTuningTask.Classification ? labels : 0,
+            TokenClassificationLabels = task == FineTuningTask.TokenClassification ? labels : 0,
+        };
+        if (task != FineTuningTask.Span && labels < 1)
+            throw new ArgumentOutOfRangeException(nameof(labels), labels, $"a {task.CliName()} model needs at least one class");
+        return BertModels.WithHeads(c, task.Architecture());
+    }
+
+    /// <summary>Builds the task's model (<see cref="ModelConfig"/>) on <paramref name="backend"/>.</summary>
+    public static BertModelBase CreateModel(this FineTuningTask task, BertConfig encoder, int labels, IBackend backend,
+        int maxBatch, int maxSeq) =>
+        BertModels.Create(task.ModelConfig(encoder, labels), backend, maxBatch, maxSeq, 0);
 }

@@ -1,6 +1,5 @@
 using System.Text;
 using Bert.Runtime.Data;
-using Bert.Runtime.Presets;
 
 namespace Bert.Runtime.FineTuning;
 
@@ -10,17 +9,16 @@ public sealed record MaskPrediction(int TokenId, string Token, double Score, str
 /// <summary>Builds models from pretrained sources for inference.</summary>
 public static class PretrainedModels
 {
-    /// <summary>The pretraining model (pooler, MLM and NSP heads) of the source's preset size with the
-    /// source's vocabulary, its weights loaded. With <paramref name="requireMlmHead"/>, a source without
+    /// <summary>The pretraining model (pooler, MLM and NSP heads) at the source's sizes (any: config.json
+    /// gives them) and vocabulary, its weights loaded. With <paramref name="requireMlmHead"/>, a source without
     /// the masked-LM head (a fine-tuned classifier, a BertModel) is refused.</summary>
     public static BertModelBase CreatePretraining(PretrainedSource source, IBackend backend, int maxBatch, int maxSeq, int maxPredictions,
         bool requireMlmHead, out PretrainedLoadReport report)
     {
         ArgumentNullException.ThrowIfNull(source);
-        string size = source.PresetSize();
         if (maxSeq > source.Config.MaxPositions)
             throw new ArgumentOutOfRangeException(nameof(maxSeq), maxSeq, $"the model has {source.Config.MaxPositions} positions");
-        var model = ModelPresets.Create(size, backend, maxBatch, maxSeq, maxPredictions, source.Config.VocabSize);
+        var model = new BertForPreTraining(backend, maxBatch, maxSeq, maxPredictions, source.Config);
         try
         {
             report = PretrainedLoader.Load(model, source.WeightsPath, seed: 0);

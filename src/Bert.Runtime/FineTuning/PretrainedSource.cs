@@ -28,7 +28,7 @@ public sealed class PretrainedSource
     public ModelConfigFile ConfigFile { get; }
 
     /// <summary>The sizes in config.json (vocabulary included).</summary>
-    public ModelConfig Config => ConfigFile.Model;
+    public BertConfig Config => ConfigFile.Model;
 
     /// <summary>The checkpoint's optimizer step; null for a HuggingFace directory.</summary>
     public long? Step { get; }
@@ -101,14 +101,7 @@ public sealed class PretrainedSource
         return true;
     }
 
-    /// <summary>The preset size ("tiny" … "large") whose encoder matches config.json.</summary>
-    /// <exception cref="InvalidDataException">No preset has these sizes.</exception>
-    public string PresetSize()
-    {
-        var c = Config;
-        return FineTuningPresets.SizeOf(c) ?? throw new InvalidDataException(
-            $"{Path.Combine(Directory, ConfigJson.FileName)}: sizes L={c.Layers}, H={c.Hidden}, heads={c.Heads}, I={c.Intermediate}, " +
-            $"positions={c.MaxPositions}, segments={c.TypeVocabSize}, {c.HiddenActivation}, eps={c.LayerNormEps:G3} match no preset " +
-            $"({string.Join(", ", ModelPresets.Names)}); declare a model with these sizes to use it");
-    }
+    /// <summary>The preset ("tiny" … "large") whose encoder has config.json's sizes; null for any other size
+    /// (which loads all the same: sizes are run-time data).</summary>
+    public string? PresetName => ModelPresets.NameOf(Config);
 }

@@ -112,7 +112,7 @@ public sealed class Checkpoint
     public CheckpointManifest Manifest { get; }
     public long Step => Manifest.Step;
     public ModelConfigFile ConfigFile { get; }
-    public ModelConfig Config => ConfigFile.Model;
+    public BertConfig Config => ConfigFile.Model;
     public bool HasOptimizerState => Manifest.Find(CheckpointWriter.OptimizerFile) is not null;
     public bool HasTrainerState => Manifest.Find(CheckpointWriter.TrainerStateFile) is not null;
 

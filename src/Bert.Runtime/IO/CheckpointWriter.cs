@@ -8,7 +8,7 @@ public sealed class CheckpointContent
 {
     /// <summary>Optimizer steps taken; names the directory ("step-000123").</summary>
     public required long Step { get; init; }
-    public required ModelConfig Config { get; init; }
+    public required BertConfig Config { get; init; }
     /// <summary>Class names of a classification head (config.json id2label); null for LABEL_i.</summary>
     public IReadOnlyList<string>? LabelNames { get; init; }
     public required IReadOnlyList<ParameterInfo> Table { get; init; }

@@ -4,9 +4,9 @@ using System.Text.Json;
 
 namespace Bert.Runtime.IO;
 
-/// <summary>A config.json's model configuration plus what ModelConfig does not hold: the class names
+/// <summary>A config.json's model configuration plus what BertConfig does not hold: the class names
 /// of a fine-tuned classifier (id2label, index order).</summary>
-public sealed record ModelConfigFile(ModelConfig Model, IReadOnlyList<string>? LabelNames = null);
+public sealed record ModelConfigFile(BertConfig Model, IReadOnlyList<string>? LabelNames = null);
 
 /// <summary>
 /// config.json in HuggingFace BertConfig form, so transformers' from_pretrained accepts our
@@ -32,12 +32,12 @@ public static class ConfigJson
         ("BertForQuestionAnswering", new Heads(false, false, false, false, false, true)),
     ];
 
-    /// <summary>Most encoder layers a config may declare (BERT-large has 24); bounds the parameter table.</summary>
-    public const int MaxLayers = 1024;
+    /// <summary>Most encoder layers a config may declare (see <see cref="BertConfig.MaxLayers"/>).</summary>
+    public const int MaxLayers = BertConfig.MaxLayers;
 
     /// <summary>Most classes of a classification head. num_labels alone (no id2label) makes export write
     /// a LABEL_i name per class, so this bounds what a few bytes of config can make us allocate.</summary>
-    public const int MaxLabels = 4096;
+    public const int MaxLabels = BertConfig.MaxLabels;
 
     private static readonly string[] Activations = ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu"];
 
@@ -52,7 +52,7 @@ public static class ConfigJson
 
     /// <param name="utf8">The file's bytes.</param>
     /// <param name="file">Named in errors.</param>
-    /// <param name="defaultName">ModelConfig.Name when the file has no "_name_or_path".</param>
+    /// <param name="defaultName">BertConfig.Name when the file has no "_name_or_path".</param>
     public static ModelConfigFile Parse(ReadOnlySpan<byte> utf8, string file, string defaultName)
     {
         int bad = Utf8Validation.FirstInvalid(utf8);
@@ -158,7 +158,7 @@ public static class ConfigJson
 
         string name = root.TryGetProperty("_name_or_path", out var np) && np.ValueKind == JsonValueKind.String && np.GetString() is { Length: > 0 } s
             ? s : defaultName;
-        var model = new ModelConfig
+        var model = new BertConfig
         {
             Name = name,
             VocabSize = vocab,
@@ -185,6 +185,24 @@ public static class ConfigJson
         if (classifier && numLabels > MaxLabels)
             throw new ConfigFormatException(file, labels is null ? "num_labels" : "id2label", numLabels.ToString(CultureInfo.InvariantCulture),
                 $"at most {MaxLabels} classes are supported");
+        try
+        {
+            model.Validate();
+        }
+        catch (BertConfigException e)
+        {
+            string key = e.Field switch
+            {
+                nameof(BertConfig.LayerNormEps) => "layer_norm_eps",
+                nameof(BertConfig.HiddenDropout) => "hidden_dropout_prob",
+                nameof(BertConfig.AttentionDropout) => "attention_probs_dropout_prob",
+                nameof(BertConfig.ClassifierDropout) => "classifier_dropout",
+                nameof(BertConfig.InitializerRange) => "initializer_range",
+                nameof(BertConfig.ClassificationLabels) or nameof(BertConfig.TokenClassificationLabels) => "num_labels",
+                _ => e.Field,
+            };
+            throw new ConfigFormatException(file, key, e.Value, e.Rule, e);
+        }
         // Import, export and training hold all parameters in one flat fp32 array; a config that cannot
         // fit is malformed here rather than an out-of-memory error later.
         long total = Math.Max(ParameterLayout.Total(ParameterLayout.For(model)), ParameterLayout.Total(ParameterLayout.ForPretraining(model)));
@@ -243,7 +261,7 @@ public static class ConfigJson
 
     /// <summary>The HuggingFace architecture whose heads are exactly the config's.</summary>
     /// <exception cref="ArgumentException">No transformers class has this combination of heads.</exception>
-    public static string Architecture(ModelConfig config)
+    public static string Architecture(BertConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
         var heads = new Heads(config.HasPooler, config.HasMlmHead, config.HasNspHead,
@@ -258,7 +276,7 @@ public static class ConfigJson
     /// <summary>The config.json bytes (UTF-8, indented, keys sorted as transformers writes them).</summary>
     /// <param name="torchDtype">The "torch_dtype" entry: the dtype the weights are stored in
     /// ("float32", "bfloat16", "float16").</param>
-    public static byte[] Serialize(ModelConfig config, IReadOnlyList<string>? labelNames = null, string torchDtype = "float32")
+    public static byte[] Serialize(BertConfig config, IReadOnlyList<string>? labelNames = null, string torchDtype = "float32")
     {
         string architecture = Architecture(config);
         int numLabels = Math.Max(config.ClassificationLabels, config.TokenClassificationLabels);
@@ -322,7 +340,7 @@ public static class ConfigJson
     }
 
     /// <summary>Writes config.json atomically.</summary>
-    public static void Write(IFileSystem fs, string path, ModelConfig config, IReadOnlyList<string>? labelNames = null,
+    public static void Write(IFileSystem fs, string path, BertConfig config, IReadOnlyList<string>? labelNames = null,
         string torchDtype = "float32")
     {
         var bytes = Serialize(config, labelNames, torchDtype);

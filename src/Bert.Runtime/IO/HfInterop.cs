@@ -24,7 +24,7 @@ public static class HfInterop
     /// tensors, decoder tied and therefore absent) and config.json.</summary>
     /// <param name="parameters">F32[total] flat buffer carved by <paramref name="table"/>.</param>
     /// <param name="dtype">Stored type: F32, or BF16/F16 (rounded to nearest even) for half-size files.</param>
-    public static void Export(IFileSystem fs, string outputDirectory, ModelConfig config, IReadOnlyList<ParameterInfo> table,
+    public static void Export(IFileSystem fs, string outputDirectory, BertConfig config, IReadOnlyList<ParameterInfo> table,
         ReadOnlyMemory<float> parameters, SafetensorsDType dtype = SafetensorsDType.F32,
         IReadOnlyList<string>? labelNames = null, CancellationToken cancellationToken = default)
     {

@@ -1,10 +1,11 @@
 namespace Bert.Runtime;
 
 /// <summary>
-/// What every generated model shares: the flat parameter and gradient buffers (one allocation each,
-/// carved by the generated parameter table), the activation arenas planned by the generator for the
-/// largest micro-batch, and the metrics the forward pass fills. The generator emits the derived
-/// partial class: its parameter table, activation plan, Forward and Backward.
+/// What every generated model shares: its configuration and parameter table (both fixed at
+/// construction: sizes are run-time data), the flat parameter and gradient buffers (one allocation
+/// each, carved by the table), the activation arenas planned by the generator for the largest
+/// micro-batch, and the metrics the forward pass fills. The generator emits the derived partial class:
+/// its layout rule (TableFor), activation plan, parameter views, Forward and Backward.
 /// A training step allocates nothing: every view is a slice of these buffers.
 /// </summary>
 public abstract class BertModelBase : IDisposable
@@ -13,15 +14,19 @@ public abstract class BertModelBase : IDisposable
     private bool _disposed;
 
     /// <param name="backend">Where the buffers live and the ops run.</param>
+    /// <param name="config">The validated configuration.</param>
+    /// <param name="table">The parameter table the class's layout rule gives for <paramref name="config"/>.</param>
     /// <param name="maxBatch">Largest micro-batch B the arena is planned for.</param>
     /// <param name="maxSeq">Largest sequence length S.</param>
     /// <param name="maxPredictions">Largest masked-LM predictions per sequence P.</param>
     /// <param name="computeArenaLength">Elements of the activation arena (backend compute type).</param>
     /// <param name="f32ArenaLength">Elements of the F32 arena (LayerNorm statistics, logits, losses).</param>
-    protected BertModelBase(IBackend backend, int maxBatch, int maxSeq, int maxPredictions,
-        long computeArenaLength, long f32ArenaLength)
+    protected BertModelBase(IBackend backend, BertConfig config, IReadOnlyList<ParameterInfo> table,
+        int maxBatch, int maxSeq, int maxPredictions, long computeArenaLength, long f32ArenaLength)
     {
         ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(table);
         if (maxBatch <= 0) throw new ArgumentOutOfRangeException(nameof(maxBatch), maxBatch, "maximum batch must be positive");
         if (maxSeq <= 0) throw new ArgumentOutOfRangeException(nameof(maxSeq), maxSeq, "maximum sequence length must be positive");
         if (maxPredictions < 0) throw new ArgumentOutOfRangeException(nameof(maxPredictions), maxPredictions, "maximum predictions must be non-negative");
@@ -30,7 +35,16 @@ public abstract class BertModelBase : IDisposable
         MaxSeq = maxSeq;
         MaxPredictions = maxPredictions;
 
-        var table = ParameterTable;
+        Config = config;
+        ParameterTable = table;
+        long total = 0, decayed = 0;
+        foreach (var p in table)
+        {
+            total = Math.Max(total, p.Offset + p.Count);
+            if (p.Decay) decayed = Math.Max(decayed, p.Offset + p.Count);
+        }
+        ParameterTotal = total;
+        DecayedParameterCount = decayed;
         _byName = new Dictionary<string, int>(table.Count, StringComparer.Ordinal);
         for (int i = 0; i < table.Count; i++) _byName[table[i].Name] = i;
         if (maxSeq > Config.MaxPositions)
@@ -60,19 +74,19 @@ public abstract class BertModelBase : IDisposable
     public int MaxSeq { get; }
     public int MaxPredictions { get; }
 
-    /// <summary>The declared sizes and hyper-parameters.</summary>
-    public abstract ModelConfig Config { get; }
+    /// <summary>The sizes and hyper-parameters this model was built with.</summary>
+    public BertConfig Config { get; }
 
-    /// <summary>Every parameter tensor in flat-buffer order. Rows [0, DecayedParameterTensors) are
-    /// weight-decayed and contiguous, so AdamW runs as two range calls.</summary>
-    public abstract IReadOnlyList<ParameterInfo> ParameterTable { get; }
+    /// <summary>Every parameter tensor in flat-buffer order. The weight-decayed rows come first and
+    /// are contiguous, so AdamW runs as two range calls.</summary>
+    public IReadOnlyList<ParameterInfo> ParameterTable { get; }
 
     /// <summary>Total parameters (elements of the flat buffer).</summary>
-    public abstract long ParameterTotal { get; }
+    public long ParameterTotal { get; }
 
     /// <summary>Elements [0, DecayedParameterCount) of the flat buffer take weight decay; the rest
     /// (LayerNorm weights, biases) do not.</summary>
-    public abstract long DecayedParameterCount { get; }
+    public long DecayedParameterCount { get; }
 
     /// <summary>F32[ParameterTotal] all weights.</summary>
     public DeviceBuffer Parameters { get; }
@@ -129,6 +143,20 @@ public abstract class BertModelBase : IDisposable
     {
         var p = ParameterTable[index];
         return Gradients.Slice(p.Offset, p.Count);
+    }
+
+    /// <summary>The view in <paramref name="buffer"/> (<see cref="Parameters"/> or <see cref="Gradients"/>) of
+    /// <paramref name="rows"/> consecutive table rows starting at tensor <paramref name="first"/>: rows &gt; 1 fuse
+    /// tensors stored back to back (a layer's query|key|value). Generated classes build their named views with it
+    /// once, at construction.</summary>
+    protected TensorRef View(DeviceBuffer buffer, string first, int rows = 1)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        int i = ParameterIndex(first);
+        if (rows < 1 || i + rows > ParameterTable.Count)
+            throw new ArgumentOutOfRangeException(nameof(rows), rows, $"{Config.Name}: no {rows} rows from '{first}'");
+        var last = ParameterTable[i + rows - 1];
+        return buffer.Slice(ParameterTable[i].Offset, last.Offset + last.Count - ParameterTable[i].Offset);
     }
 
     public void ZeroGradients() => Backend.Zero(Gradients);

@@ -24,9 +24,10 @@ public sealed class NonFiniteException(long step, string what)
 }
 
 /// <summary>
-/// The pretraining loop: per optimizer step, Phase.Accumulation micro-batches of forward (MLM + NSP
-/// loss) and backward accumulate into the flat gradient buffer, then global-norm clipping and AdamW
-/// with the warmup/decay schedule. State that a resume needs (step, data cursors) is exposed as
+/// The pretraining loop: per optimizer step, the whole batch of the step's phase is read, then
+/// <see cref="TrainingCore"/> runs its Phase.Accumulation micro-batches of forward (MLM + NSP loss) and
+/// backward, the non-finite and divergence checks, global-norm clipping and AdamW with the warmup/decay
+/// schedule. State that a resume needs (step, data cursors) is exposed as
 /// <see cref="TrainerState"/>; dropout and data order are pure functions of (seed, step), so nothing
 /// else is needed to continue bit-exactly.
 /// </summary>
@@ -43,9 +44,9 @@ public sealed class Trainer : IDisposable
     private readonly Dictionary<string, BatchAssembler> _assemblers = new();
     private readonly Dictionary<string, HostBatch> _hosts = new();
     private readonly DeviceBatch _device;
-    private readonly float[] _metrics = new float[MetricSlot.Length];
-    private readonly float[] _norm = new float[1];
     private readonly ulong _seed;
+    private readonly TrainingCore _core;
+    private readonly PretrainingStep _task;
 
     /// <param name="datasets">Phase name → its dataset (sequence length and max predictions must match).</param>
     public Trainer(BertModelBase model, IReadOnlyList<Phase> phases, IReadOnlyDictionary<string, PretrainingDataset> datasets,
@@ -54,7 +55,6 @@ public sealed class Trainer : IDisposable
         _model = model;
         _phases = phases;
         _seed = seed;
-        Schedule = schedule;
         foreach (var p in phases)
         {
             if (!datasets.TryGetValue(p.Name, out var src))
@@ -76,14 +76,15 @@ public sealed class Trainer : IDisposable
         }
         if (resume is not null && resume.Seed != seed)
             throw new ArgumentException($"the resumed state was trained with seed {resume.Seed}, this trainer has seed {seed}", nameof(resume));
-        Optimizer = new AdamWOptimizer(model, adam);
+        _core = new TrainingCore(model, adam, schedule);
         Step = resume?.Step ?? 0;
         _device = new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
+        _task = new PretrainingStep(this);
         model.Seed = seed;
     }
 
-    public LearningRateSchedule Schedule { get; }
-    public AdamWOptimizer Optimizer { get; }
+    public LearningRateSchedule Schedule => _core.Schedule;
+    public AdamWOptimizer Optimizer => _core.Optimizer;
     public BertModelBase Model => _model;
 
     /// <summary>Optimizer steps done so far (the next step's 0-based index).</summary>
@@ -122,75 +123,19 @@ public sealed class Trainer : IDisposable
         int tokens = 0;
         for (int i = 0; i < phase.BatchSize * phase.SeqLength; i++) tokens += host.AttentionMask[i];
 
-        _model.Training = true;
-        _model.ZeroGradients();
-        double mlmLoss = 0, nspLoss = 0, mlmCorrect = 0, mlmCount = 0, nspCorrect = 0, nspCount = 0;
-        for (int micro = 0; micro < accumulation; micro++)
-        {
-            var batch = _device.Upload(host, micro * phase.MicroBatch, phase.MicroBatch, weightTotal, accumulation);
-            _model.DropoutStep = (uint)(Step * accumulation + micro);
-            _model.Forward(batch);
-            _model.Backward(batch);
-            _model.ReadMetrics(_metrics);
-            mlmLoss += _metrics[MetricSlot.MlmLoss];
-            mlmCorrect += _metrics[MetricSlot.MlmCorrect];
-            mlmCount += _metrics[MetricSlot.MlmCount];
-            nspLoss += _metrics[MetricSlot.NspLoss];
-            nspCorrect += _metrics[MetricSlot.NspCorrect];
-            nspCount += _metrics[MetricSlot.NspCount];
-        }
-        double loss = mlmLoss + nspLoss;
+        _task.Begin(phase, host, weightTotal);
+        var (lr, gradNorm) = _core.Step(Step, _task, accumulation, accumulation);
 
-        // The norm is read before the update so that a NaN never reaches the weights or the moments.
-        Optimizer.ComputeGradientNorm();
-        _model.Backend.Download<float>(_norm, Optimizer.GradNormSquared);
-        double gradNorm = Math.Sqrt(_norm[0]);
-        if (!double.IsFinite(loss))
-            throw new NonFiniteException(Step, $"loss is {loss} (MLM {mlmLoss}, NSP {nspLoss}); {FirstNonFiniteTensor()}");
-        if (!double.IsFinite(gradNorm))
-            throw new NonFiniteException(Step, $"gradient norm is {gradNorm}; {FirstNonFiniteTensor()}");
-        // Divergence that stays finite (--lr 1e3 once ended "successfully" with loss 1e17): a loss above
-        // DivergenceFactor × the chance level (ln V for the masked LM + ln 2 for NSP, what a model that
-        // learned nothing scores) for DivergenceSteps steps in a row stops the run.
-        double chance = Math.Log(_model.Config.VocabSize) + Math.Log(2);
-        _aboveChance = loss > DivergenceFactor * chance ? _aboveChance + 1 : 0;
-        if (_aboveChance >= DivergenceSteps)
-            throw new NonFiniteException(Step, string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"diverged: loss {loss:G4} has been above {DivergenceFactor} x the chance level ({chance:F2}) for {DivergenceSteps} steps; lower --lr"));
-
-        float lr = (float)Schedule.At(Step);
-        Optimizer.Apply((int)(Step + 1), lr);
-
-        var report = new StepReport(Step, phase.Name, phase.SeqLength, loss, mlmLoss, nspLoss,
-            mlmCount > 0 ? mlmCorrect / mlmCount : 0, nspCount > 0 ? nspCorrect / nspCount : 0,
+        var t = _task;
+        var report = new StepReport(Step, phase.Name, phase.SeqLength, t.Loss, t.MlmLoss, t.NspLoss,
+            t.MlmCount > 0 ? t.MlmCorrect / t.MlmCount : 0, t.NspCount > 0 ? t.NspCorrect / t.NspCount : 0,
             lr, gradNorm, phase.BatchSize, tokens, clock.Elapsed.TotalSeconds);
         Step++;
         return report;
     }
 
-    /// <summary>Names the first tensor holding a NaN or infinity: a weight first (the likeliest cause),
-    /// else a gradient, in parameter-table order. Reads both buffers back (only on divergence).</summary>
-    public string FirstNonFiniteTensor()
-    {
-        var host = new float[_model.ParameterTotal];
-        _model.Backend.Download<float>(host, _model.Parameters);
-        if (FirstNonFinite(host, "weight") is { } weight) return weight;
-        _model.Backend.Download<float>(host, _model.Gradients);
-        return FirstNonFinite(host, "gradient of")
-               ?? "every weight and gradient is finite (an activation overflowed)";
-    }
-
-    private string? FirstNonFinite(float[] host, string what)
-    {
-        foreach (var p in _model.ParameterTable)
-        {
-            var span = host.AsSpan((int)p.Offset, (int)p.Count);
-            for (int i = 0; i < span.Length; i++)
-                if (!float.IsFinite(span[i]))
-                    return $"first non-finite tensor: {what} {p.Name} {p.ShapeText} is {span[i]} at element {i}";
-        }
-        return null;
-    }
+    /// <summary>Names the first tensor holding a NaN or infinity (see <see cref="TrainingCore.FirstNonFiniteTensor"/>).</summary>
+    public string FirstNonFiniteTensor() => _core.FirstNonFiniteTensor();
 
     /// <summary>Held-out loss and accuracies over up to <paramref name="maxSequences"/> instances (in
     /// index order, dropout off). Leaves the gradient buffer untouched.</summary>
@@ -200,7 +145,56 @@ public sealed class Trainer : IDisposable
     public void Dispose()
     {
         _device.Dispose();
-        Optimizer.Dispose();
+        _core.Dispose();
+    }
+
+    /// <summary>One pretraining step for the core: the phase's batch, read whole, in micro-batches; MLM + NSP
+    /// metrics; the divergence rule.</summary>
+    private sealed class PretrainingStep(Trainer trainer) : ITrainingTask
+    {
+        private Phase _phase = null!;
+        private HostBatch _host = null!;
+        private float _weightTotal;
+
+        public double MlmLoss, NspLoss, MlmCorrect, MlmCount, NspCorrect, NspCount;
+
+        public void Begin(Phase phase, HostBatch host, float weightTotal)
+        {
+            _phase = phase;
+            _host = host;
+            _weightTotal = weightTotal;
+            MlmLoss = NspLoss = MlmCorrect = MlmCount = NspCorrect = NspCount = 0;
+        }
+
+        public BertBatch MicroBatch(int micro) =>
+            trainer._device.Upload(_host, micro * _phase.MicroBatch, _phase.MicroBatch, _weightTotal, _phase.Accumulation);
+
+        public void Accumulate(ReadOnlySpan<float> metrics)
+        {
+            MlmLoss += metrics[MetricSlot.MlmLoss];
+            MlmCorrect += metrics[MetricSlot.MlmCorrect];
+            MlmCount += metrics[MetricSlot.MlmCount];
+            NspLoss += metrics[MetricSlot.NspLoss];
+            NspCorrect += metrics[MetricSlot.NspCorrect];
+            NspCount += metrics[MetricSlot.NspCount];
+        }
+
+        public double Loss => MlmLoss + NspLoss;
+
+        public string DescribeLoss() => $"loss is {Loss} (MLM {MlmLoss}, NSP {NspLoss})";
+
+        // Divergence that stays finite (--lr 1e3 once ended "successfully" with loss 1e17): a loss above
+        // DivergenceFactor × the chance level (ln V for the masked LM + ln 2 for NSP, what a model that
+        // learned nothing scores) for DivergenceSteps steps in a row stops the run.
+        public string? Diverged(double loss)
+        {
+            double chance = Math.Log(trainer._model.Config.VocabSize) + Math.Log(2);
+            trainer._aboveChance = loss > DivergenceFactor * chance ? trainer._aboveChance + 1 : 0;
+            return trainer._aboveChance >= DivergenceSteps
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"diverged: loss {loss:G4} has been above {DivergenceFactor} x the chance level ({chance:F2}) for {DivergenceSteps} steps; lower --lr")
+                : null;
+        }
     }
 }
 

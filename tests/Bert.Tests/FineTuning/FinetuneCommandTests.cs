@@ -71,8 +71,32 @@ public class FinetuneCommandTests
         Assert.That(Assert.Throws<UserException>(() => FinetuneCommand.Run(s, TextWriter.Null, default))!.Message, Does.Contain("earlier run"));
     }
 
+    /// <summary>Any label count: the head is built at run time with exactly the data's classes.</summary>
+    [TestCase(5)]
+    [TestCase(12)]
+    public void ClassifyTrainsAndEvaluatesWithAnyNumberOfClasses(int classes)
+    {
+        string[] words = ["good", "bad", "great", "awful", "film", "park", "store", "man", "john", "paris", "went", "lives"];
+        var lines = new List<string> { "label\ttext" };
+        for (int i = 0; i < 6 * classes; i++)
+            lines.Add($"c{i % classes}\tthe {words[i % classes]} {words[(i / classes) % words.Length]}");
+        string data = _dir.File($"classes{classes}.tsv");
+        File.WriteAllLines(data, lines);
+        var log = new StringWriter();
+        var s = Settings("classify", data, $"cls{classes}");
+        Assert.That(FinetuneCommand.Run(s, log, default), Is.EqualTo(ExitCodes.Ok), log.ToString());
+        Assert.That(log.ToString(), Does.Contain($"initialized classifier.weight [{classes}, 128]"));
+        var results = Results(s.Output);
+        Assert.That(results.GetProperty("labels").GetArrayLength(), Is.EqualTo(classes));
+        var v = results.GetProperty("per_epoch")[1].GetProperty("validation");
+        Assert.That(v.GetProperty("accuracy").GetDouble(), Is.InRange(0.0, 1.0));
+        var config = ConfigJson.Read(Path.Combine(results.GetProperty("best_checkpoint").GetString()!, "config.json"));
+        Assert.That(config.Model.ClassificationLabels, Is.EqualTo(classes));
+        Assert.That(config.LabelNames, Is.EqualTo(Enumerable.Range(0, classes).Select(i => $"c{i}").Order(StringComparer.Ordinal)));
+    }
+
     [Test]
-    public void TokensPadTheTagSetToTheNineTagHeadAndReportEntityF1()
+    public void TokensTrainAHeadOfExactlyTheTagSetAndReportEntityF1()
     {
         var lines = new List<string>();
         for (int i = 0; i < 12; i++)
@@ -83,15 +107,16 @@ public class FinetuneCommandTests
         var log = new StringWriter();
         var s = Settings("tokens", _dir.File("train.conll"), "tok");
         Assert.That(FinetuneCommand.Run(s, log, default), Is.EqualTo(ExitCodes.Ok));
-        Assert.That(log.ToString(), Does.Contain("classes: B-LOC, B-PER, O (head of 9; the other 6 are never targets nor predicted)"));
+        Assert.That(log.ToString(), Does.Contain("classes: B-LOC, B-PER, O\n").And.Contain("initialized classifier.weight [3, 128]"));
         var results = Results(s.Output);
         var v = results.GetProperty("per_epoch")[1].GetProperty("validation");
         Assert.That(v.GetProperty("accuracy").GetDouble(), Is.InRange(0.0, 1.0));
         var config = ConfigJson.Read(Path.Combine(results.GetProperty("best_checkpoint").GetString()!, "config.json"));
-        Assert.That(config.LabelNames, Is.EqualTo(new[] { "B-LOC", "B-PER", "O", "unused_3", "unused_4", "unused_5", "unused_6", "unused_7", "unused_8" }));
+        Assert.That(config.LabelNames, Is.EqualTo(new[] { "B-LOC", "B-PER", "O" }));
+        Assert.That(config.Model.TokenClassificationLabels, Is.EqualTo(3));
         string[] predicted = File.ReadAllLines(Path.Combine(s.Output, "predictions.tsv"))[1].Split('\t')[2].Split(' ');
         Assert.That(predicted, Has.Length.EqualTo(5));
-        Assert.That(predicted.Except(["B-LOC", "B-PER", "O"]), Is.Empty, "unused classes are never predicted");
+        Assert.That(predicted.Except(["B-LOC", "B-PER", "O"]), Is.Empty);
     }
 
     [Test]
@@ -123,7 +148,6 @@ public class FinetuneCommandTests
     {
         File.WriteAllLines(_dir.File("one-class.tsv"), ["label\ttext", "pos\tgood", "pos\tgreat"]);
         File.WriteAllLines(_dir.File("bad.tsv"), ["label\ttext", "pos\tgood\textra"]);
-        File.WriteAllLines(_dir.File("four.tsv"), ["label\ttext", "a\tgood", "b\tbad", "c\tgreat", "d\tawful"]);
         string[] Args(params string[] more) => ["finetune", "--checkpoint", _checkpoint, "--out", _dir.File("err"), "--device", "cpu", .. more];
         Assert.Multiple(() =>
         {
@@ -131,7 +155,6 @@ public class FinetuneCommandTests
             Assert.That(Program.Run(Args("--task", "classify", "--data", _dir.File("missing.tsv"))), Is.EqualTo(ExitCodes.BadInput));
             Assert.That(Program.Run(Args("--task", "classify", "--data", _dir.File("bad.tsv"))), Is.EqualTo(ExitCodes.BadInput));
             Assert.That(Program.Run(Args("--task", "classify", "--data", _dir.File("one-class.tsv"))), Is.EqualTo(ExitCodes.BadInput));
-            Assert.That(Program.Run(Args("--task", "classify", "--data", _dir.File("four.tsv"))), Is.EqualTo(ExitCodes.BadInput));
             Assert.That(Program.Run(Args("--task", "classify", "--data", _dir.File("bad.tsv"), "--lr", "0")), Is.EqualTo(ExitCodes.Usage));
             Assert.That(Program.Run(Args("--task", "tokens", "--data", "spam")), Is.EqualTo(ExitCodes.Usage));
             Assert.That(Program.Run(["finetune", "--task", "classify", "--data", _dir.File("bad.tsv"), "--checkpoint", _dir.File("nothing")]),

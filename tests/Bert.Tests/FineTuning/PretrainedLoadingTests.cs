@@ -13,38 +13,39 @@ namespace Bert.Tests.FineTuning;
 public class PretrainedLoadingTests
 {
     [Test]
-    public void EveryFineTuningPresetSharesItsEncoderTensorsWithThePretrainingPreset()
+    public void EveryTaskModelSharesItsEncoderTensorsWithThePretrainingModel_AtAnySizeAndLabelCount()
     {
-        foreach (var p in FineTuningPresets.All)
+        var tasks = new[] { FineTuningTask.Classification, FineTuningTask.TokenClassification, FineTuningTask.Span };
+        var sizes = ModelPresets.Names.Select(n => ModelPresets.Config(n) with { VocabSize = 1000 })
+            .Append(new BertConfig { Name = "odd", VocabSize = 77, Hidden = 96, Heads = 4, Layers = 3, Intermediate = 50, MaxPositions = 40, TypeVocabSize = 3 });
+        foreach (var encoder in sizes)
+        foreach (var task in tasks)
+        foreach (int labels in new[] { 1, 5, 12 })
         {
-            var pre = ModelPresets.Get(p.Size).TableFor(1000).ToDictionary(r => r.Name, r => r.ShapeText);
-            var table = p.TableFor(1000);
+            var config = task.ModelConfig(encoder, labels);
+            var pre = ParameterLayout.ForPretraining(encoder).ToDictionary(r => r.Name, r => r.ShapeText);
+            var table = ParameterLayout.For(config);
             foreach (var row in table.Where(r => r.Name.StartsWith("bert.", StringComparison.Ordinal)))
-                Assert.That(pre.TryGetValue(row.Name, out var shape) ? shape : null, Is.EqualTo(row.ShapeText), $"{p.Config.Name} {row.Name}");
+                Assert.That(pre.TryGetValue(row.Name, out var shape) ? shape : null, Is.EqualTo(row.ShapeText), $"{encoder.Name} {task} {row.Name}");
             var heads = table.Where(r => !r.Name.StartsWith("bert.", StringComparison.Ordinal)).Select(r => r.Name + " " + r.ShapeText).ToArray();
-            int h = p.Config.Hidden;
-            string[] expected = p.Task == FineTuningTask.Span
+            int h = encoder.Hidden;
+            string[] expected = task == FineTuningTask.Span
                 ? [$"qa_outputs.weight [2, {h}]", "qa_outputs.bias [2]"]
-                : [$"classifier.weight [{p.Labels}, {h}]", $"classifier.bias [{p.Labels}]"];
-            Assert.That(heads, Is.EquivalentTo(expected), p.Config.Name);
-            Assert.That(table.Any(r => r.Name.StartsWith("bert.pooler.", StringComparison.Ordinal)), Is.EqualTo(p.Task == FineTuningTask.Classification),
-                $"{p.Config.Name}: HuggingFace keeps the pooler only for sequence classification");
-            Assert.That(FineTuningPresets.SizeOf(p.Config), Is.EqualTo(p.Size));
-            // The checkpoint layout rule (bert import/export) agrees with the generated table, offsets included.
-            Assert.That(ParameterLayout.For(p.Config with { VocabSize = 1000 }).Select(r => (r.Name, r.ShapeText, r.Offset, r.Decay)),
-                Is.EqualTo(table.Select(r => (r.Name, r.ShapeText, r.Offset, r.Decay))), p.Config.Name);
-            Assert.That(ConfigJson.Architecture(p.Config), Is.EqualTo(p.Task switch
-            {
-                FineTuningTask.Classification => "BertForSequenceClassification",
-                FineTuningTask.TokenClassification => "BertForTokenClassification",
-                _ => "BertForQuestionAnswering",
-            }));
+                : [$"classifier.weight [{labels}, {h}]", $"classifier.bias [{labels}]"];
+            Assert.That(heads, Is.EquivalentTo(expected), $"{encoder.Name} {task}");
+            Assert.That(table.Any(r => r.Name.StartsWith("bert.pooler.", StringComparison.Ordinal)), Is.EqualTo(task == FineTuningTask.Classification),
+                $"{encoder.Name} {task}: HuggingFace keeps the pooler only for sequence classification");
+            Assert.That(ConfigJson.Architecture(config), Is.EqualTo(task.Architecture()));
         }
-        Assert.That(FineTuningPresets.All.Select(p => p.Size).Distinct(), Is.EqualTo(ModelPresets.Names));
-        Assert.That(FineTuningPresets.Find("tiny", FineTuningTask.Classification, 2)!.Labels, Is.EqualTo(2));
-        Assert.That(FineTuningPresets.Find("base", FineTuningTask.Classification, 3)!.Config.Name, Is.EqualTo("BertBaseForSequenceClassification3"));
-        Assert.That(FineTuningPresets.Find("mini", FineTuningTask.TokenClassification, 5)!.Labels, Is.EqualTo(9));
-        Assert.That(FineTuningPresets.Find("tiny", FineTuningTask.Classification, 4), Is.Null);
+    }
+
+    [Test]
+    public void TaskModelConfig_RefusesALabelCountOutOfRange()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => FineTuningTask.Classification.ModelConfig(ModelPresets.Tiny, 0))!;
+        Assert.That(e.Message, Does.Contain("at least one class"));
+        var big = Assert.Throws<BertConfigException>(() => FineTuningTask.TokenClassification.ModelConfig(ModelPresets.Tiny, BertConfig.MaxLabels + 1))!;
+        Assert.That(big.Message, Does.Contain("TokenClassificationLabels = 4097"));
     }
 
     [Test]
@@ -55,9 +56,9 @@ public class PretrainedLoadingTests
         string checkpoint = TinyCheckpoints.WriteRandom(backend, dir.File("pre"), seed: 5);
         var source = PretrainedSource.Open(dir.File("pre"));
         Assert.That(source.Directory, Is.EqualTo(checkpoint));
-        Assert.That((source.Step, source.PresetSize(), source.LowerCase(source.LoadVocabulary())), Is.EqualTo(((long?)1, "tiny", true)));
+        Assert.That((source.Step, source.PresetName, source.LowerCase(source.LoadVocabulary())), Is.EqualTo(((long?)1, "tiny", true)));
 
-        using var model = FineTuningPresets.Find("tiny", FineTuningTask.Classification, 2)!.Create(backend, 2, 8, 0, TinyCheckpoints.Vocabulary.Count);
+        using var model = FineTuningTask.Classification.CreateModel(source.Config, 2, backend, 2, 8);
         var report = PretrainedLoader.Load(model, source.WeightsPath, seed: 11);
         Assert.That(report.Initialized, Is.EqualTo(new[] { "classifier.weight [2, 128]", "classifier.bias [2]" }));
         Assert.That(report.Dropped.Select(d => d.Split(' ')[0]).Order(), Is.EqualTo(new[]
@@ -97,13 +98,13 @@ public class PretrainedLoadingTests
         var source = PretrainedSource.Open(dir.File("pre"));
         foreach (var task in new[] { FineTuningTask.TokenClassification, FineTuningTask.Span })
         {
-            using var model = FineTuningPresets.Find("tiny", task, 2)!.Create(backend, 1, 8, 0, TinyCheckpoints.Vocabulary.Count);
+            using var model = task.CreateModel(source.Config, 2, backend, 1, 8);
             var report = PretrainedLoader.Load(model, source.WeightsPath, seed: 1);
             Assert.That(report.Dropped, Has.Some.StartsWith("bert.pooler.dense.weight"), task.ToString());
             Assert.That(report.Initialized, Has.Count.EqualTo(2), task.ToString());
         }
         // A model laid out for another vocabulary does not fit the checkpoint.
-        using var other = FineTuningPresets.Find("tiny", FineTuningTask.Classification, 2)!.Create(backend, 1, 8, 0, 50);
+        using var other = FineTuningTask.Classification.CreateModel(source.Config with { VocabSize = 50 }, 2, backend, 1, 8);
         var e = Assert.Throws<InvalidDataException>(() => PretrainedLoader.Load(other, source.WeightsPath, 1))!;
         Assert.That(e.Message, Does.Contain("bert.embeddings.word_embeddings.weight").And.Contain("[50, 128]"));
     }

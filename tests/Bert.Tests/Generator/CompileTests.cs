@@ -18,7 +18,7 @@ public class CompileTests
 
             /// <summary>A narrow, deep variant for a small custom vocabulary.</summary>
             [BertModel(ModelType = "bert")]
-            [Embeddings(VocabSize = 8000, MaxPositions = 128, TypeVocabSize = 2, Hidden = 48, LayerNormEps = 1e-6, Dropout = 0.0)]
+            [Embeddings(VocabSize = 8000, MaxPositions = 128, TypeVocabSize = 2, Hidden = 48, LayerNormEps = 1e-6)]
             [EncoderLayer(Heads = 6, Intermediate = 100, Activation = HiddenActivation.GeluTanh, AttentionDropout = 0.0, HiddenDropout = 0.05)]
             [Repeat(3)]
             [Pooler]
@@ -31,9 +31,9 @@ public class CompileTests
 
             public static class Use
             {
-                public static Bert.Runtime.BertModelBase Build(Bert.Runtime.IBackend backend) => new NarrowBert(backend, 8, 128, 20, vocabSize: 7000);
-                public static (long, long) Plan() => NarrowBert.PlanArena(8, 128, 20);
-                public static Bert.Runtime.ModelConfig Config() => NarrowBert.ModelConfig;
+                public static Bert.Runtime.BertModelBase Build(Bert.Runtime.IBackend backend) => new NarrowBert(backend, 8, 128, 20, NarrowBert.DefaultConfig with { VocabSize = 7000, Layers = 5 });
+                public static (long, long) Plan() => NarrowBert.PlanArena(NarrowBert.DefaultConfig, 8, 128, 20);
+                public static Bert.Runtime.BertConfig Config() => NarrowBert.DefaultConfig;
             }
             """);
         yield return Snippet("classification", """
@@ -111,7 +111,7 @@ public class CompileTests
         var text = result.GeneratedSources.Single().SourceText.ToString();
         var stamp = "[global::System.CodeDom.Compiler.GeneratedCode(\"Bert.Generators\", \"" +
                     typeof(Bert.Generators.BertModelGenerator).Assembly.GetName().Version + "\")]";
-        foreach (var member in new[] { "TotalParameters", "ModelConfig ModelConfig", "Table {", "PlanArena(int batch, int seq, int predictions)", "void Forward", "void Backward" })
+        foreach (var member in new[] { "TotalParameters", "BertConfig DefaultConfig", "BertConfig ResolveConfig(", "Table {", "ParameterInfo> TableFor(", "(long Compute, long F32) PlanArena(", "public OddModel(", "void Forward", "void Backward" })
         {
             int at = text.IndexOf(member, StringComparison.Ordinal);
             Assert.That(at, Is.GreaterThan(0), member);

@@ -53,6 +53,10 @@ public class DiagnosticTests
             "[NspHead] reads the pooled [CLS] output and requires [Pooler]", "NspWithoutPooler");
         yield return Case("BERT005", Spec(Valid + "[ClassificationHead(Labels = 3)]"),
             "[ClassificationHead] reads the pooled [CLS] output and requires [Pooler]", "ClassificationWithoutPooler");
+        yield return Case("BERT006", Spec("[BertModel][Embeddings(Hidden = 32, Dropout = 0.2)][EncoderLayer(Heads = 4, Intermediate = 37, HiddenDropout = 0.1)][Repeat(2)]"),
+            "Embeddings.Dropout (0.2) and EncoderLayer.HiddenDropout (0.1) differ; HuggingFace's BertConfig has one value for both", "EmbeddingAndHiddenDropoutDiffer");
+        yield return Case("BERT006", Spec("[BertModel][Embeddings(Hidden = 32, LayerNormEps = 1e-6)][EncoderLayer(Heads = 4, Intermediate = 37, LayerNormEps = 1e-12)][Repeat(2)]"),
+            "Embeddings.LayerNormEps (1E-06) and EncoderLayer.LayerNormEps (1E-12) differ", "LayerNormEpsDiffer");
         yield return Case("BERT006", Spec(Valid + "[Pooler][ClassificationHead][TokenClassificationHead]"),
             "[ClassificationHead] and [TokenClassificationHead] cannot be combined", "ClassificationAndTokenClassification");
         yield return Case("BERT006", Spec(Valid + "[TokenClassificationHead][SpanHead]"),

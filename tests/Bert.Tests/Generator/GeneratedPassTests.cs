@@ -25,7 +25,7 @@ public class GeneratedPassTests
             ("OddTagger", (b, n, s, p) => new OddTagger(b, n, s, p)),
             ("OddReader", (b, n, s, p) => new OddReader(b, n, s, p)),
             ("OddUntied", (b, n, s, p) => new OddUntied(b, n, s, p)),
-            ("OddModel-vocab-50", (b, n, s, p) => new OddModel(b, n, s, p, vocabSize: 50)),
+            ("OddModel-vocab-50", (b, n, s, p) => new OddModel(b, n, s, p, OddModel.DefaultConfig with { VocabSize = 50 })),
         };
         foreach (var (name, create) in models)
             foreach (var type in new[] { DType.F32, DType.BF16 })
@@ -225,11 +225,15 @@ public class GeneratedPassTests
     [Test]
     public void PlanArena_GrowsWithEverySize()
     {
-        var (c0, f0) = OddModel.PlanArena(3, 7, 2);
-        Assert.That(OddModel.PlanArena(4, 7, 2).Compute, Is.GreaterThan(c0));
-        Assert.That(OddModel.PlanArena(3, 8, 2).Compute, Is.GreaterThan(c0));
-        Assert.That(OddModel.PlanArena(3, 7, 3).Compute, Is.GreaterThan(c0));
-        Assert.That(OddModel.PlanArena(3, 7, 3).F32, Is.GreaterThan(f0));
-        Assert.That(OddModel.PlanArena(3, 7, 2, 200).F32, Is.GreaterThan(f0), "the MLM logits grow with V");
+        var d = OddModel.DefaultConfig;
+        var (c0, f0) = OddModel.PlanArena(d, 3, 7, 2);
+        Assert.That(OddModel.PlanArena(d, 4, 7, 2).Compute, Is.GreaterThan(c0));
+        Assert.That(OddModel.PlanArena(d, 3, 8, 2).Compute, Is.GreaterThan(c0));
+        Assert.That(OddModel.PlanArena(d, 3, 7, 3).Compute, Is.GreaterThan(c0));
+        Assert.That(OddModel.PlanArena(d, 3, 7, 3).F32, Is.GreaterThan(f0));
+        Assert.That(OddModel.PlanArena(d with { VocabSize = 200 }, 3, 7, 2).F32, Is.GreaterThan(f0), "the MLM logits grow with V");
+        Assert.That(OddModel.PlanArena(d with { Hidden = 64 }, 3, 7, 2).Compute, Is.GreaterThan(c0), "activations grow with H");
+        Assert.That(OddModel.PlanArena(d with { Layers = 3 }, 3, 7, 2).Compute, Is.GreaterThan(c0), "and with L");
+        Assert.That(OddModel.PlanArena(d with { Intermediate = 80 }, 3, 7, 2).Compute, Is.GreaterThan(c0), "and with I");
     }
 }

@@ -48,7 +48,7 @@ public class InfoCommandTests
     {
         var text = Info("tiny", vocab: 8000);
         Assert.That(text, Does.Contain("vocabulary 8000").And.Contain("[8000, 128]"));
-        long expected = Bert.Runtime.Presets.BertTiny.TotalParameters - 129L * (30522 - 8000);
+        long expected = Bert.Runtime.Presets.ModelPresets.TotalParameters("tiny") - 129L * (30522 - 8000);
         Assert.That(text, Does.Contain(expected.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)));
     }
 

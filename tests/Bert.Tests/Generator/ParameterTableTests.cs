@@ -12,19 +12,24 @@ public class ParameterTableTests
     [Test]
     public void BertBase_HasThePublishedParameterCounts()
     {
-        Assert.That(BertBase.BertModelParameters, Is.EqualTo(109_482_240L));
-        Assert.That(BertBase.TotalParameters, Is.EqualTo(110_106_428L));
-        Assert.That(Sum(BertBase.Table, bertModelOnly: true), Is.EqualTo(109_482_240L));
-        Assert.That(Sum(BertBase.Table, bertModelOnly: false), Is.EqualTo(110_106_428L));
+        var p = ModelPresets.Get("base");
+        Assert.That(p.BertModelParameters, Is.EqualTo(109_482_240L));
+        Assert.That(p.TotalParameters, Is.EqualTo(110_106_428L));
+        Assert.That(Sum(p.Table, bertModelOnly: true), Is.EqualTo(109_482_240L));
+        Assert.That(Sum(p.Table, bertModelOnly: false), Is.EqualTo(110_106_428L));
+        // The built-in classes' declared sizes are bert-base-uncased's.
+        Assert.That(BertForPreTraining.TotalParameters, Is.EqualTo(110_106_428L));
+        Assert.That(BertModel.TotalParameters, Is.EqualTo(109_482_240L));
     }
 
     [Test]
     public void BertLarge_HasThePublishedParameterCounts()
     {
-        Assert.That(BertLarge.BertModelParameters, Is.EqualTo(335_141_888L));
-        Assert.That(BertLarge.TotalParameters, Is.EqualTo(336_226_108L));
-        Assert.That(Sum(BertLarge.Table, bertModelOnly: true), Is.EqualTo(335_141_888L));
-        Assert.That(Sum(BertLarge.Table, bertModelOnly: false), Is.EqualTo(336_226_108L));
+        var p = ModelPresets.Get("large");
+        Assert.That(p.BertModelParameters, Is.EqualTo(335_141_888L));
+        Assert.That(p.TotalParameters, Is.EqualTo(336_226_108L));
+        Assert.That(Sum(p.Table, bertModelOnly: true), Is.EqualTo(335_141_888L));
+        Assert.That(Sum(p.Table, bertModelOnly: false), Is.EqualTo(336_226_108L));
     }
 
     private static long Sum(IReadOnlyList<ParameterInfo> table, bool bertModelOnly) =>
@@ -37,13 +42,18 @@ public class ParameterTableTests
             var p = ModelPresets.Get(name);
             yield return new TestCaseData(p.Config, p.Table, p.TotalParameters).SetArgDisplayNames(name);
         }
-        yield return new TestCaseData(OddModel.ModelConfig, OddModel.Table, OddModel.TotalParameters).SetArgDisplayNames("odd");
-        yield return new TestCaseData(BertBase.ModelConfig with { VocabSize = 8000 }, BertBase.TableFor(8000),
-            BertBase.TotalParameters - 30522L * 769 + 8000L * 769).SetArgDisplayNames("base-vocab-8000");
+        yield return new TestCaseData(OddModel.DefaultConfig, OddModel.Table, OddModel.TotalParameters).SetArgDisplayNames("odd");
+        yield return new TestCaseData(ModelPresets.Base with { VocabSize = 8000 }, ModelPresets.Get("base").TableFor(8000),
+            ModelPresets.TotalParameters("base") - 30522L * 769 + 8000L * 769).SetArgDisplayNames("base-vocab-8000");
+        // No preset: sizes are run-time data.
+        var odd = new BertConfig { Name = "L3-H96-A4", Layers = 3, Hidden = 96, Heads = 4, Intermediate = 50, VocabSize = 77, MaxPositions = 40, TypeVocabSize = 3 };
+        long h = 96, i = 50, expected = 77 * h + 40 * h + 3 * h + 2 * h + 3 * (4 * h * h + 4 * h + 2 * h + 2 * h * i + i + h + 2 * h)
+            + (h * h + h) + (h * h + h + 2 * h + 77) + (2 * h + 2);
+        yield return new TestCaseData(BertForPreTraining.ResolveConfig(odd), BertForPreTraining.TableFor(odd), expected).SetArgDisplayNames("L3-H96-A4");
     }
 
     [TestCaseSource(nameof(Tables))]
-    public void Table_IsContiguous_DecayedFirst_WithFusableQkv(ModelConfig config, IReadOnlyList<ParameterInfo> table, long total)
+    public void Table_IsContiguous_DecayedFirst_WithFusableQkv(BertConfig config, IReadOnlyList<ParameterInfo> table, long total)
     {
         // One flat buffer: offsets are the running sum of the counts, no gaps, no overlaps.
         long offset = 0;
@@ -85,7 +95,7 @@ public class ParameterTableTests
     }
 
     [TestCaseSource(nameof(Tables))]
-    public void Table_HasTheHuggingFaceNamesAndShapes(ModelConfig config, IReadOnlyList<ParameterInfo> table, long total)
+    public void Table_HasTheHuggingFaceNamesAndShapes(BertConfig config, IReadOnlyList<ParameterInfo> table, long total)
     {
         var expected = HuggingFaceBertForPreTraining(config).ToDictionary(e => e.Name, e => e.Shape);
         var actual = table.ToDictionary(p => p.Name, p => p.Shape);
@@ -94,7 +104,7 @@ public class ParameterTableTests
     }
 
     /// <summary>BertForPreTraining's state dict without the tied decoder (written independently of the generator).</summary>
-    private static IEnumerable<(string Name, int[] Shape)> HuggingFaceBertForPreTraining(ModelConfig c)
+    private static IEnumerable<(string Name, int[] Shape)> HuggingFaceBertForPreTraining(BertConfig c)
     {
         int h = c.Hidden, i = c.Intermediate;
         yield return ("bert.embeddings.word_embeddings.weight", [c.VocabSize, h]);
@@ -173,25 +183,27 @@ public class ParameterTableTests
     {
         var emb = new EmbeddingsAttribute();
         var enc = new EncoderLayerAttribute();
-        var c = OddModel.ModelConfig;
+        var c = OddModel.DefaultConfig;
         Assert.That(c.LayerNormEps, Is.EqualTo((float)enc.LayerNormEps));
         Assert.That(c.HiddenDropout, Is.EqualTo((float)enc.HiddenDropout));
         Assert.That(c.AttentionDropout, Is.EqualTo((float)enc.AttentionDropout));
         Assert.That(c.HiddenActivation.ToString(), Is.EqualTo(enc.Activation.ToString()));
         Assert.That(c.TypeVocabSize, Is.EqualTo(emb.TypeVocabSize));
-        Assert.That(BertBase.ModelConfig.VocabSize, Is.EqualTo(emb.VocabSize));
-        Assert.That(BertBase.ModelConfig.MaxPositions, Is.EqualTo(emb.MaxPositions));
+        Assert.That(OddModel.DefaultConfig.VocabSize, Is.EqualTo(99));
+        Assert.That(BertForPreTraining.DefaultConfig.VocabSize, Is.EqualTo(emb.VocabSize));
+        Assert.That(BertForPreTraining.DefaultConfig.MaxPositions, Is.EqualTo(emb.MaxPositions));
         Assert.That(c.ClassifierDropout, Is.EqualTo((float)new ClassificationHeadAttribute().Dropout));
         Assert.That(new MlmHeadAttribute().TransformSize, Is.Zero, "0 means the hidden size");
         Assert.That(OddModel.Table.Single(p => p.Name == "cls.predictions.transform.dense.weight").Shape, Is.EqualTo(new[] { 32, 32 }));
     }
 
     [Test]
-    public void VocabularyOverride_LaysOutTheTableAndArenasForIt()
+    public void ConfigOverride_LaysOutTheTableAndArenasForIt()
     {
         var backend = new PlanCheckingBackend();
-        using var model = new BertTiny(backend, maxBatch: 2, maxSeq: 16, maxPredictions: 3, vocabSize: 8000);
-        Assert.That(model.Config.VocabSize, Is.EqualTo(8000));
+        var config = ModelPresets.Tiny with { VocabSize = 8000 };
+        using var model = new BertForPreTraining(backend, maxBatch: 2, maxSeq: 16, maxPredictions: 3, config);
+        Assert.That(model.Config, Is.EqualTo(config));
         Assert.That(model.Config.Name, Is.EqualTo("BertTiny"));
         Assert.That(model.ParameterTable[model.ParameterIndex("bert.embeddings.word_embeddings.weight")].Shape, Is.EqualTo(new[] { 8000, 128 }));
         Assert.That(model.ParameterTable[model.ParameterIndex("cls.predictions.bias")].Shape, Is.EqualTo(new[] { 8000 }));
@@ -200,20 +212,63 @@ public class ParameterTableTests
         Assert.That(model.ParameterTotal, Is.EqualTo(model.ParameterTable.Sum(p => p.Count)));
         Assert.That(model.DecayedParameterCount, Is.EqualTo(model.ParameterTable.Where(p => p.Decay).Sum(p => p.Count)));
         Assert.That(model.Parameters.Length, Is.EqualTo(model.ParameterTotal));
-        Assert.That(backend.Length("activations-f32"), Is.EqualTo(BertTiny.PlanArena(2, 16, 3, 8000).F32));
-        Assert.That(BertTiny.PlanArena(2, 16, 3, 8000).F32, Is.LessThan(BertTiny.PlanArena(2, 16, 3).F32), "the MLM logits shrink with V");
+        Assert.That(backend.Length("activations-f32"), Is.EqualTo(BertForPreTraining.PlanArena(config, 2, 16, 3).F32));
+        Assert.That(BertForPreTraining.PlanArena(config, 2, 16, 3).F32, Is.LessThan(BertForPreTraining.PlanArena(ModelPresets.Tiny, 2, 16, 3).F32),
+            "the MLM logits shrink with V");
 
-        using var declared = new BertTiny(new PlanCheckingBackend(), 2, 16, 3);
-        Assert.That(declared.ParameterTable, Is.SameAs(BertTiny.Table));
-        Assert.That(declared.ParameterTotal, Is.EqualTo(BertTiny.TotalParameters));
-        Assert.That(declared.DecayedParameterCount, Is.EqualTo(BertTiny.DecayedParameters));
+        using var declared = new OddModel(new PlanCheckingBackend(), 2, 16, 3);
+        Assert.That(declared.Config, Is.SameAs(OddModel.DefaultConfig));
+        Assert.That(declared.ParameterTotal, Is.EqualTo(OddModel.TotalParameters));
     }
 
     [Test]
-    public void VocabularyOverride_RejectsNonPositiveSizes()
+    public void ConfigOverride_TheClassDecidesTheHeads()
     {
-        Assert.Throws<ArgumentOutOfRangeException>(() => new BertTiny(new PlanCheckingBackend(), 2, 16, 3, vocabSize: 0));
-        Assert.Throws<ArgumentOutOfRangeException>(() => BertTiny.TableFor(-1));
+        // A classifier's config given to the pretraining class: its heads are the class's.
+        var config = ModelPresets.Tiny with { HasMlmHead = false, HasNspHead = false, ClassificationLabels = 7 };
+        using var model = new BertForPreTraining(new PlanCheckingBackend(), 2, 16, 3, config);
+        Assert.That(model.Config is { HasMlmHead: true, HasNspHead: true, HasPooler: true, ClassificationLabels: 0 });
+        // A classifier takes the config's label count, whatever it is; none given: the declared 2.
+        using var seven = new BertForSequenceClassification(new PlanCheckingBackend(), 2, 16, 0, config);
+        Assert.That(seven.ParameterTable[seven.ParameterIndex("classifier.weight")].Shape, Is.EqualTo(new[] { 7, 128 }));
+        Assert.That(BertForSequenceClassification.ResolveConfig(ModelPresets.Tiny).ClassificationLabels, Is.EqualTo(2));
+        Assert.That(BertForTokenClassification.ResolveConfig(ModelPresets.Tiny with { TokenClassificationLabels = 12 }).TokenClassificationLabels, Is.EqualTo(12));
+    }
+
+    [TestCase("Hidden", 0, "Hidden = 0: must be positive")]
+    [TestCase("Hidden", 129, "Hidden = 129: must be divisible by Heads (2)")]
+    [TestCase("VocabSize", -1, "VocabSize = -1: must be positive")]
+    [TestCase("Layers", 0, "Layers = 0: must be positive")]
+    [TestCase("Intermediate", 0, "Intermediate = 0: must be positive")]
+    [TestCase("MaxPositions", 0, "MaxPositions = 0: must be positive")]
+    public void ConfigOverride_RejectsABadSizeBeforeAllocating(string field, int value, string message)
+    {
+        var c = ModelPresets.Tiny;
+        c = field switch
+        {
+            "Hidden" => c with { Hidden = value },
+            "VocabSize" => c with { VocabSize = value },
+            "Layers" => c with { Layers = value },
+            "Intermediate" => c with { Intermediate = value },
+            _ => c with { MaxPositions = value },
+        };
+        var backend = new PlanCheckingBackend();
+        var e = Assert.Throws<BertConfigException>(() => new BertForPreTraining(backend, 2, 16, 3, c))!;
+        Assert.That(e.Message, Does.Contain("model config 'BertTiny': " + message));
+        Assert.That(e.ParamName, Is.EqualTo(field));
+        Assert.That(backend.Allocations, Is.Zero, "nothing allocated");
+        Assert.Throws<BertConfigException>(() => BertForPreTraining.TableFor(c));
+    }
+
+    [Test]
+    public void ConfigOverride_RejectsBadHyperParameters()
+    {
+        Assert.That(Assert.Throws<BertConfigException>(() => BertForPreTraining.ResolveConfig(ModelPresets.Tiny with { HiddenDropout = 1f }))!.Message,
+            Does.Contain("HiddenDropout = 1: a dropout probability must be in [0, 1)"));
+        Assert.That(Assert.Throws<BertConfigException>(() => BertForPreTraining.ResolveConfig(ModelPresets.Tiny with { LayerNormEps = 0f }))!.Message,
+            Does.Contain("LayerNormEps = 0: a LayerNorm epsilon must be in (0, 1)"));
+        Assert.That(Assert.Throws<BertConfigException>(() => BertForSequenceClassification.ResolveConfig(ModelPresets.Tiny with { ClassificationLabels = -3 }))!.Message,
+            Does.Contain("ClassificationLabels = -3"));
     }
 
     [Test]

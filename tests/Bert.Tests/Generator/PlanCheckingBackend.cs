@@ -68,6 +68,9 @@ internal sealed class PlanCheckingBackend(DType computeType = DType.F32) : IBack
     /// <summary>Length of each allocation's view, by label ("activations", "activations-f32", …).</summary>
     public long Length(string label) => _allocations.Single(a => a.Label == label).View.Length;
 
+    /// <summary>Buffers allocated so far.</summary>
+    public int Allocations => _allocations.Count;
+
     /// <summary>The views of the arena with <paramref name="label"/> written so far, as [start, end) element ranges.</summary>
     public IEnumerable<(long Start, long End)> WrittenRanges(string label)
     {

@@ -16,7 +16,7 @@ public class CheckpointTests
     [TearDown]
     public void TearDown() => _dir.Dispose();
 
-    private static readonly ModelConfig Config = ConfigJsonTests.Tiny() with { Layers = 1 };
+    private static readonly BertConfig Config = ConfigJsonTests.Tiny() with { Layers = 1 };
     private static readonly IReadOnlyList<ParameterInfo> Table = ParameterLayout.ForPretraining(Config);
     private static readonly int Total = (int)ParameterLayout.Total(Table);
 
@@ -265,8 +265,8 @@ public class CheckpointTests
     {
         string root = _dir["run"];
         new CheckpointWriter(root).Save(Content(1));
-        // Another model: wider intermediate, two layers, no NSP head.
-        var other = Config with { Intermediate = 41, Layers = 2, HasNspHead = false };
+        // Another model: wider intermediate, two layers, no MLM head (BertForNextSentencePrediction).
+        var other = Config with { Intermediate = 41, Layers = 2, HasMlmHead = false };
         var table = ParameterLayout.For(other);
         var buffer = new float[ParameterLayout.Total(table)];
         var e = Assert.Throws<TensorMismatchException>(() => CheckpointReader.Open(root).ReadParameters(table, buffer))!;
@@ -274,7 +274,11 @@ public class CheckpointTests
 
         string[] missing = table.Where(p => p.Name.Contains("layer.1.")).Select(p => p.Name).ToArray();
         Assert.That(r.Missing.Select(i => i.Name), Is.EquivalentTo(missing));
-        Assert.That(r.Unexpected.Select(i => i.Name), Is.EquivalentTo(new[] { "cls.seq_relationship.weight", "cls.seq_relationship.bias" }));
+        Assert.That(r.Unexpected.Select(i => i.Name), Is.EquivalentTo(new[]
+        {
+            "cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias", "cls.predictions.transform.LayerNorm.weight",
+            "cls.predictions.transform.LayerNorm.bias", "cls.predictions.bias",
+        }));
         Assert.That(r.Mismatched.Select(i => i.Name), Is.EquivalentTo(new[]
         {
             "bert.encoder.layer.0.intermediate.dense.weight", "bert.encoder.layer.0.intermediate.dense.bias", "bert.encoder.layer.0.output.dense.weight",
@@ -282,7 +286,7 @@ public class CheckpointTests
         foreach (var name in missing) Assert.That(e.Message, Does.Contain(name));
         Assert.That(e.Message, Does.Contain("mismatched bert.encoder.layer.0.intermediate.dense.weight: model [41, 32], file [37, 32]"));
         Assert.That(e.Message, Does.Contain("mismatched bert.encoder.layer.0.output.dense.weight: model [32, 41], file [32, 37]"));
-        Assert.That(e.Message, Does.Contain("unexpected cls.seq_relationship.weight [2, 32]"));
+        Assert.That(e.Message, Does.Contain("unexpected cls.predictions.transform.dense.weight [32, 32]"));
         Assert.That(e.Message, Does.Contain("missing    bert.encoder.layer.1.attention.self.query.weight [32, 32]"));
         Assert.That(buffer, Is.All.EqualTo(0f), "nothing is loaded when the tables differ");
 

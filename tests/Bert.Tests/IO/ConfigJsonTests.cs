@@ -8,7 +8,7 @@ namespace Bert.Tests.IO;
 
 public class ConfigJsonTests
 {
-    internal static ModelConfig Tiny(string name = "tiny") => new()
+    internal static BertConfig Tiny(string name = "tiny") => new()
     {
         Name = name,
         VocabSize = 99,
@@ -28,7 +28,7 @@ public class ConfigJsonTests
         HasNspHead = true,
     };
 
-    private static ModelConfigFile RoundTrip(ModelConfig config, IReadOnlyList<string>? labels = null) =>
+    private static ModelConfigFile RoundTrip(BertConfig config, IReadOnlyList<string>? labels = null) =>
         ConfigJson.Parse(ConfigJson.Serialize(config, labels), "config.json", "unused");
 
     [Test]

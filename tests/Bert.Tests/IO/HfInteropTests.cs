@@ -15,7 +15,7 @@ public class HfInteropTests
     [TearDown]
     public void TearDown() => _dir.Dispose();
 
-    private static readonly ModelConfig Config = ConfigJsonTests.Tiny();
+    private static readonly BertConfig Config = ConfigJsonTests.Tiny();
     private static readonly IReadOnlyList<ParameterInfo> Table = ParameterLayout.ForPretraining(Config);
     private static readonly int Total = (int)ParameterLayout.Total(Table);
 

@@ -6,7 +6,7 @@ namespace Bert.Tests.IO;
 
 public class ParameterLayoutTests
 {
-    private static ModelConfig BertBase(bool heads = true) => new()
+    private static BertConfig BertBase(bool heads = true) => new()
     {
         Name = "base",
         VocabSize = 30522,
@@ -35,7 +35,10 @@ public class ParameterLayoutTests
     {
         var bare = BertBase(heads: false);
         Assert.That(ParameterLayout.ForPretraining(bare).Select(p => p.Name), Is.EqualTo(ParameterLayout.For(BertBase()).Select(p => p.Name)));
-        Assert.That(ParameterLayout.For(bare).Any(p => p.Name.StartsWith("cls.", StringComparison.Ordinal) || p.Name.Contains("pooler")), Is.False);
+        // A config whose heads no HuggingFace architecture (and so no built-in class) has is refused by name.
+        var e = Assert.Throws<ArgumentException>(() => ParameterLayout.For(bare))!;
+        Assert.That(e.Message, Does.Contain("no HuggingFace BERT architecture matches"));
+        Assert.That(ParameterLayout.For(bare with { HasPooler = true }).Any(p => p.Name.StartsWith("cls.", StringComparison.Ordinal)), Is.False, "BertModel");
     }
 
     [Test]

@@ -78,7 +78,7 @@ internal sealed class HostInputs
 
     public const int ClsId = 2, SepId = 3, MaskId = 4;
 
-    public static HostInputs Create(ModelConfig c, int batch, int seq, int predictions, int seed)
+    public static HostInputs Create(BertConfig c, int batch, int seq, int predictions, int seed)
     {
         var rng = new Random(seed);
         int n = batch * seq, bp = batch * predictions;
@@ -204,7 +204,7 @@ internal sealed class DeviceInputs : IDisposable
     private readonly List<DeviceBuffer> _buffers = [];
     private readonly IBackend _backend;
 
-    public DeviceInputs(IBackend backend, HostInputs host, ModelConfig config)
+    public DeviceInputs(IBackend backend, HostInputs host, BertConfig config)
     {
         _backend = backend;
         TensorRef I32(int[] data) => Upload(data, DType.I32);

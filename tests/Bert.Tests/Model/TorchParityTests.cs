@@ -67,7 +67,7 @@ public class TorchParityTests
         IReadOnlyDictionary<string, float[]> Gradients, string Producer);
 
     private static float[] Weights() =>
-        TestWeights.Create(OddModel.Table, OddModel.TotalParameters, OddModel.ModelConfig.InitializerRange, WeightSeed);
+        TestWeights.Create(OddModel.Table, OddModel.TotalParameters, OddModel.DefaultConfig.InitializerRange, WeightSeed);
 
     private Outputs RunOurs(HostInputs inputs, float[] weights)
     {
@@ -179,13 +179,13 @@ public class TorchParityTests
     public void OddModel_MatchesPyTorchReference_RunNow()
     {
         if (!File.Exists(Python)) Assert.Ignore($"{Python} not found: the PyTorch reference cannot run here");
-        var inputs = HostInputs.Create(OddModel.ModelConfig, B, S, P, InputSeed);
+        var inputs = HostInputs.Create(OddModel.DefaultConfig, B, S, P, InputSeed);
         var weights = Weights();
         var ours = RunOurs(inputs, weights);
 
         string checkpoint = new CheckpointWriter(Path.Combine(_temp, "checkpoints")).Save(new CheckpointContent
         {
-            Step = 0, Config = OddModel.ModelConfig, Table = OddModel.Table, Parameters = weights,
+            Step = 0, Config = OddModel.DefaultConfig, Table = OddModel.Table, Parameters = weights,
         });
         string inputsPath = Path.Combine(_temp, "inputs.json");
         File.WriteAllText(inputsPath, inputs.ToJson());
@@ -233,7 +233,7 @@ public class TorchParityTests
 
     // ---- running the reference -----------------------------------------------------------------
 
-    private static void RunReference(string model, string inputs, string prefix)
+    internal static void RunReference(string model, string inputs, string prefix)
     {
         var start = new ProcessStartInfo(Python)
         {
@@ -277,9 +277,9 @@ public class TorchParityTests
 
         string dump = DumpDirectory;
         Directory.CreateDirectory(dump);
-        HfInterop.Export(PhysicalFileSystem.Instance, Path.Combine(dump, "model"), OddModel.ModelConfig, OddModel.Table, weights);
+        HfInterop.Export(PhysicalFileSystem.Instance, Path.Combine(dump, "model"), OddModel.DefaultConfig, OddModel.Table, weights);
         File.Copy(inputsPath, Path.Combine(dump, "inputs.json"), overwrite: true);
-        Write(Path.Combine(dump, "bert"), ours, inputs.Batch * inputs.Predictions, OddModel.ModelConfig.VocabSize);
+        Write(Path.Combine(dump, "bert"), ours, inputs.Batch * inputs.Predictions, OddModel.DefaultConfig.VocabSize);
         TestContext.Out.WriteLine($"updated {GoldenDirectory} and {dump} (reference at {prefix})");
     }
 }

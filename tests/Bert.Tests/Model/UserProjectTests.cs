@@ -70,7 +70,7 @@ public class UserProjectTests
                     int length = S - 3 * b;
                     for (int s = 0; s < length; s++)
                     {
-                        ids[b * S + s] = s == 0 ? 2 : rng.Next(5, AcmeBert.DeclaredVocabSize);
+                        ids[b * S + s] = s == 0 ? 2 : rng.Next(5, AcmeBert.DefaultConfig.VocabSize);
                         types[b * S + s] = s < length / 2 ? 0 : 1;
                         mask[b * S + s] = 1;
                     }
@@ -154,7 +154,7 @@ public class UserProjectTests
             var assembly = context.LoadFromStream(image);
             var modelType = assembly.GetType("Acme.Nlp.AcmeBert", throwOnError: true)!;
             Assert.That(modelType.BaseType, Is.SameAs(typeof(BertModelBase)), "the user's model shares the host's Bert.Runtime");
-            Assert.That(modelType.GetField("TotalParameters")!.GetValue(null), Is.EqualTo(ExpectedParameters()));
+            Assert.That(modelType.GetProperty("TotalParameters")!.GetValue(null), Is.EqualTo(ExpectedParameters()));
 
             var main = assembly.EntryPoint ?? throw new AssertionException("the project has no entry point");
             var console = Console.Out;

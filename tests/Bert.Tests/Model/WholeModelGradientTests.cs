@@ -103,7 +103,7 @@ public class WholeModelGradientTests
     /// value to all of its inputs. The key bias adds q·b to every score of a query's row; the span head's
     /// bias, and the last LayerNorm's bias feeding only the span head, shift all start (end) logits of a
     /// sequence by the same amount.</summary>
-    private static bool StructurallyZero(ModelConfig c, string name) =>
+    private static bool StructurallyZero(BertConfig c, string name) =>
         name.EndsWith(".attention.self.key.bias", StringComparison.Ordinal)
         || c.HasSpanHead && !c.HasMlmHead && !c.HasPooler && c.TokenClassificationLabels == 0
            && (name == "qa_outputs.bias" || name == $"bert.encoder.layer.{c.Layers - 1}.output.LayerNorm.bias");

@@ -129,7 +129,7 @@ public class ErrorTableTests
         C("pretrain: resume with other settings", ExitCodes.Usage, Resume(Run, "--lr", "0.002"), "--resume", "'lr' is 0.002", "{d}/run/checkpoints/step-000002", "0.001"),
 
         // ---- corpus and vocabulary files (3) ---------------------------------------------------------
-        C("corpus: missing", ExitCodes.BadInput, ["vocab", "--corpus", "{d}/nope.txt", "--out", Out], "--corpus {d}/nope.txt", "not found"),
+        C("corpus: missing", ExitCodes.BadInput, ["vocab", "--corpus", "{d}/nope.txt", "--out", Out], "--corpus {d}/nope.txt", "no such file"),
         C("corpus: invalid UTF-8", ExitCodes.BadInput, ["vocab", "--corpus", "{d}/bad-utf8.txt", "--out", Out],
             "{d}/bad-utf8.txt", "byte 2 (line 2)", "0xFE", "invalid UTF-8"),
         C("corpus: empty", ExitCodes.BadInput, ["vocab", "--corpus", "{d}/empty.txt", "--out", Out], "{d}/empty.txt", "documents = 0", "no text"),
@@ -293,7 +293,7 @@ public class ErrorTableTests
         Rehash(stateStep, CheckpointWriter.TrainerStateFile);
 
         // HuggingFace directories.
-        void Hf(string name, ModelConfig config, Action<string>? spoil = null)
+        void Hf(string name, BertConfig config, Action<string>? spoil = null)
         {
             string dir = F(name);
             var table = ParameterLayout.For(FuzzSamples.TinyConfig);

@@ -9,12 +9,14 @@ public sealed class SimulatedKillException(int call) : Exception($"simulated kil
 }
 
 /// <summary>
-/// A backend that forwards every op to another one and "kills the process" at the N-th loss op:
-/// <see cref="IBackend.SoftmaxCrossEntropy"/> call number <see cref="KillAtLossCall"/> (1-based) throws
-/// before it runs, and so does every op after it. Each forward pass of a pretraining model makes two
-/// such calls (MLM, then NSP), so a kill can be placed between micro-batches of one step.
+/// A backend that forwards every op to another one (<see cref="DelegatingBackend"/>) and "kills the
+/// process" at the N-th loss op: <see cref="IBackend.SoftmaxCrossEntropy"/> call number
+/// <see cref="KillAtLossCall"/> (1-based) throws before it runs, and so does every op after it (every
+/// member but Allocate and the queries). Each forward pass of a pretraining model makes two such calls
+/// (MLM, then NSP), so a kill can be placed between micro-batches of one step. The inner backend
+/// belongs to the caller.
 /// </summary>
-public sealed class KillSwitchBackend(IBackend inner) : IBackend
+public sealed class KillSwitchBackend(IBackend inner) : DelegatingBackend(inner)
 {
     private bool _dead;
 
@@ -26,139 +28,134 @@ public sealed class KillSwitchBackend(IBackend inner) : IBackend
         if (_dead) throw new SimulatedKillException(LossCalls);
     }
 
-    public string Name => "kill-switch over " + inner.Name;
-    public DType ComputeType => inner.ComputeType;
+    public override string Name => "kill-switch over " + Inner.Name;
 
-    public DeviceBuffer Allocate(long length, DType type, string label) => inner.Allocate(length, type, label);
-
-    public void Upload<T>(TensorRef destination, ReadOnlySpan<T> source) where T : unmanaged
+    public override void Upload<T>(TensorRef destination, ReadOnlySpan<T> source)
     {
         Alive();
-        inner.Upload(destination, source);
+        base.Upload(destination, source);
     }
 
-    public void Download<T>(Span<T> destination, TensorRef source) where T : unmanaged
+    public override void Download<T>(Span<T> destination, TensorRef source)
     {
         Alive();
-        inner.Download(destination, source);
+        base.Download(destination, source);
     }
 
-    public void Copy(TensorRef destination, TensorRef source)
+    public override void Copy(TensorRef destination, TensorRef source)
     {
         Alive();
-        inner.Copy(destination, source);
+        base.Copy(destination, source);
     }
 
-    public void Zero(TensorRef tensor)
+    public override void Zero(TensorRef tensor)
     {
         Alive();
-        inner.Zero(tensor);
+        base.Zero(tensor);
     }
 
-    public void Synchronize()
+    public override void Synchronize()
     {
         Alive();
-        inner.Synchronize();
+        base.Synchronize();
     }
 
-    public void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
+    public override void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
         int rows, int inFeatures, int outFeatures, Activation activation)
     {
         Alive();
-        inner.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation);
+        base.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation);
     }
 
-    public void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input, TensorRef weight,
+    public override void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input, TensorRef weight,
         int rows, int inFeatures, int outFeatures, bool accumulateInput)
     {
         Alive();
-        inner.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput);
+        base.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput);
     }
 
-    public void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation)
+    public override void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation)
     {
         Alive();
-        inner.ActivationBackward(dPre, dOut, pre, count, activation);
+        base.ActivationBackward(dPre, dOut, pre, count, activation);
     }
 
-    public void EmbeddingsForward(TensorRef output, TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef inputIds, TensorRef tokenTypeIds,
+    public override void EmbeddingsForward(TensorRef output, TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef inputIds, TensorRef tokenTypeIds,
         TensorRef wordEmb, TensorRef posEmb, TensorRef typeEmb, TensorRef gamma, TensorRef beta, int batch, int seq, int hidden, float eps, DropoutSpec dropout)
     {
         Alive();
-        inner.EmbeddingsForward(output, sum, mean, rstd, inputIds, tokenTypeIds, wordEmb, posEmb, typeEmb, gamma, beta, batch, seq, hidden, eps, dropout);
+        base.EmbeddingsForward(output, sum, mean, rstd, inputIds, tokenTypeIds, wordEmb, posEmb, typeEmb, gamma, beta, batch, seq, hidden, eps, dropout);
     }
 
-    public void EmbeddingsBackward(TensorRef dWordEmb, TensorRef dPosEmb, TensorRef dTypeEmb, TensorRef dGamma, TensorRef dBeta, TensorRef scratch,
+    public override void EmbeddingsBackward(TensorRef dWordEmb, TensorRef dPosEmb, TensorRef dTypeEmb, TensorRef dGamma, TensorRef dBeta, TensorRef scratch,
         TensorRef dOutput, TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef inputIds, TensorRef tokenTypeIds, TensorRef gamma,
         int batch, int seq, int hidden, DropoutSpec dropout)
     {
         Alive();
-        inner.EmbeddingsBackward(dWordEmb, dPosEmb, dTypeEmb, dGamma, dBeta, scratch, dOutput, sum, mean, rstd, inputIds, tokenTypeIds, gamma,
+        base.EmbeddingsBackward(dWordEmb, dPosEmb, dTypeEmb, dGamma, dBeta, scratch, dOutput, sum, mean, rstd, inputIds, tokenTypeIds, gamma,
             batch, seq, hidden, dropout);
     }
 
-    public void LayerNorm(TensorRef output, TensorRef mean, TensorRef rstd, TensorRef input, TensorRef gamma, TensorRef beta, int rows, int hidden, float eps)
+    public override void LayerNorm(TensorRef output, TensorRef mean, TensorRef rstd, TensorRef input, TensorRef gamma, TensorRef beta, int rows, int hidden, float eps)
     {
         Alive();
-        inner.LayerNorm(output, mean, rstd, input, gamma, beta, rows, hidden, eps);
+        base.LayerNorm(output, mean, rstd, input, gamma, beta, rows, hidden, eps);
     }
 
-    public void LayerNormBackward(TensorRef dInput, TensorRef dGamma, TensorRef dBeta, TensorRef dOutput, TensorRef input, TensorRef mean,
+    public override void LayerNormBackward(TensorRef dInput, TensorRef dGamma, TensorRef dBeta, TensorRef dOutput, TensorRef input, TensorRef mean,
         TensorRef rstd, TensorRef gamma, int rows, int hidden)
     {
         Alive();
-        inner.LayerNormBackward(dInput, dGamma, dBeta, dOutput, input, mean, rstd, gamma, rows, hidden);
+        base.LayerNormBackward(dInput, dGamma, dBeta, dOutput, input, mean, rstd, gamma, rows, hidden);
     }
 
-    public void ResidualLayerNorm(TensorRef output, TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef residual, TensorRef branch,
+    public override void ResidualLayerNorm(TensorRef output, TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef residual, TensorRef branch,
         TensorRef gamma, TensorRef beta, int rows, int hidden, float eps, DropoutSpec dropout)
     {
         Alive();
-        inner.ResidualLayerNorm(output, sum, mean, rstd, residual, branch, gamma, beta, rows, hidden, eps, dropout);
+        base.ResidualLayerNorm(output, sum, mean, rstd, residual, branch, gamma, beta, rows, hidden, eps, dropout);
     }
 
-    public void ResidualLayerNormBackward(TensorRef dResidual, TensorRef dBranch, TensorRef dGamma, TensorRef dBeta, TensorRef dOutput,
+    public override void ResidualLayerNormBackward(TensorRef dResidual, TensorRef dBranch, TensorRef dGamma, TensorRef dBeta, TensorRef dOutput,
         TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef gamma, int rows, int hidden, DropoutSpec dropout)
     {
         Alive();
-        inner.ResidualLayerNormBackward(dResidual, dBranch, dGamma, dBeta, dOutput, sum, mean, rstd, gamma, rows, hidden, dropout);
+        base.ResidualLayerNormBackward(dResidual, dBranch, dGamma, dBeta, dOutput, sum, mean, rstd, gamma, rows, hidden, dropout);
     }
 
-    public long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim) => inner.AttentionWorkspaceLength(batch, seq, heads, headDim);
-
-    public void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace, TensorRef qkv, TensorRef attentionMask,
+    public override void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace, TensorRef qkv, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
         Alive();
-        inner.AttentionForward(context, probs, workspace, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+        base.AttentionForward(context, probs, workspace, qkv, attentionMask, batch, seq, heads, headDim, dropout);
     }
 
-    public void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
+    public override void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
         Alive();
-        inner.AttentionBackward(dQkv, workspace, dContext, qkv, probs, attentionMask, batch, seq, heads, headDim, dropout);
+        base.AttentionBackward(dQkv, workspace, dContext, qkv, probs, attentionMask, batch, seq, heads, headDim, dropout);
     }
 
-    public void Dropout(TensorRef output, TensorRef input, long count, DropoutSpec dropout)
+    public override void Dropout(TensorRef output, TensorRef input, long count, DropoutSpec dropout)
     {
         Alive();
-        inner.Dropout(output, input, count, dropout);
+        base.Dropout(output, input, count, dropout);
     }
 
-    public void GatherRows(TensorRef output, TensorRef input, TensorRef positions, int batch, int seq, int count, int hidden)
+    public override void GatherRows(TensorRef output, TensorRef input, TensorRef positions, int batch, int seq, int count, int hidden)
     {
         Alive();
-        inner.GatherRows(output, input, positions, batch, seq, count, hidden);
+        base.GatherRows(output, input, positions, batch, seq, count, hidden);
     }
 
-    public void ScatterAddRows(TensorRef dInput, TensorRef dOutput, TensorRef positions, int batch, int seq, int count, int hidden)
+    public override void ScatterAddRows(TensorRef dInput, TensorRef dOutput, TensorRef positions, int batch, int seq, int count, int hidden)
     {
         Alive();
-        inner.ScatterAddRows(dInput, dOutput, positions, batch, seq, count, hidden);
+        base.ScatterAddRows(dInput, dOutput, positions, batch, seq, count, hidden);
     }
 
-    public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
+    public override void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
         int rows, int classes, float gradScale)
     {
         Alive();
@@ -168,23 +165,18 @@ public sealed class KillSwitchBackend(IBackend inner) : IBackend
             _dead = true;
             throw new SimulatedKillException(LossCalls);
         }
-        inner.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale);
+        base.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale);
     }
 
-    public void SquaredNorm(TensorRef result, TensorRef input, long count)
+    public override void SquaredNorm(TensorRef result, TensorRef input, long count)
     {
         Alive();
-        inner.SquaredNorm(result, input, count);
+        base.SquaredNorm(result, input, count);
     }
 
-    public void AdamW(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, long count, in AdamWStep step)
+    public override void AdamW(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, long count, in AdamWStep step)
     {
         Alive();
-        inner.AdamW(param, grad, m, v, normSquared, count, step);
-    }
-
-    /// <summary>The inner backend belongs to the caller.</summary>
-    public void Dispose()
-    {
+        base.AdamW(param, grad, m, v, normSquared, count, step);
     }
 }

@@ -237,6 +237,40 @@ public partial class PretrainCliTests
         });
     }
 
+    /// <summary>--model-config: a HuggingFace config.json of sizes no preset has pretrains, checkpoints and resumes.</summary>
+    [Test]
+    public void PretrainWithAConfigJsonOfAnySize()
+    {
+        string root = TrainingData.NewDirectory("cli-config");
+        string configPath = Path.Combine(root, "config.json");
+        File.WriteAllText(configPath, """
+            {"architectures": ["BertForPreTraining"], "model_type": "bert", "vocab_size": 30522, "hidden_size": 24, "num_hidden_layers": 3,
+             "num_attention_heads": 3, "intermediate_size": 40, "max_position_embeddings": 64, "hidden_act": "relu"}
+            """);
+        var settings = new PretrainSettings
+        {
+            Data = TrainingData.DataRoot, Vocab = TrainingData.VocabPath, ModelConfig = configPath, Steps = 4, Batch = 4, MicroBatch = 2,
+            BatchLong = 2, MicroBatchLong = 1, Seq = 32, SeqLong = 64, LongFraction = 0.25, Warmup = 1, LearningRate = 0.001,
+            CheckpointEvery = 2, EvalSequences = 20, Threads = 2, Device = "cpu", Seed = 3, Output = Path.Combine(root, "run"),
+        };
+        Assert.That(PretrainCommand.Run(settings, CancellationToken.None), Is.EqualTo(ExitCodes.Ok));
+        var ckpt = CheckpointReader.Open(Path.Combine(root, "run", "checkpoints"));
+        Assert.That(ckpt.Config is { Layers: 3, Hidden: 24, Heads: 3, Intermediate: 40, MaxPositions: 64, HiddenActivation: Activation.Relu });
+        Assert.That(ckpt.Config.VocabSize, Is.EqualTo(TrainingData.Vocab.Count), "vocab_size follows the vocabulary");
+        // Interrupted after step 2: --resume continues from it with the config's model.
+        System.IO.Directory.Delete(Path.Combine(root, "run", "checkpoints", "step-000004"), recursive: true);
+        File.WriteAllText(Path.Combine(root, "run", "checkpoints", "latest"), "step-000002");
+        Assert.That(PretrainCommand.Run(settings with { Resume = true }, CancellationToken.None), Is.EqualTo(ExitCodes.Ok), "resumes");
+        Assert.That(System.IO.Directory.Exists(Path.Combine(root, "run", "checkpoints", "step-000004")));
+
+        Assert.That(Assert.Throws<UserException>(() => PretrainCommand.Run(settings with { Preset = "mini", Output = Path.Combine(root, "both") }, CancellationToken.None))!
+            .Message, Does.Contain("give one"));
+        File.WriteAllText(configPath, """{"vocab_size": 10, "hidden_size": 25, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8}""");
+        var bad = Assert.Throws<UserException>(() => PretrainCommand.Run(settings with { Output = Path.Combine(root, "bad") }, CancellationToken.None))!;
+        Assert.That(bad.Message, Does.Contain(configPath).And.Contain("hidden_size"));
+        Assert.That(bad.ExitCode, Is.EqualTo(ExitCodes.BadInput));
+    }
+
     [Test]
     public void TheDefaultJobRunAgainContinuesAnUnfinishedRunOrNumbersTheNextOne()
     {
@@ -366,26 +400,27 @@ public partial class PretrainCliTests
     }
 
     [Test]
-    public void EvalRejectsModelsWithoutAPresetAndMismatchedInputs()
+    public void EvalRunsAModelOfAnySizeAndRejectsMismatchedInputs()
     {
         var a = Straight.Value;
         Assert.That(a.Code, Is.EqualTo(ExitCodes.Ok), a.Err);
         string dir = TrainingData.NewDirectory("eval-bad");
         string odd = Path.Combine(dir, "odd");
-        var config = NoDropoutModel.ModelConfig with { VocabSize = TrainingData.Vocab.Count };
-        var table = NoDropoutModel.TableFor(config.VocabSize);
+        var config = NoDropoutModel.DefaultConfig with { VocabSize = TrainingData.Vocab.Count, MaxPositions = 512 };
+        var table = NoDropoutModel.TableFor(config);
         new CheckpointWriter(odd).Save(new CheckpointContent { Step = 0, Config = config, Table = table, Parameters = new float[table.Sum(t => t.Count)] });
         string otherVocab = Path.Combine(dir, "other-vocab.txt");
         Vocabulary.FromTokens(TrainingData.Vocab.Tokens.Append("zzz")).Save(otherVocab);
 
-        var noPreset = RunCli("eval", "--checkpoint", odd, "--data", TrainingData.HeldOutRoot, "--vocab", TrainingData.VocabPath, "--device", "cpu");
+        var anySize = RunCli("eval", "--checkpoint", odd, "--data", TrainingData.HeldOutRoot, "--vocab", TrainingData.VocabPath, "--device", "cpu");
         var vocab = RunCli("eval", "--checkpoint", a.Checkpoints, "--data", TrainingData.HeldOutRoot, "--vocab", otherVocab, "--device", "cpu");
         var noData = RunCli("eval", "--checkpoint", a.Checkpoints, "--data", Path.Combine(dir, "absent"), "--device", "cpu");
         var noCheckpoint = RunCli("eval", "--checkpoint", Path.Combine(dir, "absent"), "--data", TrainingData.HeldOutRoot, "--device", "cpu");
         Assert.Multiple(() =>
         {
-            Assert.That(noPreset.Code, Is.EqualTo(ExitCodes.BadInput), noPreset.Err);
-            Assert.That(noPreset.Err, Does.Contain(Path.Combine(odd, "step-000000", "config.json")).And.Contain("hidden_size 32").And.Contain("no built-in preset"));
+            // No preset has these sizes (L2 H32 A4 I37): sizes are run-time data, so it evaluates.
+            Assert.That(anySize.Code, Is.EqualTo(ExitCodes.Ok), anySize.Err);
+            Assert.That(anySize.Out, Does.Contain("L2 H32 A4").And.Contain("MLM accuracy"));
             Assert.That(vocab.Code, Is.EqualTo(ExitCodes.BadInput), vocab.Err);
             Assert.That(vocab.Err, Does.Contain(otherVocab).And.Contain($"vocab_size {TrainingData.Vocab.Count}"));
             Assert.That(noData.Code, Is.EqualTo(ExitCodes.BadInput), noData.Err);

@@ -139,8 +139,8 @@ public class ResumeTests
         try
         {
             using var backend = NewBackend();
-            using var model = new NoDropoutModel(backend, 2, TrainingData.ShortSeq, TrainingData.ShortPredictions, TrainingData.Vocab.Count);
-            using var loaded = new NoDropoutModel(backend, 2, TrainingData.ShortSeq, TrainingData.ShortPredictions, TrainingData.Vocab.Count);
+            using var model = new NoDropoutModel(backend, 2, TrainingData.ShortSeq, TrainingData.ShortPredictions, NoDropoutModel.DefaultConfig with { VocabSize = TrainingData.Vocab.Count });
+            using var loaded = new NoDropoutModel(backend, 2, TrainingData.ShortSeq, TrainingData.ShortPredictions, NoDropoutModel.DefaultConfig with { VocabSize = TrainingData.Vocab.Count });
             model.InitializeParameters(2);
             using var trainer = new Trainer(model, TrainerTests.Phases(4, 0, 2, 2, 2, 2), datasets,
                 LearningRateSchedule.Create(1e-3, 0, 4), new AdamWOptions(), Seed);

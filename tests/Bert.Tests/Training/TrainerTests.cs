@@ -36,7 +36,7 @@ public class TrainerTests
         try
         {
             using var backend = NewBackend();
-            using var model = new NoDropoutModel(backend, micro, TrainingData.ShortSeq, TrainingData.ShortPredictions, TrainingData.Vocab.Count);
+            using var model = new NoDropoutModel(backend, micro, TrainingData.ShortSeq, TrainingData.ShortPredictions, NoDropoutModel.DefaultConfig with { VocabSize = TrainingData.Vocab.Count });
             model.InitializeParameters(17);
             var phases = Phases(steps, 0, batch, micro, 2, 2);
             using var trainer = new Trainer(model, phases, datasets, LearningRateSchedule.Create(1e-3, 0, steps), new AdamWOptions(), seed: 4);
@@ -91,7 +91,7 @@ public class TrainerTests
         try
         {
             using var backend = NewBackend();
-            using var model = new NoDropoutModel(backend, 2, TrainingData.LongSeq, TrainingData.LongPredictions, TrainingData.Vocab.Count);
+            using var model = new NoDropoutModel(backend, 2, TrainingData.LongSeq, TrainingData.LongPredictions, NoDropoutModel.DefaultConfig with { VocabSize = TrainingData.Vocab.Count });
             model.InitializeParameters(1);
             var schedule = LearningRateSchedule.Create(1e-3, 2, steps);
             using var trainer = new Trainer(model, Phases(steps, 0.1, 4, 2, 2, 1), datasets, schedule, new AdamWOptions(), seed: 2);

@@ -7,35 +7,34 @@ public sealed record CorpusPretrainingFiles(string VocabPath, IReadOnlyDictionar
 
 /// <summary>
 /// `bert pretrain --corpus FILE...`: from text to datasets in one step, as the default job does for the
-/// Brown corpus. The documents of all files (the corpus format: one sentence per line, documents
-/// separated by blank lines) are split deterministically, every 20th document held out; a WordPiece
-/// vocabulary is learned from the training documents unless one is given; S=128 and S=512 datasets
-/// (and held-out ones) are written under the run directory and reused while they are current.
-/// The corpus is held in memory: for corpora far larger than RAM, prepare datasets with `bert prepare`
-/// per shard of the input and pass them with --data.
+/// Brown corpus. The documents of all inputs (files, directories, globs, .gz; the corpus format: one
+/// sentence per line, documents separated by blank lines) are split deterministically, every 20th document
+/// held out; a WordPiece vocabulary is learned from the training documents unless one is given; S=128 and
+/// S=512 datasets (and held-out ones) are written under the run directory and reused while they are
+/// current. Everything streams (vocabulary counting and <see cref="PretrainingDataBuilder"/>), so memory
+/// is bounded whatever the corpus size.
 /// </summary>
 public static class CorpusPretrainingData
 {
     public const int HeldOutEvery = 20;
+
+    private static bool HeldOut(long document) => document % HeldOutEvery == HeldOutEvery - 1;
 
     public static CorpusPretrainingFiles Prepare(IReadOnlyList<string> corpusFiles, string workDirectory, string? vocabPath,
         IReadOnlyList<int> seqLengths, int vocabSize = 8000, int dupeFactor = 5, ulong seed = 12345,
         IProgress<PrepareProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         if (corpusFiles.Count == 0) throw new ArgumentException("no corpus files", nameof(corpusFiles));
-        var train = new List<string[]>();
-        var held = new List<string[]>();
-        foreach (var file in corpusFiles)
+        IReadOnlyList<string> files;
+        try
         {
-            if (!File.Exists(file)) throw new FileNotFoundException($"--corpus {file}: file not found", file);
-            var text = TextCorpus.Read(file, CorpusFormat.Documents, null, cancellationToken);
-            foreach (var d in text.Documents)
-                ((train.Count + held.Count) % HeldOutEvery == HeldOutEvery - 1 ? held : train).Add(d);
+            files = CorpusInputs.Expand(corpusFiles);
         }
-        if (train.Count == 0)
-            throw new InvalidDataException($"--corpus {string.Join(" ", corpusFiles)}: no documents (the corpus format is one sentence per line, documents separated by blank lines)");
-        string source = string.Join(", ", corpusFiles.Select(Path.GetFileName));
-        var trainText = new TextCorpus(train, source);
+        catch (FileNotFoundException e)
+        {
+            throw new FileNotFoundException("--corpus " + e.Message, e.FileName, e);
+        }
+        string source = string.Join(", ", files.Take(3).Select(Path.GetFileName)) + (files.Count > 3 ? $" … ({files.Count} files)" : "");
         Directory.CreateDirectory(workDirectory);
 
         Vocabulary vocab;
@@ -51,7 +50,11 @@ public static class CorpusPretrainingData
             if (File.Exists(resolvedVocab)) vocab = Vocabulary.Load(resolvedVocab);
             else
             {
-                vocab = VocabularyTrainer.Train(trainText, new VocabularyTrainerOptions { VocabularySize = vocabSize }, null, cancellationToken);
+                var counts = VocabularyTrainer.CountWords(new DocumentReader(files, CorpusFormat.Documents), new VocabularyTrainerOptions(),
+                    d => !HeldOut(d), cancellationToken);
+                if (counts.Count == 0)
+                    throw new InvalidDataException($"--corpus {string.Join(" ", corpusFiles)}: no documents (the corpus format is one sentence per line, documents separated by blank lines)");
+                vocab = VocabularyTrainer.Train(counts, new VocabularyTrainerOptions { VocabularySize = vocabSize }, source, null, cancellationToken);
                 vocab.Save(resolvedVocab);
                 vocab = Vocabulary.Load(resolvedVocab);
             }
@@ -59,26 +62,34 @@ public static class CorpusPretrainingData
 
         var datasets = new Dictionary<int, string>();
         var heldOut = new Dictionary<int, string>();
-        TokenizedCorpus? tokens = null, heldTokens = null;
+        int trainDocuments = 0, heldDocuments = 0;
         foreach (int seq in seqLengths)
         {
             var options = new PretrainingDataOptions { SeqLength = seq, DupeFactor = dupeFactor, Seed = seed };
             string dir = PretrainingDataBuilder.DatasetDirectory(Path.Combine(workDirectory, "data"), seq);
             datasets[seq] = dir;
-            if (BrownPretrainingData.IsCurrent(dir, vocab, options)) continue;
-            tokens ??= TokenizedCorpus.Tokenize(trainText, new BertTokenizer(vocab), null, cancellationToken);
-            PretrainingDataBuilder.Build(tokens, source, vocab, options, dir, progress, cancellationToken);
+            if (!BrownPretrainingData.IsCurrent(dir, vocab, options))
+                PretrainingDataBuilder.Build(files, CorpusFormat.Documents, vocab, options, dir, progress, cancellationToken, include: d => !HeldOut(d),
+                    corpusName: source);
+            trainDocuments = PretrainingStats.FromJson(File.ReadAllText(Path.Combine(dir, PretrainingDataBuilder.StatsFileName))).Documents;
         }
-        if (held.Count > 0)
-            foreach (int seq in seqLengths)
+        foreach (int seq in seqLengths)
+        {
+            var options = new PretrainingDataOptions { SeqLength = seq, DupeFactor = 1, Seed = seed + 1 };
+            string dir = PretrainingDataBuilder.DatasetDirectory(Path.Combine(workDirectory, "heldout"), seq);
+            try
             {
-                var options = new PretrainingDataOptions { SeqLength = seq, DupeFactor = 1, Seed = seed + 1 };
-                string dir = PretrainingDataBuilder.DatasetDirectory(Path.Combine(workDirectory, "heldout"), seq);
-                heldOut[seq] = dir;
-                if (BrownPretrainingData.IsCurrent(dir, vocab, options)) continue;
-                heldTokens ??= TokenizedCorpus.Tokenize(new TextCorpus(held, source + " (held out)"), new BertTokenizer(vocab), null, cancellationToken);
-                PretrainingDataBuilder.Build(heldTokens, source + " (held out)", vocab, options, dir, progress, cancellationToken);
+                if (!BrownPretrainingData.IsCurrent(dir, vocab, options))
+                    PretrainingDataBuilder.Build(files, CorpusFormat.Documents, vocab, options, dir, progress, cancellationToken, include: HeldOut,
+                        corpusName: source + " (held out)");
             }
-        return new CorpusPretrainingFiles(resolvedVocab, datasets, heldOut, train.Count, held.Count);
+            catch (CorpusFormatException) when (!Directory.Exists(dir))
+            {
+                continue; // fewer than 20 documents (or none with two sentences among the held-out ones): no held-out set
+            }
+            heldOut[seq] = dir;
+            heldDocuments = PretrainingStats.FromJson(File.ReadAllText(Path.Combine(dir, PretrainingDataBuilder.StatsFileName))).Documents;
+        }
+        return new CorpusPretrainingFiles(resolvedVocab, datasets, heldOut, trainDocuments, heldDocuments);
     }
 }

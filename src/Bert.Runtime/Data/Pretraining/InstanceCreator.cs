@@ -44,10 +44,12 @@ internal sealed class InstanceCreator
     public bool IsSkipped(int document) => _corpus.SentenceCount(document) < 2;
 
     /// <summary>Appends the instances of <paramref name="document"/> in dupe pass <paramref name="pass"/>.</summary>
-    public void Create(int pass, int document, Scratch scratch, RecordBuffer output, StatsAccumulator stats)
+    /// <param name="key">The document's index in the whole corpus (its random stream); null: <paramref name="document"/>
+    /// (the corpus is whole). Streaming gives each window's documents their corpus-wide index.</param>
+    public void Create(int pass, int document, Scratch scratch, RecordBuffer output, StatsAccumulator stats, long? key = null)
     {
         if (IsSkipped(document)) return;
-        var rng = DataRng.Create(_options.Seed, InstanceStream, (ulong)pass, (ulong)document);
+        var rng = DataRng.Create(_options.Seed, InstanceStream, (ulong)pass, (ulong)(key ?? document));
         var corpus = _corpus;
         int sentences = corpus.SentenceCount(document);
         int maxNumTokens = _options.SeqLength - 3;

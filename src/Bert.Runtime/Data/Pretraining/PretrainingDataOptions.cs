@@ -37,6 +37,15 @@ public sealed record PretrainingDataOptions
     /// <summary>Threads for tokenization and instance creation (−1: all cores). The output does not depend on it.</summary>
     public int MaxDegreeOfParallelism { get; init; } = -1;
 
+    /// <summary>Streaming: documents are read, tokenized and turned into instances in windows of about this many
+    /// characters of text (16 Mi); the random next sentences come from the window and the one before it.
+    /// Memory grows with it, not with the corpus. A corpus smaller than one window is built whole.</summary>
+    public long WindowChars { get; init; } = 16L << 20;
+
+    /// <summary>Streaming: bytes of instances shuffled together before they are written as shards (256 MiB,
+    /// rounded to whole shards); shards of several such blocks are then written in a shuffled order.</summary>
+    public long ShuffleBufferBytes { get; init; } = 256L << 20;
+
     public int ResolvedMaxPredictions => MaxPredictions ?? DefaultMaxPredictions(SeqLength);
 
     /// <summary>S·0.15 rounded up to a multiple of 4: 20 at S = 128, 80 at S = 512 (BERT's settings).</summary>
@@ -58,6 +67,10 @@ public sealed record PretrainingDataOptions
             throw new ArgumentOutOfRangeException(nameof(MaskedLmProb), MaskedLmProb, "masked LM probability must be in (0, 1]");
         if (MaxDegreeOfParallelism is 0 or < -1)
             throw new ArgumentOutOfRangeException(nameof(MaxDegreeOfParallelism), MaxDegreeOfParallelism, "parallelism must be positive or -1 (all cores)");
+        if (WindowChars < 1)
+            throw new ArgumentOutOfRangeException(nameof(WindowChars), WindowChars, "window must be positive");
+        if (ShuffleBufferBytes < 1)
+            throw new ArgumentOutOfRangeException(nameof(ShuffleBufferBytes), ShuffleBufferBytes, "shuffle buffer must be positive");
         if (InstancesPerShard < 1)
             throw new ArgumentOutOfRangeException(nameof(InstancesPerShard), InstancesPerShard, "instances per shard must be positive");
     }

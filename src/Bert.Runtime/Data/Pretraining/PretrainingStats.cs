@@ -37,6 +37,12 @@ internal sealed class StatsAccumulator(int seqLength, int binWidth)
     }
 }
 
+/// <summary>An input file of a dataset.</summary>
+public sealed record DatasetInput(string Path, long Bytes);
+
+/// <summary>A shard file of a dataset: its name, instances, bytes and XXH64 checksum (hex).</summary>
+public sealed record DatasetShard(string Name, long Instances, long Bytes, string Xxh64);
+
 /// <summary>What a dataset holds; written as stats.json beside the shards (snake_case keys).</summary>
 public sealed record PretrainingStats
 {
@@ -92,6 +98,16 @@ public sealed record PretrainingStats
 
     public double Seconds { get; init; }
 
+    /// <summary>The input files, in reading order, with their sizes: which inputs produced the dataset.</summary>
+    public IReadOnlyList<DatasetInput> Inputs { get; init; } = [];
+
+    /// <summary>The shard files with their instance counts, sizes and XXH64 checksums.</summary>
+    public IReadOnlyList<DatasetShard> ShardFiles { get; init; } = [];
+
+    /// <summary>Bytes of input read (compressed size for .gz) and the windows the stream was cut into.</summary>
+    public long InputBytes { get; init; }
+    public int Windows { get; init; }
+
     private static double Ratio(long a, long b) => b == 0 ? 0 : (double)a / b;
 
     public static readonly JsonSerializerOptions JsonOptions = new()
@@ -123,6 +139,8 @@ public sealed record PretrainingStats
             int lo = i * HistogramBinWidth + 1, hi = Math.Min(SeqLength, (i + 1) * HistogramBinWidth);
             sb.AppendLine().Append($"  {lo,5}-{hi,-5} {LengthHistogram[i],9} {new string('#', (int)(40 * LengthHistogram[i] / max))}");
         }
+        if (InputBytes > 0)
+            sb.AppendLine().Append($"input        {Inputs.Count} file(s), {InputBytes / 1e6:0.0} MB in {Windows} window(s), {InputBytes / 1e6 / Math.Max(Seconds, 1e-9):0.0} MB/s");
         sb.AppendLine().Append($"time         {Seconds:0.00} s");
         return sb.ToString();
     }

@@ -99,4 +99,21 @@ public sealed class TokenizedCorpus
         documentStarts[dp] = sp;
         return new TokenizedCorpus(tokens, sentenceStarts, documentStarts);
     }
+
+    /// <summary>The documents of <paramref name="first"/> followed by those of <paramref name="second"/>.</summary>
+    public static TokenizedCorpus Concat(TokenizedCorpus first, TokenizedCorpus second)
+    {
+        long tokens = first.TotalTokens + second.TotalTokens;
+        if (tokens > Array.MaxLength) throw new ArgumentException($"{tokens} tokens exceed one array");
+        var t = new int[tokens];
+        first._tokens.CopyTo(t, 0);
+        second._tokens.CopyTo(t, first._tokens.Length);
+        var s = new int[first.TotalSentences + second.TotalSentences + 1];
+        first._sentenceStarts.AsSpan(0, first.TotalSentences).CopyTo(s);
+        for (int i = 0; i <= second.TotalSentences; i++) s[first.TotalSentences + i] = second._sentenceStarts[i] + first._tokens.Length;
+        var d = new int[first.DocumentCount + second.DocumentCount + 1];
+        first._documentStarts.AsSpan(0, first.DocumentCount).CopyTo(d);
+        for (int i = 0; i <= second.DocumentCount; i++) d[first.DocumentCount + i] = second._documentStarts[i] + first.TotalSentences;
+        return new TokenizedCorpus(t, s, d);
+    }
 }

@@ -48,15 +48,31 @@ public sealed class PretrainingDataset : IDisposable
     /// must have been made with it (same hash and size). Throws <see cref="DirectoryNotFoundException"/>
     /// or <see cref="ShardFormatException"/> (file, field, value) on any problem.
     /// </summary>
-    public static PretrainingDataset Open(string directory, Vocabulary? vocabulary = null, bool verifyChecksums = true)
+    public static PretrainingDataset Open(string directory, Vocabulary? vocabulary = null, bool verifyChecksums = true) =>
+        Open([directory], vocabulary, verifyChecksums);
+
+    /// <summary>
+    /// Opens the shards of several dataset directories of one sequence length as one dataset (instances of the
+    /// first directory first): datasets prepared separately, for example from different corpora or parts of
+    /// one, are trained on together. All shards must agree (sequence length, predictions, vocabulary).
+    /// </summary>
+    public static PretrainingDataset Open(IReadOnlyList<string> directories, Vocabulary? vocabulary = null, bool verifyChecksums = true)
     {
-        directory = Path.GetFullPath(directory);
-        if (!System.IO.Directory.Exists(directory))
-            throw new DirectoryNotFoundException($"{directory}: dataset directory not found (create it with `bert prepare`)");
-        var paths = System.IO.Directory.EnumerateFiles(directory, "shard-*.bin").Order(StringComparer.Ordinal).ToArray();
-        if (paths.Length == 0)
-            throw new ShardFormatException(directory, "shards", "0", "no shard-*.bin files in the dataset directory");
-        var shards = new List<ShardReader>(paths.Length);
+        ArgumentNullException.ThrowIfNull(directories);
+        if (directories.Count == 0) throw new ArgumentException("no dataset directory", nameof(directories));
+        var paths = new List<string>();
+        foreach (var d in directories)
+        {
+            string full = Path.GetFullPath(d);
+            if (!System.IO.Directory.Exists(full))
+                throw new DirectoryNotFoundException($"{full}: dataset directory not found (create it with `bert prepare`)");
+            var found = System.IO.Directory.EnumerateFiles(full, "shard-*.bin").Order(StringComparer.Ordinal).ToArray();
+            if (found.Length == 0)
+                throw new ShardFormatException(full, "shards", "0", "no shard-*.bin files in the dataset directory");
+            paths.AddRange(found);
+        }
+        string directory = string.Join(" + ", directories.Select(Path.GetFullPath));
+        var shards = new List<ShardReader>(paths.Count);
         try
         {
             foreach (var p in paths)
@@ -68,7 +84,7 @@ public sealed class PretrainingDataset : IDisposable
                 void Same<T>(string field, T value, T expected) where T : IEquatable<T>
                 {
                     if (!value.Equals(expected))
-                        throw new ShardFormatException(p, field, value.ToString()!, $"differs from {Path.GetFileName(paths[0])} ({expected}); a dataset's shards must agree");
+                        throw new ShardFormatException(p, field, value.ToString()!, $"differs from {paths[0]} ({expected}); a dataset's shards must agree");
                 }
                 Same("seq_length", h.SeqLength, first.SeqLength);
                 Same("max_predictions", h.MaxPredictions, first.MaxPredictions);

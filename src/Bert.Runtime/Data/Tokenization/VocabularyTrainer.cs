@@ -14,6 +14,12 @@ public sealed record VocabularyTrainerOptions
 
     /// <summary>Words longer than this (code points) become [UNK] in tokenization, so they are not counted.</summary>
     public int MaxInputCharsPerWord { get; init; } = 200;
+
+    /// <summary>Most distinct words counted at once when streaming (2 Mi, about 200 MB): when the table is
+    /// full, the rarest words are forgotten (those below the count that keeps at most half the table), so
+    /// memory is bounded whatever the corpus. A word forgotten early and frequent later is counted from then
+    /// on; words that rare cannot win merges over the frequent ones.</summary>
+    public int MaxWords { get; init; } = 2 << 20;
 }
 
 /// <summary>
@@ -31,6 +37,66 @@ public static class VocabularyTrainer
     {
         var counts = CountWords(corpus, options, cancellationToken);
         return Train(counts, options, corpus.Source, progress, cancellationToken);
+    }
+
+    /// <summary>Learns the vocabulary of streamed corpus files in bounded memory (see <see cref="VocabularyTrainerOptions.MaxWords"/>).</summary>
+    /// <param name="include">Which documents (by 0-based index in the whole input) are counted; null: all.</param>
+    public static Vocabulary Train(DocumentReader reader, VocabularyTrainerOptions options, string source, Func<long, bool>? include = null,
+        IProgress<double>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var counts = CountWords(reader, options, include, cancellationToken);
+        return Train(counts, options, source, progress, cancellationToken);
+    }
+
+    /// <summary>Word frequencies of streamed corpus files: documents are counted in windows of about 4 Mi characters
+    /// (in parallel), the table pruned whenever it holds more than <see cref="VocabularyTrainerOptions.MaxWords"/>.
+    /// The counts do not depend on the thread count.</summary>
+    public static Dictionary<string, long> CountWords(DocumentReader reader, VocabularyTrainerOptions options, Func<long, bool>? include = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(reader);
+        var total = new Dictionary<string, long>(StringComparer.Ordinal);
+        var window = new List<string[]>();
+        long chars = 0, index = -1;
+        void Flush()
+        {
+            if (window.Count == 0) return;
+            foreach (var (w, n) in CountWords(new TextCorpus(window, "window"), options, cancellationToken))
+                total[w] = total.GetValueOrDefault(w) + n;
+            window = [];
+            chars = 0;
+            if (total.Count > options.MaxWords) Prune(total, options.MaxWords / 2);
+        }
+        foreach (var document in reader.Documents(cancellationToken))
+        {
+            if (include is not null && !include(++index)) continue;
+            if (include is null) index++;
+            window.Add(document);
+            foreach (var s in document) chars += s.Length;
+            if (chars >= 4L << 20) Flush();
+        }
+        Flush();
+        if (index < 0 && include is null && total.Count == 0)
+            throw new CorpusFormatException(reader.Files.Count == 1 ? reader.Files[0] : string.Join(", ", reader.Files), "documents", "0",
+                "the corpus holds no text (empty or only blank lines)");
+        return total;
+    }
+
+    /// <summary>Forgets the rarest words: every word below the smallest count that keeps at most <paramref name="keep"/>.</summary>
+    internal static void Prune(Dictionary<string, long> counts, int keep)
+    {
+        var histogram = new SortedDictionary<long, int>();
+        foreach (var n in counts.Values) histogram[n] = histogram.GetValueOrDefault(n) + 1;
+        long threshold = long.MaxValue;
+        int kept = 0;
+        foreach (var (n, words) in histogram.Reverse())
+        {
+            if (kept + words > keep && kept > 0) break;
+            kept += words;
+            threshold = n;
+        }
+        var rare = counts.Where(kv => kv.Value < threshold).Select(kv => kv.Key).ToList();
+        foreach (var w in rare) counts.Remove(w);
     }
 
     /// <summary>Word frequencies of the corpus after basic tokenization (parallel over documents).</summary>

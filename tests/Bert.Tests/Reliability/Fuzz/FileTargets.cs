@@ -12,7 +12,7 @@ namespace Bert.Tests.Reliability.Fuzz;
 internal static class FuzzSamples
 {
     /// <summary>A BertForPreTraining small enough that a checkpoint is a few kilobytes.</summary>
-    public static ModelConfig TinyConfig { get; } = new()
+    public static BertConfig TinyConfig { get; } = new()
     {
         Name = "fuzz", VocabSize = 11, MaxPositions = 8, TypeVocabSize = 2, Hidden = 4, Layers = 1, Heads = 2, Intermediate = 6,
         HasPooler = true, HasMlmHead = true, HasNspHead = true,
