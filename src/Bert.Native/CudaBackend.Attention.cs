@@ -48,6 +48,15 @@ public sealed partial class CudaBackend
             batch, seq, heads, headDim, dropout, Activations);
         if (batch == 0 || seq == 0) return;
         CheckAttentionLimits(batch, seq, heads, headDim, op);
+        if (UsesFusedAttention(probs, qkv, batch, seq, heads, headDim))
+        {
+            // probs holds the row logsumexp and a copy of the context for the backward, not probabilities.
+            var (lse, saved) = FusedSlots(probs, batch, seq, heads, headDim);
+            LaunchFlashForward(saved, lse, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+            if (context.DType == DType.BF16) _api.Copy(context.Address, saved.Address, saved.Bytes);
+            else ConvertInto(context.Slice(0, saved.Length), saved);
+            return;
+        }
         long t = (long)batch * seq, hidden = (long)heads * headDim, z = (long)batch * heads;
         var ws = Layout(workspace, batch, seq, heads, headDim, op);
         var probsView = probs.Slice(0, z * seq * seq);
@@ -85,6 +94,22 @@ public sealed partial class CudaBackend
         if (batch == 0 || seq == 0) return;
         CheckAttentionLimits(batch, seq, heads, headDim, op);
         long t = (long)batch * seq, hidden = (long)heads * headDim, z = (long)batch * heads;
+        if (UsesFusedAttention(probs, qkv, batch, seq, heads, headDim))
+        {
+            var (lse, saved) = FusedSlots(probs, batch, seq, heads, headDim);
+            var dO = dContext.Slice(0, t * hidden);
+            if (dO.DType != DType.BF16 || (dO.Address & 15) != 0)
+            {
+                // The kernels read dContext as 16-byte bf16 rows: stage it in the workspace (unused on this path).
+                RequireAligned16(workspace, op, nameof(workspace));
+                var staged = new TensorRef(workspace.Address, t * hidden, DType.BF16);
+                if (dO.DType == DType.BF16) _api.Copy(staged.Address, dO.Address, dO.Bytes);
+                else ConvertInto(staged, dO);
+                dO = staged;
+            }
+            LaunchFlashBackward(dQkv, dO, saved, lse, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+            return;
+        }
         var ws = Layout(workspace, batch, seq, heads, headDim, op);
         var probsView = probs.Slice(0, z * seq * seq);
         long sHd = (long)seq * headDim, sS = (long)seq * seq;
@@ -138,6 +163,12 @@ public sealed partial class CudaBackend
         attentionMask.Require(t, DType.I32, op, nameof(attentionMask));
         RequireAligned16(qkv, op, nameof(qkv));
         RequireAligned16(context, op, nameof(context));
+        LaunchFlashForward(context, logSumExp, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+    }
+
+    private void LaunchFlashForward(TensorRef context, TensorRef logSumExp, TensorRef qkv, TensorRef attentionMask,
+        int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    {
         var grid = new Dim3((uint)((seq + KernelCatalog.FlashRows - 1) / KernelCatalog.FlashRows), (uint)heads, (uint)batch);
         Launch(KernelCatalog.FlashAttentionForward, grid, new Dim3(KernelCatalog.FlashBlock),
             KernelArg.Ptr("context", context), KernelArg.Ptr("lse", logSumExp), KernelArg.Ptr("qkv", qkv),
@@ -167,6 +198,12 @@ public sealed partial class CudaBackend
         attentionMask.Require(t, DType.I32, op, nameof(attentionMask));
         RequireAligned16(qkv, op, nameof(qkv));
         RequireAligned16(dContext, op, nameof(dContext));
+        LaunchFlashBackward(dQkv, dContext, context, logSumExp, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+    }
+
+    private void LaunchFlashBackward(TensorRef dQkv, TensorRef dContext, TensorRef context, TensorRef logSumExp,
+        TensorRef qkv, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    {
         var grid = new Dim3((uint)((seq + KernelCatalog.FlashRows - 1) / KernelCatalog.FlashRows), (uint)heads, (uint)batch);
         foreach (var kernel in new[] { KernelCatalog.FlashAttentionBackwardDkDv, KernelCatalog.FlashAttentionBackwardDq })
             Launch(kernel, grid, new Dim3(KernelCatalog.FlashBlock),
@@ -194,6 +231,32 @@ public sealed partial class CudaBackend
         if (batch == 0 || seq == 0) return false;
         CheckAttentionLimits(batch, seq, heads, headDim, op);
         return true;
+    }
+
+    /// <summary>
+    /// Whether <see cref="AttentionForward"/>/<see cref="AttentionBackward"/> take the fused kernels
+    /// (<see cref="CudaBackendOptions.FusedAttention"/>): BF16 mode, head dim 64, compute 8.0, qkv BF16 and
+    /// 16-byte aligned, and room in probs (16-byte aligned) for the row logsumexp and a copy of the context.
+    /// Depends only on what both calls see alike (never on context or dContext), so they always agree.
+    /// </summary>
+    private bool UsesFusedAttention(TensorRef probs, TensorRef qkv, int batch, int seq, int heads, int headDim) =>
+        _options.FusedAttention && ComputeType == DType.BF16 && headDim == FlashHeadDim && _api.Device.ComputeMajor >= 8
+        && batch <= 65535 && heads <= 65535 && qkv.DType == DType.BF16 && (qkv.Address & 15) == 0 && (probs.Address & 15) == 0
+        && probs.Bytes >= FusedSlotBytes(batch, seq, heads, headDim).Total;
+
+    /// <summary>Bytes of the fused path's slots in probs: the logsumexp (F32 [B·NH·S], rounded up to 16 bytes),
+    /// then the forward's context (BF16 [B·S, H]) for the backward's D = dO·O.</summary>
+    private static (long Lse, long Total) FusedSlotBytes(int batch, int seq, int heads, int headDim)
+    {
+        long lse = ((long)batch * heads * seq * 4 + 15) / 16 * 16;
+        return (lse, lse + (long)batch * seq * heads * headDim * 2);
+    }
+
+    private static (TensorRef Lse, TensorRef Context) FusedSlots(TensorRef probs, int batch, int seq, int heads, int headDim)
+    {
+        var (lseBytes, _) = FusedSlotBytes(batch, seq, heads, headDim);
+        return (new TensorRef(probs.Address, (long)batch * heads * seq, DType.F32),
+            new TensorRef(probs.Address + (ulong)lseBytes, (long)batch * seq * heads * headDim, DType.BF16));
     }
 
     private static void RequireAligned16(TensorRef t, string op, string argument)

@@ -92,6 +92,74 @@ public class FlashAttentionTests
         Assert.That(second, Is.EqualTo(first));
     }
 
+    /// <summary>CudaBackendOptions.FusedAttention: the IBackend attention ops take the fused kernels (probs then
+    /// holds the logsumexp and the context) and still match the CPU backend, dContext F32 (staged) or BF16.</summary>
+    [TestCase(DType.BF16)]
+    [TestCase(DType.F32)]
+    public void FusedAttentionOptionMatchesTheCpuBackend(DType gradType)
+    {
+        if (!EmulatedDevice.TryStart(out var device, out var reason)) Assert.Ignore($"the CPU emulator cannot be built: {reason}");
+        using var cuda = new CudaBackend(device!, new CudaBackendOptions { ComputeType = DType.BF16, FusedAttention = true });
+        const int batch = 2, heads = 2, seq = 96, headDim = 64, hidden = heads * headDim, tokens = batch * seq;
+        var rng = new Random(77);
+        var qkv = Enumerable.Range(0, tokens * 3 * hidden).Select(_ => BFloat16.Round((float)(rng.NextDouble() * 4 - 2))).ToArray();
+        var dContext = Enumerable.Range(0, tokens * hidden).Select(_ => BFloat16.Round((float)(rng.NextDouble() * 2 - 1))).ToArray();
+        var mask = Enumerable.Range(0, tokens).Select(i => i % seq < (i < seq ? seq : 70) ? 1 : 0).ToArray();
+        var dropout = new DropoutSpec(0.1f, 99, 4, 2);
+
+        float[] Run(IBackend backend, DType act, DType grad, out float[] dQkv)
+        {
+            using var q = backend.Allocate(qkv.Length, act, "qkv");
+            using var m = backend.Allocate(tokens, DType.I32, "mask");
+            using var c = backend.Allocate(tokens * hidden, act, "ctx");
+            using var p = backend.Allocate((long)batch * heads * seq * seq, act, "probs");
+            using var w = backend.Allocate(backend.AttentionWorkspaceLength(batch, seq, heads, headDim), act, "ws");
+            using var dc = backend.Allocate(tokens * hidden, grad, "dctx");
+            using var dq = backend.Allocate(qkv.Length, act, "dqkv");
+            backend.Upload<float>(q, qkv);
+            backend.Upload<int>(m, mask);
+            backend.Upload<float>(dc, dContext);
+            backend.AttentionForward(c, p, w, q, m, batch, seq, heads, headDim, dropout);
+            backend.AttentionBackward(dq, w, dc, q, p, m, batch, seq, heads, headDim, dropout);
+            var context = new float[tokens * hidden];
+            backend.Download<float>(context, c);
+            dQkv = new float[qkv.Length];
+            backend.Download<float>(dQkv, dq);
+            if (backend is CudaBackend gpu)
+            {
+                // The fused path ran: probs starts with the logsumexp the fused forward computes.
+                using var lse = gpu.Allocate(batch * heads * seq, DType.F32, "lse");
+                using var c2 = gpu.Allocate(tokens * hidden, DType.BF16, "ctx2");
+                gpu.FlashAttentionForward(c2, lse, q, m, batch, seq, heads, headDim, dropout);
+                var want = new float[batch * heads * seq];
+                gpu.Download<float>(want, lse);
+                var raw = new ushort[2 * want.Length];
+                gpu.Download<ushort>(raw, p);
+                var got = Enumerable.Range(0, want.Length).Select(i => BitConverter.UInt32BitsToSingle(raw[2 * i] | (uint)raw[2 * i + 1] << 16)).ToArray();
+                Assert.That(got, Is.EqualTo(want), "probs holds the fused forward's logsumexp");
+            }
+            return context;
+        }
+
+        using var cpu = new CpuBackend();
+        var expected = Run(cpu, DType.F32, DType.F32, out var expectedGrad);
+        var actual = Run(cuda, DType.BF16, gradType, out var grad);
+        double Rel(float[] a, float[] b, int from, int stride, int width)
+        {
+            double diff = 0, size = 0;
+            for (int i = from; i < a.Length; i += stride)
+                for (int c = 0; c < width; c++)
+                {
+                    diff = Math.Max(diff, Math.Abs(a[i + c] - b[i + c]));
+                    size = Math.Max(size, Math.Abs(b[i + c]));
+                }
+            return diff / size;
+        }
+        Assert.That(Rel(actual, expected, 0, hidden, hidden), Is.LessThanOrEqualTo(ContextTolerance), "context");
+        for (int part = 0; part < 3; part++)
+            Assert.That(Rel(grad, expectedGrad, part * hidden, 3 * hidden, hidden), Is.LessThanOrEqualTo(GradientTolerance), $"part {part} of dQkv");
+    }
+
     /// <summary>GPU times of the fused kernels against the unfused path (cuBLAS strided-batched GEMMs around
     /// the softmax kernels) at BERT-base attention shapes, forward and backward, from the profiler's CUDA
     /// events; prints ms per call and TFLOP/s, and asserts that the fused forward + backward is faster.</summary>
