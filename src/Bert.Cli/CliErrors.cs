@@ -14,7 +14,8 @@ namespace Bert.Cli;
 /// <item><term>3 BadInput</term><description>a missing or malformed input: the typed format exceptions
 /// (<see cref="DataFormatException"/> and its shard, vocabulary and corpus kinds; <see cref="FileFormatException"/>
 /// and its safetensors, config and checkpoint kinds), <see cref="TensorMismatchException"/>,
-/// <see cref="InvalidDataException"/>, <see cref="FileNotFoundException"/>, <see cref="DirectoryNotFoundException"/></description></item>
+/// <see cref="InvalidDataException"/>, <see cref="FileNotFoundException"/>, <see cref="DirectoryNotFoundException"/>, a checkpoint's
+/// trainer state that cannot continue the run (<see cref="ResumeStateException"/>)</description></item>
 /// <item><term>4 Io</term><description>an output that cannot be written: <see cref="DiskFullException"/>, any other
 /// <see cref="IOException"/>, <see cref="UnauthorizedAccessException"/>; a cancelled command</description></item>
 /// <item><term>5 NonFinite</term><description><see cref="NonFiniteException"/>: training diverged</description></item>
@@ -31,6 +32,7 @@ internal static class CliErrors
         UserException u => u,
         NonFiniteException => new UserException(e.Message, ExitCodes.NonFinite),
         CheckpointSettingsMismatchException => new UserException("--resume: " + e.Message, ExitCodes.Usage),
+        ResumeStateException => new UserException("--resume: " + e.Message, ExitCodes.BadInput),
         // The format exceptions first: DataFormatException is an IOException, and its message already names file, field and value.
         DataFormatException or FileFormatException or TensorMismatchException or InvalidDataException
             => new UserException(e.Message, ExitCodes.BadInput),

@@ -33,6 +33,8 @@ public static class Program
         var root = BuildRoot();
         try
         {
+            RunConfig.Current = null;
+            args = RunConfig.Expand(args, root);
             var parse = root.Parse(args);
             if (parse.Errors.Count > 0)
             {
@@ -48,6 +50,7 @@ public static class Program
                 Console.Error.WriteLine($"bert: error: {empty.Option} '{empty.Value}': expects a value (a path, name or number), not a blank string");
                 return ExitCodes.Usage;
             }
+            if (parse.CommandResult.Command.Name is "pretrain" or "finetune") RunConfig.Current = RunConfig.Effective(parse);
             // Without this, System.CommandLine's default handler catches exceptions first, prints a
             // stack trace and exits 1 instead of the documented exit code.
             return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null });

@@ -5,8 +5,9 @@ using Bert.Runtime.IO;
 namespace Bert.Cli.Commands;
 
 /// <summary>`bert export --checkpoint DIR --out DIR [--dtype f32|bf16|f16]`: a checkpoint as a
-/// HuggingFace model directory (model.safetensors + config.json, plus vocab.txt when the checkpoint
-/// stores one) that transformers' from_pretrained loads.</summary>
+/// HuggingFace model directory (model.safetensors + config.json, plus vocab.txt, tokenizer_config.json and
+/// special_tokens_map.json when the checkpoint stores a vocabulary) that transformers' from_pretrained and
+/// AutoTokenizer load.</summary>
 public static class ExportCommand
 {
     public static Command Create()
@@ -54,6 +55,16 @@ public static class ExportCommand
                 if (v.Count > config.VocabSize)
                     throw new UserException($"{Path.Combine(checkpoint.Directory, vocab)}: {v.Count} tokens, more than the {config.VocabSize} embedding rows (vocab_size in config.json)", ExitCodes.BadInput);
                 AtomicFile.Write(fs, Path.Combine(outputDirectory, vocab), s => s.Write(bytes));
+                // The casing the checkpoint was trained with: its own tokenizer_config.json, else the vocabulary's.
+                bool lowerCase = HfTokenizerFiles.IsUncased(tokens);
+                if (checkpoint.HasFile(HfTokenizerFiles.ConfigFile))
+                {
+                    using var doc = System.Text.Json.JsonDocument.Parse(checkpoint.ReadFile(HfTokenizerFiles.ConfigFile));
+                    if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && doc.RootElement.TryGetProperty("do_lower_case", out var d)
+                        && d.ValueKind is System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False)
+                        lowerCase = d.GetBoolean();
+                }
+                HfTokenizerFiles.Write(fs, outputDirectory, lowerCase, config.MaxPositions);
             }
             log.WriteLine($"exported {checkpoint.Directory} (step {checkpoint.Step}, {table.Count} tensors, " +
                 $"{parameters.LongLength} parameters, {dtype}) as {ConfigJson.Architecture(config)} to {Path.GetFullPath(outputDirectory)}");

@@ -44,9 +44,10 @@ public static class FinetuneCommand
         var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => "auto" };
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (for --data spam)", DefaultValueFactory = _ => "data" };
 
+        var runConfig = new Option<string?>("--config") { Description = "a JSON file of options (keys are option names: {\"epochs\": 3, \"lr\": 2e-5, ...}); options on the command line override it" };
         var cmd = new Command("finetune", "fine-tune a pretrained checkpoint: sequence classification, token classification or span extraction")
         {
-            task, checkpoint, data, validation, test, validationFraction, output, epochs, batch, micro, lr, warmup, weightDecay,
+            runConfig, task, checkpoint, data, validation, test, validationFraction, output, epochs, batch, micro, lr, warmup, weightDecay,
             maxSeq, tailTokens, windows, docStride, seed, threads, device, dataRoot,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new FinetuneSettings
@@ -131,6 +132,7 @@ public static class FinetuneCommand
         using var backend = Backends.Create(s.Device, s.Threads);
         using var model = task.CreateModel(source.Config, classes, backend, Math.Max(microBatch, EvalBatch(microBatch)), s.MaxSeq);
         var load = PretrainedLoader.Load(model, source.WeightsPath, s.Seed);
+        RunConfig.WriteTo(outDir);
         log.WriteLine(string.Create(inv,
             $"bert finetune: {task.CliName()} with {model.Config.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}, {(lowerCase ? "uncased" : "cased")}) on {backend.Name}"));
         log.WriteLine($"from {source.Directory}" + (source.Step is { } st ? $" (step {st})" : ""));
@@ -245,13 +247,21 @@ public static class FinetuneCommand
 
     internal static PretrainedSource OpenCheckpoint(string path)
     {
-        string full = CheckpointReader.ResolvePointer(PhysicalFileSystem.Instance, Path.GetFullPath(path));
+        string full;
+        try
+        {
+            full = CheckpointReader.ResolvePointer(PhysicalFileSystem.Instance, HfCache.Resolve(path) ?? Path.GetFullPath(path));
+        }
+        catch (DirectoryNotFoundException e)
+        {
+            throw new UserException($"--checkpoint {path}: {e.Message}", ExitCodes.BadInput);
+        }
         bool isDefault = Path.GetFullPath(DefaultCheckpoint) == full;
         if (!Directory.Exists(full) || (isDefault && CheckpointReader.FindLatest(full) is null))
             throw new UserException(isDefault
                 ? $"--checkpoint {path}: no pretrained model at {full}; run `bert pretrain` first (with no options it pretrains the default model " +
                   "into runs/pretrain), or pass --checkpoint DIR"
-                : $"--checkpoint {path}: directory not found ({full})", ExitCodes.BadInput);
+                : $"--checkpoint {path}: directory not found ({full}), nor a model id in the HuggingFace cache ({HfCache.HubDirectory()})", ExitCodes.BadInput);
         return PretrainedSource.Open(full);
     }
 

@@ -13,7 +13,7 @@ public static class ImportCommand
 {
     public static Command Create()
     {
-        var hf = new Option<string>("--hf") { Description = "HuggingFace model directory (config.json + model.safetensors)", Required = true };
+        var hf = new Option<string>("--hf") { Description = "HuggingFace model directory (config.json + model.safetensors), a hub cache repository (models--org--name), or a model id found offline in the HuggingFace cache (HF_HOME)", Required = true };
         var output = new Option<string>("--out") { Description = "checkpoint root to create (receives step-000000/ and latest)", Required = true };
         var seed = new Option<ulong>("--seed") { Description = "seed for initializing tensors the source lacks", DefaultValueFactory = _ => 0UL };
         var strict = new Option<bool>("--strict") { Description = "fail unless every tensor matches exactly (nothing missing or unexpected)" };
@@ -24,6 +24,15 @@ public static class ImportCommand
 
     internal static int Run(string hfDirectory, string outputRoot, ulong seed, bool strict, TextWriter log)
     {
+        try
+        {
+            // A hub cache repository or a model id found offline in the HuggingFace cache gives its snapshot.
+            hfDirectory = HfCache.Resolve(hfDirectory) ?? hfDirectory;
+        }
+        catch (DirectoryNotFoundException e)
+        {
+            throw new UserException($"--hf {hfDirectory}: {e.Message}", ExitCodes.BadInput);
+        }
         OutputPaths.RefuseOverlap("--out", outputRoot, ("--hf", hfDirectory));
         try
         {

@@ -18,6 +18,7 @@ public static class PretrainCommand
 {
     public static Command Create()
     {
+        var runConfig = new Option<string?>("--config") { Description = "a JSON file of options (keys are option names: {\"steps\": 1000, \"lr\": 1e-4, ...}); options on the command line override it" };
         var preset = new Option<string?>("--preset") { Description = "model preset: " + string.Join(", ", ModelPresets.Names) + " (default tiny)" };
         var config = new Option<string?>("--model-config")
         {
@@ -59,7 +60,7 @@ public static class PretrainCommand
 
         var cmd = new Command("pretrain", "pretrain BERT (MLM + NSP); with no options, the default job on the Brown corpus")
         {
-            preset, config, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
+            runConfig, preset, config, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
             output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
@@ -202,6 +203,7 @@ public static class PretrainCommand
 
             var inv = CultureInfo.InvariantCulture;
             string plan = string.Join(", ", phases.Select(p => string.Create(inv, $"{p.Steps} at S={p.SeqLength} (batch {p.BatchSize}, micro {p.MicroBatch}, P={p.MaxPredictions})")));
+            RunConfig.WriteTo(s.Output);
             Console.WriteLine(string.Create(inv,
                 $"bert pretrain: {modelName} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
                 + (resume is null ? "" : $"; resuming at step {resume.Step} from {resume.Directory}"));

@@ -44,7 +44,7 @@ public static class LabelSets
 
 /// <summary>Saves a fine-tuned model as a checkpoint that is also a HuggingFace model directory
 /// (BertForSequenceClassification, BertForTokenClassification or BertForQuestionAnswering, with
-/// id2label/label2id), with vocab.txt and tokenizer_config.json beside it.</summary>
+/// id2label/label2id), with vocab.txt, tokenizer_config.json and special_tokens_map.json beside it.</summary>
 public static class FineTunedCheckpoint
 {
     public static string Save(CheckpointWriter writer, BertModelBase model, long step, IReadOnlyList<string>? labelNames,
@@ -64,8 +64,8 @@ public static class FineTunedCheckpoint
         var files = new Dictionary<string, ReadOnlyMemory<byte>>(StringComparer.Ordinal)
         {
             ["vocab.txt"] = Encoding.UTF8.GetBytes(vocabText.ToString()),
-            ["tokenizer_config.json"] = Encoding.UTF8.GetBytes(
-                $"{{\n  \"do_lower_case\": {(lowerCase ? "true" : "false")},\n  \"model_max_length\": {model.Config.MaxPositions.ToString(CultureInfo.InvariantCulture)},\n  \"tokenizer_class\": \"BertTokenizer\"\n}}\n"),
+            [HfTokenizerFiles.ConfigFile] = HfTokenizerFiles.TokenizerConfig(lowerCase, model.Config.MaxPositions),
+            [HfTokenizerFiles.SpecialTokensFile] = HfTokenizerFiles.SpecialTokensMap(),
         };
         if (extraFiles is not null)
             foreach (var (k, v) in extraFiles) files[k] = v;

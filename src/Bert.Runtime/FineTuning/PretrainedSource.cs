@@ -8,7 +8,8 @@ namespace Bert.Runtime.FineTuning;
 /// <summary>
 /// Where pretrained weights come from: a checkpoint written by this project (a step-N directory, or a
 /// run's checkpoint root, whose newest complete checkpoint is used after its manifest checksums are
-/// verified) or a HuggingFace model directory (config.json, model.safetensors, vocab.txt).
+/// verified) or a HuggingFace model directory (config.json, model.safetensors, vocab.txt), also given as a
+/// hub cache repository (models--org--name) or a model id found offline in the HuggingFace cache (<see cref="HfCache"/>).
 /// </summary>
 public sealed class PretrainedSource
 {
@@ -43,6 +44,8 @@ public sealed class PretrainedSource
     public static PretrainedSource Open(string path, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        // A HuggingFace cache repository or model id (offline, as transformers' local_files_only) gives its snapshot.
+        if (HfCache.Resolve(path) is { } resolved) path = resolved;
         string full = CheckpointReader.ResolvePointer(PhysicalFileSystem.Instance, Path.GetFullPath(path));
         if (!System.IO.Directory.Exists(full))
             throw new CheckpointFormatException(full, "directory", "(absent)", "checkpoint directory does not exist");

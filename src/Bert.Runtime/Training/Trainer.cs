@@ -69,13 +69,21 @@ public sealed class Trainer : IDisposable
                 throw new ArgumentException($"phase {p.Name} (micro-batch {p.MicroBatch}, S={p.SeqLength}, P={p.MaxPredictions}) exceeds the model's planned maxima " +
                                             $"({model.MaxBatch}, {model.MaxSeq}, {model.MaxPredictions})");
             var c = resume?.Cursors.FirstOrDefault(x => x.Phase == p.Name);
+            if (c is not null && (c.Epoch < 0 || c.Epoch > int.MaxValue || c.Position < 0 || c.Position >= src.Count))
+                throw new ResumeStateException($"the saved data cursor of phase {p.Name} (epoch {c.Epoch}, position {c.Position}) is outside the " +
+                    $"{src.Count} instances of {src.Directory}: the dataset changed (prepared again?) since the checkpoint; resume with the data it " +
+                    "was trained on, or start a new run");
             // Each phase draws its own order (seed mixed with S) so the two datasets shuffle independently.
             _assemblers[p.Name] = new BatchAssembler(src, seed ^ ((ulong)p.SeqLength << 32),
                 c is null ? default : new DataCursor(checked((int)c.Epoch), c.Position));
             _hosts[p.Name] = new HostBatch(p.BatchSize, p.SeqLength, p.MaxPredictions);
         }
+        if (resume?.Cursors.FirstOrDefault(c => phases.All(p => p.Name != c.Phase)) is { } unknown)
+            throw new ResumeStateException($"the checkpoint's trainer state has a data cursor for phase {unknown.Phase}, which this run does not have " +
+                $"({string.Join(", ", phases.Select(p => p.Name))}); resume with the same --seq/--seq-long");
         if (resume is not null && resume.Seed != seed)
-            throw new ArgumentException($"the resumed state was trained with seed {resume.Seed}, this trainer has seed {seed}", nameof(resume));
+            throw new ResumeStateException($"the checkpoint's trainer state was trained with seed {resume.Seed}, this run has seed {seed}; " +
+                "resume with the same --seed (dropout and data order derive from it)");
         _core = new TrainingCore(model, adam, schedule);
         Step = resume?.Step ?? 0;
         _device = new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
@@ -197,6 +205,10 @@ public sealed class Trainer : IDisposable
         }
     }
 }
+
+/// <summary>A checkpoint's trainer state that cannot continue this run (another seed, a data cursor outside the
+/// dataset); the message says why and what to do. The CLI reports it as bad input (exit 3).</summary>
+public sealed class ResumeStateException(string message) : Exception(message);
 
 /// <summary>The trainer's resumable state besides weights and moments.</summary>
 public sealed record TrainerState(long Step, ulong Seed, CursorState[] Cursors);

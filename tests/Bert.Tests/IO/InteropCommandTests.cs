@@ -102,4 +102,39 @@ public class InteropCommandTests
         using var f = SafetensorsFile.Open(Path.Combine(_dir["hf"], "model.safetensors"));
         Assert.That(f.Tensors.All(t => t.DType == SafetensorsDType.F16));
     }
+
+    /// <summary>What transformers reads from an export: AutoTokenizer takes tokenizer_config.json (class, casing,
+    /// maximum length, special tokens) and special_tokens_map.json; from_pretrained takes config.json
+    /// (architectures, model_type) and the safetensors names. Parsed here as transformers parses them.</summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public void ExportWritesTheTokenizerFilesTransformersReads(bool uncased)
+    {
+        var config = ConfigJsonTests.Tiny();
+        var table = ParameterLayout.ForPretraining(config);
+        var p = new float[ParameterLayout.Total(table)];
+        BertModelBase.InitializeHost(p, table, 0.02f, 1);
+        string vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n" + (uncased ? "paris\n" : "Paris\n");
+        new CheckpointWriter(_dir["run"]).Save(new CheckpointContent
+        {
+            Step = 1, Config = config, Table = table, Parameters = p,
+            ExtraFiles = new Dictionary<string, ReadOnlyMemory<byte>> { ["vocab.txt"] = System.Text.Encoding.UTF8.GetBytes(vocab) },
+        });
+        Assert.That(Program.Run(["export", "--checkpoint", _dir["run"], "--out", _dir["hf"]]), Is.EqualTo(ExitCodes.Ok));
+
+        using var tok = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(_dir["hf"], "tokenizer_config.json")));
+        var t = tok.RootElement;
+        Assert.That(t.GetProperty("tokenizer_class").GetString(), Is.EqualTo("BertTokenizer"));
+        Assert.That(t.GetProperty("do_lower_case").GetBoolean(), Is.EqualTo(uncased));
+        Assert.That(t.GetProperty("model_max_length").GetInt32(), Is.EqualTo(config.MaxPositions));
+        foreach (var (key, token) in new[] { ("unk_token", "[UNK]"), ("sep_token", "[SEP]"), ("pad_token", "[PAD]"), ("cls_token", "[CLS]"), ("mask_token", "[MASK]") })
+            Assert.That(t.GetProperty(key).GetString(), Is.EqualTo(token), key);
+        using var map = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(_dir["hf"], "special_tokens_map.json")));
+        Assert.That(map.RootElement.GetProperty("mask_token").GetString(), Is.EqualTo("[MASK]"));
+        using var cfg = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(Path.Combine(_dir["hf"], "config.json")));
+        Assert.That(cfg.RootElement.GetProperty("architectures")[0].GetString(), Is.EqualTo("BertForPreTraining"));
+        Assert.That(cfg.RootElement.GetProperty("model_type").GetString(), Is.EqualTo("bert"));
+        using var f = SafetensorsFile.Open(Path.Combine(_dir["hf"], "model.safetensors"));
+        Assert.That(f.Tensors.Select(x => x.Name), Does.Contain("bert.embeddings.word_embeddings.weight").And.Contain("cls.predictions.bias"));
+    }
 }

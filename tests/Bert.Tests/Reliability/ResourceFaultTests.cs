@@ -54,7 +54,8 @@ public class ResourceFaultTests
             Assert.That(dataset.Count, Is.GreaterThan(0));
         }
 
-        PretrainingDataBuilder.Build(corpus, "synthetic", vocab, options with { Seed = 2 }, output, fileSystem: new DiskFullFileSystem(total));
+        // stats.json records the seconds taken, whose digits vary from run to run: a little room beyond the probe.
+        PretrainingDataBuilder.Build(corpus, "synthetic", vocab, options with { Seed = 2 }, output, fileSystem: new DiskFullFileSystem(total + 64));
         Assert.That(Snapshot(output)["shard-00000.bin"], Is.Not.EqualTo(before["shard-00000.bin"]), "with room enough, the new dataset replaces the old one");
     }
 

@@ -237,6 +237,53 @@ public partial class PretrainCliTests
         });
     }
 
+    /// <summary>--config run.json: options from a file, the command line overriding them; every run records its resolved
+    /// options as run-config.json, which is itself a valid --config file.</summary>
+    [Test]
+    public void RunConfigFileGivesTheOptionsAndTheRunRecordsItsResolvedOnes()
+    {
+        string dir = TrainingData.NewDirectory("cli-runconfig");
+        string output = Path.Combine(dir, "run");
+        var args = Args(output);
+        // Everything but the command name and --steps moves to the file (lists and numbers as JSON values).
+        var file = new System.Text.Json.Nodes.JsonObject();
+        for (int i = 1; i < args.Length; i += 2)
+            if (args[i] != "--steps")
+                file[args[i].TrimStart('-')] = args[i] == "--data" ? new System.Text.Json.Nodes.JsonArray(args[i + 1])
+                    : double.TryParse(args[i + 1], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double d) && args[i] != "--preset"
+                        ? System.Text.Json.Nodes.JsonValue.Create(d) : System.Text.Json.Nodes.JsonValue.Create(args[i + 1]);
+        file["steps"] = 100;   // overridden by the command line below
+        string runJson = Path.Combine(dir, "run.json");
+        File.WriteAllText(runJson, file.ToJsonString());
+
+        var (code, _, err) = TrainingHelpers.RunCli("pretrain", "--config", runJson, "--steps", "6");
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok), err);
+        string recorded = Path.Combine(output, "run-config.json");
+        using (var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(recorded)))
+        {
+            var r = doc.RootElement;
+            Assert.That(r.GetProperty("steps").GetInt64(), Is.EqualTo(6), "the command line wins over the file");
+            Assert.That(r.GetProperty("lr").GetDouble(), Is.EqualTo(0.001));
+            Assert.That(r.GetProperty("micro-batch").GetInt32(), Is.EqualTo(2));
+            Assert.That(r.GetProperty("data")[0].GetString(), Is.EqualTo(TrainingData.DataRoot));
+            Assert.That(r.GetProperty("keep").GetInt32(), Is.EqualTo(3), "defaults are recorded too");
+            Assert.That(r.GetProperty("out").GetString(), Is.EqualTo(output));
+        }
+        Assert.That(System.IO.Directory.Exists(Path.Combine(output, "checkpoints", "step-000006")));
+
+        // The recorded file runs again: an interrupted run resumes with exactly its options.
+        System.IO.Directory.Delete(Path.Combine(output, "checkpoints", "step-000006"), recursive: true);
+        File.WriteAllText(Path.Combine(output, "checkpoints", "latest"), "step-000004");
+        var again = TrainingHelpers.RunCli("pretrain", "--config", recorded, "--resume");
+        Assert.That(again.Code, Is.EqualTo(ExitCodes.Ok), again.Err);
+        Assert.That(System.IO.Directory.Exists(Path.Combine(output, "checkpoints", "step-000006")));
+
+        File.WriteAllText(runJson, """{"stepz": 3}""");
+        var bad = TrainingHelpers.RunCli("pretrain", "--config", runJson);
+        Assert.That(bad.Code, Is.EqualTo(ExitCodes.BadInput));
+        Assert.That(bad.Err, Does.Contain(runJson).And.Contain("'stepz'").And.Contain("no option --stepz"));
+    }
+
     /// <summary>--model-config: a HuggingFace config.json of sizes no preset has pretrains, checkpoints and resumes.</summary>
     [Test]
     public void PretrainWithAConfigJsonOfAnySize()

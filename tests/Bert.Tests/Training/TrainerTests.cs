@@ -148,4 +148,34 @@ public class TrainerTests
         TestContext.Out.WriteLine($"MLM loss {r.MlmLoss:F4} (accuracy {r.MlmAccuracy:P0}) after {trainer.Step} steps, {clock.Elapsed.TotalSeconds:F1} s");
         Assert.That(r.MlmLoss, Is.LessThan(0.1), $"MLM loss after {trainer.Step} steps");
     }
+
+    /// <summary>A trainer state that cannot continue this run is a clear error (exit 3 in the CLI), not a stack trace:
+    /// another seed, or a data cursor outside a dataset that was prepared again.</summary>
+    [Test]
+    public void AResumeStateOfAnotherSeedOrOutsideTheDatasetIsAClearError()
+    {
+        var datasets = Datasets();
+        try
+        {
+            using var backend = NewBackend();
+            using var model = new NoDropoutModel(backend, 2, TrainingData.ShortSeq, TrainingData.ShortPredictions, NoDropoutModel.DefaultConfig with { VocabSize = TrainingData.Vocab.Count });
+            var phases = Phases(4, 0, 2, 2, 2, 2);
+            var schedule = LearningRateSchedule.Create(1e-3, 0, 4);
+            var cursors = phases.Select(p => new CursorState(p.Name, 0, 1)).ToArray();
+            var seed = Assert.Throws<ResumeStateException>(() => new Trainer(model, phases, datasets, schedule, new AdamWOptions(), 4, new TrainerState(2, 99, cursors)))!;
+            Assert.That(seed.Message, Does.Contain("seed 99").And.Contain("this run has seed 4").And.Contain("--seed"));
+            long count = datasets[phases[0].Name].Count;
+            var past = phases.Select(p => new CursorState(p.Name, 1, count + 5)).ToArray();
+            var cursor = Assert.Throws<ResumeStateException>(() => new Trainer(model, phases, datasets, schedule, new AdamWOptions(), 4, new TrainerState(2, 4, past)))!;
+            Assert.That(cursor.Message, Does.Contain($"position {count + 5}").And.Contain($"{count} instances").And.Contain("prepared again"));
+            Assert.That(Bert.Cli.CliErrors.Translate(cursor)!.ExitCode, Is.EqualTo(Bert.Cli.ExitCodes.BadInput));
+            var unknown = cursors.Append(new CursorState("seq999", 0, 0)).ToArray();
+            var phase = Assert.Throws<ResumeStateException>(() => new Trainer(model, phases, datasets, schedule, new AdamWOptions(), 4, new TrainerState(2, 4, unknown)))!;
+            Assert.That(phase.Message, Does.Contain("phase seq999"));
+        }
+        finally
+        {
+            Close(datasets);
+        }
+    }
 }
