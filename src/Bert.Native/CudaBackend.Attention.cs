@@ -48,6 +48,15 @@ public sealed partial class CudaBackend
             batch, seq, heads, headDim, dropout, Activations);
         if (batch == 0 || seq == 0) return;
         CheckAttentionLimits(batch, seq, heads, headDim, op);
+        if (UsesFusedAttention(probs, qkv, batch, seq, heads, headDim))
+        {
+            // probs holds the row logsumexp and a copy of the context for the backward, not probabilities.
+            var (lse, saved) = FusedSlots(probs, batch, seq, heads, headDim);
+            LaunchFlashForward(saved, lse, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+            if (context.DType == DType.BF16) _api.Copy(context.Address, saved.Address, saved.Bytes);
+            else ConvertInto(context.Slice(0, saved.Length), saved);
+            return;
+        }
         long t = (long)batch * seq, hidden = (long)heads * headDim, z = (long)batch * heads;
         var ws = Layout(workspace, batch, seq, heads, headDim, op);
         var probsView = probs.Slice(0, z * seq * seq);
@@ -85,6 +94,22 @@ public sealed partial class CudaBackend
         if (batch == 0 || seq == 0) return;
         CheckAttentionLimits(batch, seq, heads, headDim, op);
         long t = (long)batch * seq, hidden = (long)heads * headDim, z = (long)batch * heads;
+        if (UsesFusedAttention(probs, qkv, batch, seq, heads, headDim))
+        {
+            var (lse, saved) = FusedSlots(probs, batch, seq, heads, headDim);
+            var dO = dContext.Slice(0, t * hidden);
+            if (dO.DType != DType.BF16 || (dO.Address & 15) != 0)
+            {
+                // The kernels read dContext as 16-byte bf16 rows: stage it in the workspace (unused on this path).
+                RequireAligned16(workspace, op, nameof(workspace));
+                var staged = new TensorRef(workspace.Address, t * hidden, DType.BF16);
+                if (dO.DType == DType.BF16) _api.Copy(staged.Address, dO.Address, dO.Bytes);
+                else ConvertInto(staged, dO);
+                dO = staged;
+            }
+            LaunchFlashBackward(dQkv, dO, saved, lse, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+            return;
+        }
         var ws = Layout(workspace, batch, seq, heads, headDim, op);
         var probsView = probs.Slice(0, z * seq * seq);
         long sHd = (long)seq * headDim, sS = (long)seq * seq;
@@ -111,6 +136,133 @@ public sealed partial class CudaBackend
         _api.Gemm(GemmCall.RowMajor(true, false, seq, headDim, seq, scale,
             dScores, seq, sS, ws.Q, headDim, sHd, 0f, ws.DK, headDim, sHd, (int)z, _options.Fp32Gemm));
         MergeHeads(dQkv, ws.DQ, ws.DK, ws.DV, batch, seq, heads, headDim, 3);
+    }
+
+    /// <summary>Head dimension the fused attention kernels support.</summary>
+    public const int FlashHeadDim = 64;
+
+    /// <summary>
+    /// Fused (flash-style) attention forward, bf16 on tensor cores (Kernels/flash_attention.cu, issue 12):
+    /// context[B·S, H] (BF16) = dropout(softmax(q·kᵀ/√64 with padded keys masked))·v for q, k, v read in
+    /// place from qkv[B·S, 3H] (BF16), without a probabilities tensor; logSumExp[B·NH·S] (F32) receives each
+    /// row's log Σ exp of the scaled scores over unmasked keys (+∞ when every key is masked), for a backward.
+    /// Same results as <see cref="AttentionForward"/>'s context within bf16 rounding, with the same dropout
+    /// mask (Philox index = flat index into probs [B, NH, S, S]). Head dimension 64, compute capability 8.0,
+    /// qkv and context 16-byte aligned. Not yet used by the model (see docs/cuda.md).
+    /// </summary>
+    public void FlashAttentionForward(TensorRef context, TensorRef logSumExp, TensorRef qkv, TensorRef attentionMask,
+        int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    {
+        using var _ = Op(nameof(FlashAttentionForward));
+        const string op = nameof(FlashAttentionForward);
+        if (!CheckFlash(batch, seq, heads, headDim, dropout, op)) return;
+        long t = (long)batch * seq, hidden = (long)heads * headDim;
+        context.Require(t * hidden, DType.BF16, op, nameof(context));
+        logSumExp.Require((long)batch * heads * seq, DType.F32, op, nameof(logSumExp));
+        qkv.Require(t * 3 * hidden, DType.BF16, op, nameof(qkv));
+        attentionMask.Require(t, DType.I32, op, nameof(attentionMask));
+        RequireAligned16(qkv, op, nameof(qkv));
+        RequireAligned16(context, op, nameof(context));
+        LaunchFlashForward(context, logSumExp, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+    }
+
+    private void LaunchFlashForward(TensorRef context, TensorRef logSumExp, TensorRef qkv, TensorRef attentionMask,
+        int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    {
+        var grid = new Dim3((uint)((seq + KernelCatalog.FlashRows - 1) / KernelCatalog.FlashRows), (uint)heads, (uint)batch);
+        Launch(KernelCatalog.FlashAttentionForward, grid, new Dim3(KernelCatalog.FlashBlock),
+            KernelArg.Ptr("context", context), KernelArg.Ptr("lse", logSumExp), KernelArg.Ptr("qkv", qkv),
+            KernelArg.Ptr("mask", attentionMask), KernelArg.I32("batch", batch), KernelArg.I32("seq", seq),
+            KernelArg.I32("heads", heads), KernelArg.F32("scale", 1f / MathF.Sqrt(headDim)),
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+    }
+
+    /// <summary>
+    /// Backward of <see cref="FlashAttentionForward"/> (Kernels/flash_attention_backward.cu): dQkv[B·S, 3H]
+    /// (F32 or BF16, overwritten) from dContext, the forward's context and logSumExp, qkv and the mask, with
+    /// the same dropout. Deterministic: one kernel writes dK and dV (a block per 64 keys), another dQ (a block
+    /// per 64 queries), without atomics. dContext and context BF16 and 16-byte aligned.
+    /// </summary>
+    public void FlashAttentionBackward(TensorRef dQkv, TensorRef dContext, TensorRef context, TensorRef logSumExp,
+        TensorRef qkv, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    {
+        using var _ = Op(nameof(FlashAttentionBackward));
+        const string op = nameof(FlashAttentionBackward);
+        if (!CheckFlash(batch, seq, heads, headDim, dropout, op)) return;
+        long t = (long)batch * seq, hidden = (long)heads * headDim;
+        RequireAct(dQkv, t * 3 * hidden, op, nameof(dQkv));
+        dContext.Require(t * hidden, DType.BF16, op, nameof(dContext));
+        context.Require(t * hidden, DType.BF16, op, nameof(context));
+        logSumExp.Require((long)batch * heads * seq, DType.F32, op, nameof(logSumExp));
+        qkv.Require(t * 3 * hidden, DType.BF16, op, nameof(qkv));
+        attentionMask.Require(t, DType.I32, op, nameof(attentionMask));
+        RequireAligned16(qkv, op, nameof(qkv));
+        RequireAligned16(dContext, op, nameof(dContext));
+        LaunchFlashBackward(dQkv, dContext, context, logSumExp, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+    }
+
+    private void LaunchFlashBackward(TensorRef dQkv, TensorRef dContext, TensorRef context, TensorRef logSumExp,
+        TensorRef qkv, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    {
+        var grid = new Dim3((uint)((seq + KernelCatalog.FlashRows - 1) / KernelCatalog.FlashRows), (uint)heads, (uint)batch);
+        foreach (var kernel in new[] { KernelCatalog.FlashAttentionBackwardDkDv, KernelCatalog.FlashAttentionBackwardDq })
+            Launch(kernel, grid, new Dim3(KernelCatalog.FlashBlock),
+                KernelArg.Ptr("dQkv", dQkv), KernelArg.Type("dQkvType", dQkv), KernelArg.Ptr("dContext", dContext),
+                KernelArg.Ptr("context", context), KernelArg.Ptr("lse", logSumExp), KernelArg.Ptr("qkv", qkv),
+                KernelArg.Ptr("mask", attentionMask), KernelArg.I32("batch", batch), KernelArg.I32("seq", seq),
+                KernelArg.I32("heads", heads), KernelArg.F32("scale", 1f / MathF.Sqrt(headDim)),
+                KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+    }
+
+    /// <summary>The fused kernels' sizes and device; false for an empty call (0 rows: nothing to do).</summary>
+    private bool CheckFlash(int batch, int seq, int heads, int headDim, DropoutSpec dropout, string op)
+    {
+        OpChecks.NonNegative(batch, op, nameof(batch));
+        OpChecks.NonNegative(seq, op, nameof(seq));
+        OpChecks.Positive(heads, op, nameof(heads));
+        OpChecks.Dropout(dropout, op);
+        if (headDim != FlashHeadDim)
+            throw new ArgumentOutOfRangeException(nameof(headDim), headDim, $"{op}: the fused attention kernels support head dimension {FlashHeadDim} only");
+        if (_api.Device.ComputeMajor < 8)
+            throw new NotSupportedException($"{op}: the fused attention kernels need compute capability 8.0 or newer; " +
+                $"{_api.Device.Name} has {_api.Device.ComputeMajor}.{_api.Device.ComputeMinor}");
+        if (heads > 65535 || batch > 65535)
+            throw new ArgumentOutOfRangeException(nameof(batch), batch, $"{op}: batch {batch} and heads {heads} must each be at most 65535");
+        if (batch == 0 || seq == 0) return false;
+        CheckAttentionLimits(batch, seq, heads, headDim, op);
+        return true;
+    }
+
+    /// <summary>
+    /// Whether <see cref="AttentionForward"/>/<see cref="AttentionBackward"/> take the fused kernels
+    /// (<see cref="CudaBackendOptions.FusedAttention"/>): BF16 mode, head dim 64, compute 8.0, qkv BF16 and
+    /// 16-byte aligned, and room in probs (16-byte aligned) for the row logsumexp and a copy of the context.
+    /// Depends only on what both calls see alike (never on context or dContext), so they always agree.
+    /// </summary>
+    private bool UsesFusedAttention(TensorRef probs, TensorRef qkv, int batch, int seq, int heads, int headDim) =>
+        _options.FusedAttention && ComputeType == DType.BF16 && headDim == FlashHeadDim && _api.Device.ComputeMajor >= 8
+        && batch <= 65535 && heads <= 65535 && qkv.DType == DType.BF16 && (qkv.Address & 15) == 0 && (probs.Address & 15) == 0
+        && probs.Bytes >= FusedSlotBytes(batch, seq, heads, headDim).Total;
+
+    /// <summary>Bytes of the fused path's slots in probs: the logsumexp (F32 [B·NH·S], rounded up to 16 bytes),
+    /// then the forward's context (BF16 [B·S, H]) for the backward's D = dO·O.</summary>
+    private static (long Lse, long Total) FusedSlotBytes(int batch, int seq, int heads, int headDim)
+    {
+        long lse = ((long)batch * heads * seq * 4 + 15) / 16 * 16;
+        return (lse, lse + (long)batch * seq * heads * headDim * 2);
+    }
+
+    private static (TensorRef Lse, TensorRef Context) FusedSlots(TensorRef probs, int batch, int seq, int heads, int headDim)
+    {
+        var (lseBytes, _) = FusedSlotBytes(batch, seq, heads, headDim);
+        return (new TensorRef(probs.Address, (long)batch * heads * seq, DType.F32),
+            new TensorRef(probs.Address + (ulong)lseBytes, (long)batch * seq * heads * headDim, DType.BF16));
+    }
+
+    private static void RequireAligned16(TensorRef t, string op, string argument)
+    {
+        if ((t.Address & 15) != 0)
+            throw new ArgumentException($"{op}: {argument} must be 16-byte aligned (address 0x{t.Address:x})", argument);
     }
 
     /// <summary>The kernels' index limits, beyond <see cref="OpChecks"/>'s rules.</summary>

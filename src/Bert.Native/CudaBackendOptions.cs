@@ -27,6 +27,13 @@ public sealed record CudaBackendOptions
     /// bias broadcast + cuBLAS GEMM + activation kernel. Default off.</summary>
     public bool UseCublasLt { get; init; }
 
+    /// <summary>Experimental (issue 12; not yet verified on a GPU): in BF16 mode, AttentionForward and
+    /// AttentionBackward run the fused flash-attention kernels where they apply (head dimension 64, compute
+    /// capability 8.0, qkv and probs 16-byte aligned, probs large enough: S ≥ 66 in practice). probs then holds
+    /// the row logsumexp and a copy of the context for the backward instead of probabilities, so it must not
+    /// be read as probabilities. Default off.</summary>
+    public bool FusedAttention { get; init; }
+
     /// <summary>Pinned host staging for uploads, split in two halves that alternate. Default 16 MiB.</summary>
     public long StagingBytes { get; init; } = 16L << 20;
 

@@ -142,6 +142,23 @@ public static class KernelCatalog
     public static readonly KernelSpec AttentionSoftmaxBackward = Def("attention.cu", "attention_softmax_backward", (RowBlock, 1),
         WithDropout(P("dScores"), I("dScoresType"), P("probs"), I("probsType"), I("batch"), I("heads"), I("seq")));
 
+    // ---- flash_attention.cu ----
+    public static readonly KernelSpec FlashAttentionForward = Def("flash_attention.cu", "flash_attention_forward", (FlashBlock, 1),
+        WithDropout(P("context"), P("lse"), P("qkv"), P("mask"), I("batch"), I("seq"), I("heads"), F("scale")));
+
+    public static readonly KernelSpec FlashAttentionBackwardDkDv = Def("flash_attention_backward.cu", "flash_attention_backward_dkdv", (FlashBlock, 1),
+        WithDropout(P("dQkv"), I("dQkvType"), P("dContext"), P("context"), P("lse"), P("qkv"), P("mask"),
+            I("batch"), I("seq"), I("heads"), F("scale")));
+    public static readonly KernelSpec FlashAttentionBackwardDq = Def("flash_attention_backward.cu", "flash_attention_backward_dq", (FlashBlock, 1),
+        WithDropout(P("dQkv"), I("dQkvType"), P("dContext"), P("context"), P("lse"), P("qkv"), P("mask"),
+            I("batch"), I("seq"), I("heads"), F("scale")));
+
+    /// <summary>Threads per block of the flash-attention kernels (4 warps × 16 query rows).</summary>
+    public const int FlashBlock = 128;
+
+    /// <summary>Query rows per block of the flash-attention kernels.</summary>
+    public const int FlashRows = 64;
+
     // ---- gather.cu ----
     public static readonly KernelSpec GatherRows = Def("gather.cu", "gather_rows", null,
         P("out"), I("outType"), P("in"), I("inType"), P("positions"), I("batch"), I("seq"), I("count"), I("hidden"));

@@ -284,3 +284,100 @@ __device__ __forceinline__ float activate_grad(float x, int activation)
 // First index of a grid-stride loop over a 1-D grid, and its stride.
 __device__ __forceinline__ long long grid_index() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ long long grid_stride() { return (long long)gridDim.x * blockDim.x; }
+
+
+// ---- tensor-core helpers (issue 12) -----------------------------------------------------------------
+// Inline PTX for compute capability 8.0 and newer (mma.sync bf16 and cp.async need sm_80). Under the CPU
+// emulator (BERT_CUDA_EMULATOR, defined by tests/Bert.Tests/Cuda/Emulator/cuda_emulator.h) C++ models that
+// follow the PTX fragment layouts. Compiled for an older architecture they trap: launchers never start a
+// tensor-core kernel there, and the module still loads, so fp32 on compute 7.x keeps working.
+#if defined(BERT_CUDA_EMULATOR) || !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define BERT_TENSOR_CORES 1
+#else
+#define BERT_TENSOR_CORES 0
+#endif
+
+// d = a*b + c for a 16x16 (row) by 16x8 (col) bf16 tile, fp32 accumulate; d may be c. All 32 lanes call it.
+// Lane l (g = l>>2, t = l&3) holds a[0] = A(g, 2t..2t+1), a[1] = A(g+8, 2t..), a[2] = A(g, 2t+8..),
+// a[3] = A(g+8, 2t+8..); b[0] = B(2t..2t+1, g), b[1] = B(2t+8..2t+9, g); c/d[0..1] = (g, 2t..2t+1),
+// c/d[2..3] = (g+8, 2t..2t+1). Two bf16 per register, the lower index in the low half.
+__device__ __forceinline__ void mma_m16n8k16_bf16(float d[4], const unsigned int a[4], const unsigned int b[2],
+                                                  const float c[4])
+{
+#if defined(BERT_CUDA_EMULATOR)
+    emu::mma_m16n8k16_bf16(d, a, b, c);
+#elif BERT_TENSOR_CORES
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%10,%11,%12,%13};\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
+                   "f"(c[2]), "f"(c[3]));
+#else
+    d[0] = d[1] = d[2] = d[3] = quiet_nan();
+    __trap();
+#endif
+}
+
+// Shared-memory address of a generic pointer into shared memory, for the PTX operands below.
+__device__ __forceinline__ unsigned int shared_address(const void* p)
+{
+#if defined(BERT_CUDA_EMULATOR)
+    return 0;
+#else
+    return (unsigned int)__cvta_generic_to_shared(p);
+#endif
+}
+
+// Four 8x8 b16 matrices from shared memory: lanes 8j..8j+7 pass the addresses of rows 0..7 of matrix j
+// (16 bytes each, 16-byte aligned). Register j of lane l gets row l>>2, elements 2(l&3), 2(l&3)+1 of
+// matrix j; the _trans form gets column l>>2, rows 2(l&3), 2(l&3)+1. All 32 lanes call it.
+__device__ __forceinline__ void ldmatrix_x4(unsigned int r[4], const void* sharedRow)
+{
+#if defined(BERT_CUDA_EMULATOR)
+    emu::ldmatrix_x4(r, sharedRow, false);
+#elif BERT_TENSOR_CORES
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(sharedRow)));
+#else
+    r[0] = r[1] = r[2] = r[3] = 0u;
+    __trap();
+#endif
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned int r[4], const void* sharedRow)
+{
+#if defined(BERT_CUDA_EMULATOR)
+    emu::ldmatrix_x4(r, sharedRow, true);
+#elif BERT_TENSOR_CORES
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(shared_address(sharedRow)));
+#else
+    r[0] = r[1] = r[2] = r[3] = 0u;
+    __trap();
+#endif
+}
+
+// 16 bytes global -> shared, both 16-byte aligned, asynchronously; cp_async_wait_all waits for this
+// thread's copies (a __syncthreads must follow before other threads read them). A plain copy under the
+// emulator and below compute 8.0.
+__device__ __forceinline__ void cp_async_16(void* sharedDst, const void* globalSrc)
+{
+#if !defined(BERT_CUDA_EMULATOR) && BERT_TENSOR_CORES
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" : : "r"(shared_address(sharedDst)), "l"(globalSrc) : "memory");
+#else
+    *(bert_chunk16*)sharedDst = *(const bert_chunk16*)globalSrc;
+#endif
+}
+
+__device__ __forceinline__ void cp_async_wait_all()
+{
+#if !defined(BERT_CUDA_EMULATOR) && BERT_TENSOR_CORES
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+
+// Two floats as one register of two bf16 (round to nearest even), `lo` in the low half.
+__device__ __forceinline__ unsigned int pack_bf16x2(float lo, float hi)
+{
+    return (unsigned int)float_to_bf16(lo) | ((unsigned int)float_to_bf16(hi) << 16);
+}

@@ -162,6 +162,65 @@ public class KernelCompileTests
     }
 
     [Test]
+    public void FlashAttentionEmitsTensorCorePtxFromCompute80AndTrapsBelow()
+    {
+        var info = Nvrtc();
+        if (!info.SupportedArchitectures.Contains(80)) Assert.Ignore("this NVRTC cannot target compute_80");
+        var ptx = Ptx("flash_attention.cu", 80);
+        Assert.That(ptx, Does.Contain("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"));
+        Assert.That(ptx, Does.Contain("ldmatrix.sync.aligned.m8n8.x4.shared.b16"));
+        Assert.That(ptx, Does.Contain("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"));
+        Assert.That(ptx, Does.Contain("cp.async.cg.shared.global"));
+        Assert.That(ptx, Does.Contain("cp.async.wait_all"));
+        Assert.That(ptx, Does.Not.Contain("trap;"));
+        // Below sm_80 the module must still load (every module is loaded at start, fp32 runs on compute 7.x):
+        // no sm_80 instructions, a trap where they would be.
+        if (info.SupportedArchitectures.Contains(75))
+        {
+            var old = Ptx("flash_attention.cu", 75);
+            Assert.That(old, Does.Not.Contain("mma.sync").And.Not.Contain("ldmatrix").And.Not.Contain("cp.async"));
+            Assert.That(old, Does.Contain("trap;"));
+        }
+    }
+
+    /// <summary>ptxas (the toolkit's PTX assembler, from <c>BERT_PTXAS</c> or the PATH; ignored without one)
+    /// assembles every kernel file's PTX for sm_80 and sm_90, inline PTX included, and no kernel spills
+    /// registers to local memory. Debian's nvidia-cuda-toolkit package has a ptxas that can be extracted
+    /// alone (docs/cuda.md).</summary>
+    [TestCaseSource(nameof(Files))]
+    public void PtxasAssemblesWithoutSpills(string file)
+    {
+        var info = Nvrtc();
+        var ptxas = Environment.GetEnvironmentVariable("BERT_PTXAS");
+        if (string.IsNullOrEmpty(ptxas))
+            ptxas = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+                .Select(d => Path.Combine(d, "ptxas")).FirstOrDefault(File.Exists);
+        if (ptxas is null || !File.Exists(ptxas)) Assert.Ignore("no ptxas (set BERT_PTXAS or put it on the PATH)");
+        foreach (var arch in new[] { 80, 90 }.Where(info.SupportedArchitectures.Contains))
+        {
+            var path = Path.Combine(Path.GetTempPath(), $"bert-ptxas-{Environment.ProcessId}-{arch}-{file}.ptx");
+            File.WriteAllText(path, Ptx(file, arch));
+            try
+            {
+                var start = new System.Diagnostics.ProcessStartInfo(ptxas, $"-arch=sm_{arch} -v \"{path}\" -o /dev/null")
+                    { RedirectStandardOutput = true, RedirectStandardError = true };
+                using var p = System.Diagnostics.Process.Start(start)!;
+                var output = p.StandardOutput.ReadToEnd() + p.StandardError.ReadToEnd();
+                p.WaitForExit();
+                TestContext.Progress.Write(output);
+                Assert.That(p.ExitCode, Is.EqualTo(0), $"ptxas sm_{arch} {file}: {output}");
+                var spills = System.Text.RegularExpressions.Regex.Matches(output, @"(\d+) bytes spill stores")
+                    .Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+                Assert.That(spills, Has.All.EqualTo(0), $"ptxas sm_{arch} {file}: {output}");
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+    }
+
+    [Test]
     public void CompilerCachesPtxByContent()
     {
         var info = Nvrtc();

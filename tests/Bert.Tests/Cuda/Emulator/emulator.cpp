@@ -249,6 +249,13 @@ void syncthreads() { syncthreads_or(0); }
 // Every lane publishes `bits`, then reads lane `sourceLane`'s: the core of all shuffles.
 std::uint64_t warp_exchange(std::uint64_t bits, int sourceLane, unsigned int mask)
 {
+    return warp_publish(bits, mask)[sourceLane & 31];
+}
+
+// Every lane publishes `bits`; returns the 32 published values, which stay valid until this lane's next
+// warp collective (a round's slots are reused two rounds later, which this lane must reach first).
+const std::uint64_t* warp_publish(std::uint64_t bits, unsigned int mask)
+{
     Block& b = g_block;
     if (mask != 0xffffffffu) fail("warp collective with a partial mask");
     int warp = b.current >> 5;
@@ -273,7 +280,7 @@ std::uint64_t warp_exchange(std::uint64_t bits, int sourceLane, unsigned int mas
         b.fibers[b.current].state = State::AtWarp;
         yield_to_scheduler();
     }
-    return w.slots[generation & 1][sourceLane & 31];
+    return w.slots[generation & 1];
 }
 
 unsigned int warp_ballot(int predicate, unsigned int mask)
