@@ -8,7 +8,7 @@
 #
 # Prepare here first:  RuntimeIdentifier=linux-x64 ../shared/device/pack && git rev-parse HEAD > .device/commit
 # Run there:           bash .device/run bash bench/gpu/run-all.sh
-# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity sanitizer ptxas" (default: all but ops, sanitizer
+# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity tokenizer sanitizer ptxas" (default: all but ops, sanitizer
 #                      and ptxas); "perf" is another name for "bench". ptxas reports registers, spills and shared
 #                      memory per kernel of the PTX that NVRTC wrote to the kernel cache (the kernels stage fills it).
 set -uo pipefail
@@ -17,7 +17,7 @@ final=${OUT:-gpu-out}
 out=$(mktemp -d /tmp/gpu-logs.XXXX)
 mkdir -p "$final"
 app=${APP:-.device/app}
-stages=" ${STAGES:-tests kernels pretrain bench hf parity} "
+stages=" ${STAGES:-tests kernels pretrain bench hf parity tokenizer} "
 stages=${stages/ perf / bench }
 # The PTX cache lives with the logs, so the ptxas stage reads exactly what this run compiled.
 export BERT_KERNEL_CACHE=$out/ptx-cache
@@ -93,6 +93,12 @@ if want parity; then
     --inputs bench/results/parity/odd/inputs.json --expected bench/results/parity/odd/bert.json --device cuda \
     --report "$out/hf-parity.json"
   tail -n 20 "$out/hf-parity.log"
+fi
+if want tokenizer; then
+  log "transformers' AutoTokenizer + from_pretrained on a bert export (ids and logits)"
+  PYTHONUNBUFFERED=1 run 180 hf-tokenizer.log python3 bench/reference/parity/hf_tokenizer_check.py --dump bench/results/parity/tokenizer \
+    --device cuda --report "$out/hf-tokenizer.json"
+  tail -n 20 "$out/hf-tokenizer.log"
 fi
 if want sanitizer; then
   # Left out: the training tests (minutes under memcheck; their ops are the ones tested here) and the test
