@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
-using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Bert.Runtime.IO;
@@ -102,6 +101,4 @@ internal static class RunConfig
         Directory.CreateDirectory(outputDirectory);
         AtomicFile.Write(PhysicalFileSystem.Instance, Path.Combine(outputDirectory, FileName), s => s.Write(json));
     }
-
-    internal static string Describe(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 }

@@ -56,14 +56,8 @@ public static class ExportCommand
                     throw new UserException($"{Path.Combine(checkpoint.Directory, vocab)}: {v.Count} tokens, more than the {config.VocabSize} embedding rows (vocab_size in config.json)", ExitCodes.BadInput);
                 AtomicFile.Write(fs, Path.Combine(outputDirectory, vocab), s => s.Write(bytes));
                 // The casing the checkpoint was trained with: its own tokenizer_config.json, else the vocabulary's.
-                bool lowerCase = HfTokenizerFiles.IsUncased(tokens);
-                if (checkpoint.HasFile(HfTokenizerFiles.ConfigFile))
-                {
-                    using var doc = System.Text.Json.JsonDocument.Parse(checkpoint.ReadFile(HfTokenizerFiles.ConfigFile));
-                    if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object && doc.RootElement.TryGetProperty("do_lower_case", out var d)
-                        && d.ValueKind is System.Text.Json.JsonValueKind.True or System.Text.Json.JsonValueKind.False)
-                        lowerCase = d.GetBoolean();
-                }
+                bool lowerCase = HfTokenizerFiles.LowerCase(checkpoint.HasFile(HfTokenizerFiles.ConfigFile) ? checkpoint.ReadFile(HfTokenizerFiles.ConfigFile) : null,
+                    Path.Combine(checkpoint.Directory, HfTokenizerFiles.ConfigFile), v.Tokens);
                 HfTokenizerFiles.Write(fs, outputDirectory, lowerCase, config.MaxPositions);
             }
             log.WriteLine($"exported {checkpoint.Directory} (step {checkpoint.Step}, {table.Count} tensors, " +

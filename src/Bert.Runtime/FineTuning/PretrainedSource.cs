@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Bert.Runtime.Data;
 using Bert.Runtime.IO;
 using Bert.Runtime.Presets;
@@ -14,7 +13,6 @@ namespace Bert.Runtime.FineTuning;
 public sealed class PretrainedSource
 {
     private const string VocabFile = "vocab.txt";
-    private const string TokenizerConfigFile = "tokenizer_config.json";
 
     private PretrainedSource(string directory, ModelConfigFile config, long? step)
     {
@@ -80,28 +78,8 @@ public sealed class PretrainedSource
     public bool LowerCase(Vocabulary vocabulary)
     {
         ArgumentNullException.ThrowIfNull(vocabulary);
-        string tokenizerConfig = Path.Combine(Directory, TokenizerConfigFile);
-        if (File.Exists(tokenizerConfig))
-        {
-            try
-            {
-                using var doc = JsonDocument.Parse(File.ReadAllBytes(tokenizerConfig));
-                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("do_lower_case", out var v)
-                    && v.ValueKind is JsonValueKind.True or JsonValueKind.False)
-                    return v.GetBoolean();
-            }
-            catch (JsonException e)
-            {
-                throw new InvalidDataException($"{tokenizerConfig}: not valid JSON ({e.Message})", e);
-            }
-        }
-        foreach (var t in vocabulary.Tokens)
-        {
-            if (t.Length > 2 && t[0] == '[' && t[^1] == ']') continue;
-            foreach (char c in t)
-                if (char.IsUpper(c)) return false;
-        }
-        return true;
+        string tokenizerConfig = Path.Combine(Directory, HfTokenizerFiles.ConfigFile);
+        return HfTokenizerFiles.LowerCase(File.Exists(tokenizerConfig) ? File.ReadAllBytes(tokenizerConfig) : null, tokenizerConfig, vocabulary.Tokens);
     }
 
     /// <summary>The preset ("tiny" … "large") whose encoder has config.json's sizes; null for any other size

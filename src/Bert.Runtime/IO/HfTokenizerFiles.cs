@@ -51,9 +51,28 @@ public static class HfTokenizerFiles
         AtomicFile.Write(fs, Path.Combine(directory, SpecialTokensFile), s => s.Write(map));
     }
 
-    /// <summary>Whether a vocabulary is uncased: no token but the [SPECIAL] ones holds an uppercase letter.</summary>
-    public static bool IsUncased(IEnumerable<string> tokens)
+    /// <summary>Whether text is lowercased and stripped of accents before WordPiece: tokenizer_config.json's
+    /// "do_lower_case" when <paramref name="tokenizerConfig"/> (its bytes, read from <paramref name="path"/>) has it;
+    /// otherwise uncased unless a vocabulary token (not a [SPECIAL] one) holds an uppercase letter, which an
+    /// uncased vocabulary never does.</summary>
+    /// <exception cref="InvalidDataException">tokenizer_config.json is not valid JSON.</exception>
+    public static bool LowerCase(byte[]? tokenizerConfig, string path, IEnumerable<string> tokens)
     {
+        ArgumentNullException.ThrowIfNull(tokens);
+        if (tokenizerConfig is not null)
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(tokenizerConfig);
+                if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("do_lower_case", out var v)
+                    && v.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                    return v.GetBoolean();
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
+            }
+        }
         foreach (var t in tokens)
         {
             if (t.Length > 2 && t[0] == '[' && t[^1] == ']') continue;
