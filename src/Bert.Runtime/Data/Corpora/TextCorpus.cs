@@ -1,4 +1,3 @@
-using System.Text;
 
 namespace Bert.Runtime.Data;
 
@@ -49,45 +48,12 @@ public sealed class TextCorpus
         IProgress<double>? progress = null, CancellationToken cancellationToken = default)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: corpus file not found", path);
+        var reader = new DocumentReader([path], format);
         var documents = new List<string[]>();
-        var current = new List<string>();
-        var paragraph = new StringBuilder();
-        var sentences = new List<Range>();
-
-        void EndDocument()
+        foreach (var document in reader.Documents(cancellationToken))
         {
-            if (format == CorpusFormat.Paragraphs && paragraph.Length > 0)
-            {
-                string text = paragraph.ToString();
-                sentences.Clear();
-                SentenceSplitter.Split(text, sentences);
-                foreach (var r in sentences) current.Add(text[r]);
-                paragraph.Clear();
-            }
-            if (current.Count > 0) documents.Add(current.ToArray());
-            current.Clear();
-        }
-
-        using (var reader = new Utf8LineReader(path, (p, f, v, m) => new CorpusFormatException(p, f, v, m)))
-        {
-            long lines = 0;
-            while (reader.TryReadLine(out var line))
-            {
-                if ((++lines & 0xFFF) == 0)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    progress?.Report(reader.Length == 0 ? 1 : (double)reader.Position / reader.Length);
-                }
-                var text = line.Trim();
-                if (text.IsEmpty) EndDocument();
-                else if (format == CorpusFormat.Documents) current.Add(text.ToString());
-                else
-                {
-                    if (paragraph.Length > 0) paragraph.Append(' ');
-                    paragraph.Append(text);
-                }
-            }
-            EndDocument();
+            documents.Add(document);
+            if ((documents.Count & 0xFF) == 0) progress?.Report(reader.TotalBytes == 0 ? 1 : (double)reader.BytesRead / reader.TotalBytes);
         }
         progress?.Report(1);
         if (documents.Count == 0)
