@@ -223,6 +223,21 @@ public class MpiTrainingTests
         Assert.That(r.Err, Does.Contain("--batch 6: 4 ranks need a multiple of ranks × micro-batch"));
     }
 
+    [Test]
+    public void DistCheckAllReducesCorrectlyAndPrintsBusBandwidth()
+    {
+        var r = Run(3, ["dist-check", "--min-bytes", "64", "--max-bytes", "65536", "--iterations", "3"]);
+        AssertOk(r, "dist-check");
+        var rows = r.Out.Split('\n').Where(l => l.Length > 0 && char.IsDigit(l.TrimStart()[0])).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(r.Out, Does.Contain("# bert dist-check: 3 rank(s) over Open MPI"));
+            Assert.That(rows.Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0])), Is.EqualTo(new long[] { 64, 256, 1024, 4096, 16384, 65536 }));
+            Assert.That(rows.All(l => l.TrimEnd().EndsWith(" 0")), "no wrong element in any row");
+            Assert.That(r.Out, Does.Contain("# wrong elements: 0"));
+        });
+    }
+
     /// <summary>PIDs of the direct children of <paramref name="pid"/> (from /proc).</summary>
     internal static List<int> Children(int pid)
     {
