@@ -15,8 +15,8 @@ namespace Bert.Native;
 //
 // Fused (CudaBackendOptions.FusedAttention, where it applies: see FusedApplies): probs holds the row
 // logsumexp F32 [B·NH·S] (2·B·NH·S bf16 elements); the backward reads the forward's context instead of
-// probabilities. Workspace: BF16 [T·H] slots for a context (forward) or dContext (backward) that is not
-// 16-byte aligned BF16, then [T·H) for such a context in backward.
+// probabilities. Workspace, 2·T·H elements: slot 0 (BF16 [T·H]) stages a context (forward) or dContext
+// (backward) that is not 16-byte aligned BF16, slot 1 (BF16 [T·H]) such a context in backward.
 public sealed partial class CudaBackend
 {
     public AttentionPlan PlanAttention(int batch, int seq, int heads, int headDim)
