@@ -61,7 +61,7 @@ public class GpuOpBenchmarks
         _bQkv = F32(3 * Hidden);
         _context = Act(Tokens * Hidden);
         _probs = Act((long)Batch * Heads * Seq * Seq);
-        _workspace = Act(_gpu.AttentionWorkspaceLength(Batch, Seq, Heads, Hidden / Heads));
+        _workspace = Act(_gpu.PlanAttention(Batch, Seq, Heads, Hidden / Heads).WorkspaceLength);
         _mask = Alloc(Tokens, DType.I32);
         _gpu.Upload<int>(_mask, Enumerable.Repeat(1, (int)Tokens).ToArray());
         _dContext = Act(Tokens * Hidden);
@@ -179,7 +179,7 @@ public class GpuOpBenchmarks
     [Benchmark(Description = "Attention backward (dropout 0.1)")]
     public void AttentionBackward()
     {
-        _gpu.AttentionBackward(_dQkv, _workspace, _dContext, _qkv, _probs, _mask, Batch, Seq, Heads, Hidden / Heads, _dropout);
+        _gpu.AttentionBackward(_dQkv, _workspace, _dContext, _qkv, _context, _probs, _mask, Batch, Seq, Heads, Hidden / Heads, _dropout);
         _gpu.Synchronize();
     }
 

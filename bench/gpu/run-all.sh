@@ -8,9 +8,12 @@
 #
 # Prepare here first:  RuntimeIdentifier=linux-x64 ../shared/device/pack && git rev-parse HEAD > .device/commit
 # Run there:           bash .device/run bash bench/gpu/run-all.sh
-# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity tokenizer sanitizer ptxas" (default: all but ops, sanitizer
-#                      and ptxas); "perf" is another name for "bench". ptxas reports registers, spills and shared
-#                      memory per kernel of the PTX that NVRTC wrote to the kernel cache (the kernels stage fills it).
+# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity tokenizer sanitizer ptxas flash" (default: all but ops,
+#                      sanitizer, ptxas and flash); "perf" is another name for "bench". ptxas reports registers, spills and
+#                      shared memory per kernel of the PTX that NVRTC wrote to the kernel cache (the kernels stage fills it).
+#                      flash (issue 12) checks the fused attention: its GPU tests, ptxas over its kernels, compute-sanitizer
+#                      memcheck and racecheck over them, and bert bench with --fused-attention off and on.
+# Check the plan:      DRY_RUN=1 STAGES="flash" bash bench/gpu/run-all.sh   (logs every command, runs none of them)
 set -uo pipefail
 # Logs go to a work folder; $OUT receives summary.log and logs.tar.gz (the device tool returns at most 8 files).
 final=${OUT:-gpu-out}
@@ -29,9 +32,14 @@ export LD_LIBRARY_PATH=$(strip_compat "${LD_LIBRARY_PATH:-}") BERT_CUDA_LIBRARY_
 log() { echo "== $(date -u +%FT%TZ) commit $commit: $*" | tee -a "$out/summary.log"; }
 want() { [[ "$stages" == *" $1 "* ]]; }
 # run LIMIT LOGFILE COMMAND...: runs with a time limit, appends the command line and its output to the log.
+# With DRY_RUN=1 it only logs the command line (to the log and to summary.log).
 run() {
   local limit=$1 file=$2; shift 2
   echo "\$ $*" >> "$out/$file"
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    echo "   dry run (limit ${limit}s, $file): $*" | tee -a "$out/summary.log"
+    return 0
+  fi
   timeout --kill-after=10 "$limit" "$@" >> "$out/$file" 2>&1
   local rc=$?
   echo "[exit $rc]" >> "$out/$file"
@@ -45,6 +53,42 @@ if want tests; then
   log "GPU tests"
   run "${TESTS_LIMIT:-300}" gpu-tests.log dotnet "$app/Bert.Tests.dll" --filter "TestCategory=Gpu"
   grep -E "^(failed|Test run summary|  total|  failed|  succeeded|  skipped)|failed .*\(" "$out/gpu-tests.log" | head -n 60 | tee -a "$out/summary.log"
+fi
+# The ptxas binary and the device's sm_XY (empty when either is missing).
+find_ptxas() { command -v ptxas || ls /usr/local/cuda*/bin/ptxas 2>/dev/null | head -n 1; }
+device_sm() { nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '. '; }
+if want flash; then
+  # Issue 12's fused (flash-style) attention: correctness on the GPU first, then memory and speed in the model.
+  log "flash: FlashAttentionTests and FusedAttentionModelTests on the GPU"
+  run "${FLASH_TESTS_LIMIT:-240}" flash-tests.log dotnet "$app/Bert.Tests.dll" \
+    --filter "TestCategory=Gpu&(FullyQualifiedName~FlashAttentionTests|FullyQualifiedName~FusedAttentionModelTests)"
+  grep -E "^(failed|Test run summary|  total|  failed|  succeeded|  skipped)|failed .*\(|TFLOP/s" "$out/flash-tests.log" | head -n 40 | tee -a "$out/summary.log"
+  log "flash: ptxas -v over the flash_attention kernels"
+  ptxas=$(find_ptxas); sm=$(device_sm)
+  if [[ -z "$ptxas" || -z "$sm" ]]; then
+    log "flash ptxas skipped: ptxas='${ptxas}' compute capability='${sm}'"
+  else
+    for ptx in $(grep -l "flash_attention" "$BERT_KERNEL_CACHE"/*.ptx 2>/dev/null); do
+      run 120 flash-ptxas.log "$ptxas" -arch="sm_$sm" -v "$ptx" -o /dev/null
+    done
+    grep -A2 "Compiling entry function 'flash_attention" "$out/flash-ptxas.log" | head -n 20 | tee -a "$out/summary.log"
+  fi
+  for tool in memcheck racecheck; do
+    log "flash: compute-sanitizer $tool over ForwardAndBackwardMatchTheCpuBackendOnTheGpu"
+    run "${FLASH_SANITIZER_LIMIT:-240}" "flash-$tool.log" compute-sanitizer --tool "$tool" --print-limit 20 --target-processes all \
+      dotnet "$app/Bert.Tests.dll" --filter "FullyQualifiedName~FlashAttentionTests.ForwardAndBackwardMatchTheCpuBackendOnTheGpu"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|total:|failed:|succeeded:" "$out/flash-$tool.log" | tee -a "$out/summary.log"
+  done
+  for cfg in ${FLASH_BENCH_CONFIGS:-"base:128:20:256" "base:512:80:32"}; do
+    IFS=: read -r preset seq pred batch <<< "$cfg"
+    for fused in off on; do
+      log "flash: bert bench $preset S=$seq B=$batch bf16 --fused-attention $fused"
+      run 150 flash-bench.log dotnet "$app/bert.dll" bench --device cuda --precision bf16 --preset "$preset" --seq "$seq" \
+        --predictions "$pred" --batch "$batch" --steps 10 --breakdown --fused-attention "$fused" \
+        --json "$out/flash-bench-$preset-$seq-$fused.json"
+      tail -n 45 "$out/flash-bench.log" | grep -v "^\$ " | grep -E "attention|median|sequences/s|MFU|memory|Attention" | tee -a "$out/summary.log"
+    done
+  done
 fi
 if want kernels; then
   log "check-kernels"
@@ -112,8 +156,7 @@ fi
 if want ptxas; then
   log "ptxas -v over the NVRTC PTX (registers, spills, shared memory)"
   ls "$BERT_KERNEL_CACHE"/*.ptx > /dev/null 2>&1 || run 120 check-kernels.log dotnet "$app/bert.dll" check-kernels --precision bf16
-  ptxas=$(command -v ptxas || ls /usr/local/cuda*/bin/ptxas 2>/dev/null | head -n 1)
-  sm=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '. ')
+  ptxas=$(find_ptxas); sm=$(device_sm)
   if [[ -z "$ptxas" || -z "$sm" ]]; then
     log "ptxas stage skipped: ptxas='${ptxas}' compute capability='${sm}'"
   else

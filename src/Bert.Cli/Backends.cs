@@ -6,7 +6,8 @@ using Bert.Runtime.Cpu;
 namespace Bert.Cli;
 
 /// <summary>Chooses the backend for --device: auto (the GPU when one is usable, else the CPU), cpu, cuda;
-/// and its precision for --precision: auto (bf16 on the GPU, fp32 on the CPU), f32, bf16 (GPU only).</summary>
+/// its precision for --precision: auto (bf16 on the GPU, fp32 on the CPU), f32, bf16 (GPU only); and its
+/// attention for --fused-attention: off (default), on, auto (the GPU's fused kernels where they apply).</summary>
 public static class Backends
 {
     /// <summary>The --precision option shared by the commands that train or time a model.</summary>
@@ -31,23 +32,74 @@ public static class Backends
             throw new UserException("--precision bf16: the CPU backend computes in fp32; use --device cuda or --precision f32");
     }
 
-    public static IBackend Create(string device, int threads, string precision = "auto")
+    /// <summary>The --fused-attention option shared by the commands that train or time a model.</summary>
+    public static Option<string> FusedAttentionOption() => new("--fused-attention")
+    {
+        Description = "fused (flash-style) attention on the GPU, bf16 with head dimension 64 on compute capability 8.0+: " +
+                      "off (experimental until verified on a GPU), on (an error where it cannot apply), or auto (where it applies)",
+        DefaultValueFactory = _ => "off",
+    };
+
+    /// <summary>Rejects a --fused-attention value, or 'on' with --device cpu or --precision f32, before any work starts.</summary>
+    public static void ValidateFusedAttention(string device, string precision, string fusedAttention)
+    {
+        if (fusedAttention is not ("off" or "on" or "auto"))
+            throw new UserException($"--fused-attention {fusedAttention}: choose off, on or auto");
+        if (fusedAttention != "on") return;
+        if (device == "cpu")
+            throw new UserException("--fused-attention on: the CPU backend has no fused attention; use --device cuda, or --fused-attention off");
+        if (precision == "f32")
+            throw new UserException("--fused-attention on: the fused kernels are bf16; use --precision bf16 (or auto), or --fused-attention off");
+    }
+
+    /// <param name="device">--device.</param>
+    /// <param name="threads">CPU threads (0: all cores).</param>
+    /// <param name="precision">--precision.</param>
+    /// <param name="fusedAttention">--fused-attention: off, on (fails unless it applies to this GPU and
+    /// <paramref name="headDim"/>) or auto.</param>
+    /// <param name="headDim">The model's head dimension (hidden / heads); read only with fusedAttention on.</param>
+    public static IBackend Create(string device, int threads, string precision = "auto", string fusedAttention = "off", int headDim = 0)
     {
         ValidatePrecision(device, precision);
-        var options = new CudaBackendOptions { ComputeType = precision == "f32" ? DType.F32 : DType.BF16 };
+        ValidateFusedAttention(device, precision, fusedAttention);
+        var options = new CudaBackendOptions
+        {
+            ComputeType = precision == "f32" ? DType.F32 : DType.BF16,
+            FusedAttention = fusedAttention != "off",
+        };
+        IBackend backend;
         switch (device)
         {
             case "cpu":
                 return new CpuBackend(threads);
             case "cuda":
-                if (CudaBackend.TryCreate(out var cuda, out string reason, options)) return cuda!;
-                throw new UserException($"--device cuda: {reason}", ExitCodes.Device);
+                if (!CudaBackend.TryCreate(out var cuda, out string reason, options))
+                    throw new UserException($"--device cuda: {reason}", ExitCodes.Device);
+                backend = cuda!;
+                break;
             case "auto":
-                if (CudaBackend.TryCreate(out var gpu, out _, options)) return gpu!;
+                if (CudaBackend.TryCreate(out var gpu, out _, options))
+                {
+                    backend = gpu!;
+                    break;
+                }
                 if (precision == "bf16") throw new UserException("--precision bf16: no GPU is usable and the CPU backend computes in fp32");
+                if (fusedAttention == "on")
+                    throw new UserException("--fused-attention on: no GPU is usable and the CPU backend has no fused attention", ExitCodes.Device);
                 return new CpuBackend(threads);
             default:
                 throw new UserException($"--device {device}: choose auto, cpu or cuda");
         }
+        if (fusedAttention == "on" && ((CudaBackend)backend).FusedAttentionUnavailable(headDim) is { } why)
+        {
+            backend.Dispose();
+            throw new UserException($"--fused-attention on: cannot apply: {why}; use --fused-attention auto or off");
+        }
+        return backend;
     }
+
+    /// <summary>"fused" or "unfused": how <paramref name="backend"/> runs attention for a model's sizes (the --fused-attention
+    /// setting as it applies), for the run's log.</summary>
+    public static string AttentionKind(IBackend backend, int batch, int seq, BertConfig config) =>
+        backend.PlanAttention(batch, seq, config.Heads, config.HeadDim).Fused ? "fused" : "unfused";
 }

@@ -4,27 +4,63 @@ namespace Bert.Native;
 
 // Attention (Kernels/attention.cu around cuBLAS strided-batched GEMMs) and standalone dropout (elementwise.cu).
 //
-// Workspace (elements of the workspace's type W, T = B·S tokens, H = NH·HD), AttentionWorkspaceLength:
+// Unfused (cuBLAS strided-batched GEMMs around the softmax kernels): probs holds the probabilities
+// [B,NH,S,S]; workspace (elements of its type W, T = B·S tokens, H = NH·HD):
 //   [0, 3TH)        q | k | v   [B·NH, S, HD] each, split from qkv
 //   [3TH, 4TH)      context, or dContext in backward   [B·NH, S, HD]
 //   [4TH, 7TH)      dq | dk | dv   (backward)
 //   [7TH, +B·NH·S²) dropped probabilities D (forward and backward), then dScores in backward
 // The forward's workspace content is not kept: the backward rebuilds q, k, v and D from qkv and probs,
 // since every layer shares one workspace.
+//
+// Fused (CudaBackendOptions.FusedAttention, where it applies: see FusedApplies): probs holds the row
+// logsumexp F32 [B·NH·S] (2·B·NH·S bf16 elements); the backward reads the forward's context instead of
+// probabilities. Workspace, 2·T·H elements: slot 0 (BF16 [T·H]) stages a context (forward) or dContext
+// (backward) that is not 16-byte aligned BF16, slot 1 (BF16 [T·H]) such a context in backward.
 public sealed partial class CudaBackend
 {
-    public long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim)
+    public AttentionPlan PlanAttention(int batch, int seq, int heads, int headDim)
     {
-        OpChecks.AttentionWorkspaceLength(batch, seq, heads, headDim);
-        return WorkspaceElements(batch, seq, heads, headDim);
+        OpChecks.PlanAttention(batch, seq, heads, headDim);
+        return Plan(batch, seq, heads, headDim);
     }
 
-    /// <summary><see cref="AttentionWorkspaceLength"/> without the checks (for <see cref="OpChecks"/>).</summary>
-    private static long WorkspaceElements(int batch, int seq, int heads, int headDim)
+    /// <summary><see cref="PlanAttention"/> without the checks (for <see cref="OpChecks"/>).</summary>
+    private AttentionPlan Plan(int batch, int seq, int heads, int headDim)
     {
         long tokensHidden = (long)batch * seq * heads * headDim;
-        return 7 * tokensHidden + (long)batch * heads * seq * seq;
+        if (FusedApplies(batch, heads, headDim))
+            return new AttentionPlan(FusedSavedBytes(batch, seq, heads) / ComputeType.Size(), 2 * tokensHidden, Fused: true);
+        long probabilities = AttentionPlan.ProbabilitiesLength(batch, seq, heads);
+        return new AttentionPlan(probabilities, 7 * tokensHidden + probabilities, Fused: false);
     }
+
+    /// <summary>
+    /// Whether the attention ops take the fused kernels (<see cref="CudaBackendOptions.FusedAttention"/>): BF16
+    /// mode, head dim 64, compute capability 8.0, batch and heads within the grid's 65535. Depends only on the
+    /// options, the device and the sizes, so the plan, the forward and the backward always agree, and a smaller
+    /// batch of a fused plan is fused too (so its saved state never outgrows the plan's).
+    /// </summary>
+    private bool FusedApplies(int batch, int heads, int headDim) =>
+        _options.FusedAttention && FusedAttentionUnavailable(headDim) is null && batch <= 65535 && heads <= 65535;
+
+    /// <summary>
+    /// Why the fused attention kernels cannot run on this backend for a model with head dimension
+    /// <paramref name="headDim"/> (fp32 mode, another head dimension, a device older than compute 8.0), or null
+    /// when they can. Independent of <see cref="CudaBackendOptions.FusedAttention"/>: the CLI asks before
+    /// turning it on.
+    /// </summary>
+    public string? FusedAttentionUnavailable(int headDim)
+    {
+        if (ComputeType != DType.BF16) return "the backend computes in F32 (the fused kernels are bf16)";
+        if (headDim != FlashHeadDim) return $"the model's head dimension is {headDim} (the fused kernels support {FlashHeadDim})";
+        if (_api.Device.ComputeMajor < 8)
+            return $"{_api.Device.Name} has compute capability {_api.Device.ComputeMajor}.{_api.Device.ComputeMinor} (the fused kernels need 8.0 or newer)";
+        return null;
+    }
+
+    /// <summary>Bytes of the fused path's saved state: the row logsumexp, F32 [B·NH·S].</summary>
+    private static long FusedSavedBytes(int batch, int seq, int heads) => (long)batch * heads * seq * 4;
 
     private readonly record struct AttentionLayout(TensorRef Q, TensorRef K, TensorRef V, TensorRef Ctx,
         TensorRef DQ, TensorRef DK, TensorRef DV, TensorRef Probs2);
@@ -32,7 +68,7 @@ public sealed partial class CudaBackend
     private AttentionLayout Layout(TensorRef workspace, int batch, int seq, int heads, int headDim, string op)
     {
         long th = (long)batch * seq * heads * headDim;
-        long need = AttentionWorkspaceLength(batch, seq, heads, headDim);
+        long need = 7 * th + AttentionPlan.ProbabilitiesLength(batch, seq, heads);
         RequireAct(workspace, need, op, nameof(workspace));
         return new AttentionLayout(workspace.Slice(0, th), workspace.Slice(th, th), workspace.Slice(2 * th, th),
             workspace.Slice(3 * th, th), workspace.Slice(4 * th, th), workspace.Slice(5 * th, th), workspace.Slice(6 * th, th),
@@ -44,17 +80,18 @@ public sealed partial class CudaBackend
     {
         using var _ = Op(nameof(AttentionForward));
         const string op = nameof(AttentionForward);
-        OpChecks.AttentionForward(context, probs, workspace, WorkspaceElements(batch, seq, heads, headDim), qkv, attentionMask,
+        var plan = Plan(batch, seq, heads, headDim);
+        OpChecks.AttentionForward(context, probs, workspace, plan, qkv, attentionMask,
             batch, seq, heads, headDim, dropout, Activations);
         if (batch == 0 || seq == 0) return;
         CheckAttentionLimits(batch, seq, heads, headDim, op);
-        if (UsesFusedAttention(probs, qkv, batch, seq, heads, headDim))
+        if (plan.Fused)
         {
-            // probs holds the row logsumexp and a copy of the context for the backward, not probabilities.
-            var (lse, saved) = FusedSlots(probs, batch, seq, heads, headDim);
-            LaunchFlashForward(saved, lse, qkv, attentionMask, batch, seq, heads, headDim, dropout);
-            if (context.DType == DType.BF16) _api.Copy(context.Address, saved.Address, saved.Bytes);
-            else ConvertInto(context.Slice(0, saved.Length), saved);
+            // probs holds the row logsumexp for the backward, not probabilities.
+            var lse = FusedLogSumExp(probs, qkv, batch, seq, heads, op);
+            var output = Bf16Aligned(context.Slice(0, (long)batch * seq * heads * headDim), workspace, 0, op, fill: false);
+            LaunchFlashForward(output, lse, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+            if (output.Address != context.Address) ConvertInto(context.Slice(0, output.Length), output);
             return;
         }
         long t = (long)batch * seq, hidden = (long)heads * headDim, z = (long)batch * heads;
@@ -84,30 +121,24 @@ public sealed partial class CudaBackend
     }
 
     public void AttentionBackward(TensorRef dQkv, TensorRef workspace,
-        TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
+        TensorRef dContext, TensorRef qkv, TensorRef context, TensorRef probs, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
         using var _ = Op(nameof(AttentionBackward));
         const string op = nameof(AttentionBackward);
-        OpChecks.AttentionBackward(dQkv, workspace, WorkspaceElements(batch, seq, heads, headDim), dContext, qkv, probs, attentionMask,
+        var plan = Plan(batch, seq, heads, headDim);
+        OpChecks.AttentionBackward(dQkv, workspace, plan, dContext, qkv, context, probs, attentionMask,
             batch, seq, heads, headDim, dropout, Activations);
         if (batch == 0 || seq == 0) return;
         CheckAttentionLimits(batch, seq, heads, headDim, op);
         long t = (long)batch * seq, hidden = (long)heads * headDim, z = (long)batch * heads;
-        if (UsesFusedAttention(probs, qkv, batch, seq, heads, headDim))
+        if (plan.Fused)
         {
-            var (lse, saved) = FusedSlots(probs, batch, seq, heads, headDim);
-            var dO = dContext.Slice(0, t * hidden);
-            if (dO.DType != DType.BF16 || (dO.Address & 15) != 0)
-            {
-                // The kernels read dContext as 16-byte bf16 rows: stage it in the workspace (unused on this path).
-                RequireAligned16(workspace, op, nameof(workspace));
-                var staged = new TensorRef(workspace.Address, t * hidden, DType.BF16);
-                if (dO.DType == DType.BF16) _api.Copy(staged.Address, dO.Address, dO.Bytes);
-                else ConvertInto(staged, dO);
-                dO = staged;
-            }
-            LaunchFlashBackward(dQkv, dO, saved, lse, qkv, attentionMask, batch, seq, heads, headDim, dropout);
+            var lse = FusedLogSumExp(probs, qkv, batch, seq, heads, op);
+            // The kernels read dContext and context as 16-byte bf16 rows: stage others in the workspace.
+            var dO = Bf16Aligned(dContext.Slice(0, t * hidden), workspace, 0, op, fill: true);
+            var o = Bf16Aligned(context.Slice(0, t * hidden), workspace, 1, op, fill: true);
+            LaunchFlashBackward(dQkv, dO, o, lse, qkv, attentionMask, batch, seq, heads, headDim, dropout);
             return;
         }
         var ws = Layout(workspace, batch, seq, heads, headDim, op);
@@ -148,7 +179,7 @@ public sealed partial class CudaBackend
     /// row's log Σ exp of the scaled scores over unmasked keys (+∞ when every key is masked), for a backward.
     /// Same results as <see cref="AttentionForward"/>'s context within bf16 rounding, with the same dropout
     /// mask (Philox index = flat index into probs [B, NH, S, S]). Head dimension 64, compute capability 8.0,
-    /// qkv and context 16-byte aligned. Not yet used by the model (see docs/cuda.md).
+    /// qkv and context 16-byte aligned. The model reaches it through AttentionForward with CudaBackendOptions.FusedAttention.
     /// </summary>
     public void FlashAttentionForward(TensorRef context, TensorRef logSumExp, TensorRef qkv, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout)
@@ -233,30 +264,25 @@ public sealed partial class CudaBackend
         return true;
     }
 
-    /// <summary>
-    /// Whether <see cref="AttentionForward"/>/<see cref="AttentionBackward"/> take the fused kernels
-    /// (<see cref="CudaBackendOptions.FusedAttention"/>): BF16 mode, head dim 64, compute 8.0, qkv BF16 and
-    /// 16-byte aligned, and room in probs (16-byte aligned) for the row logsumexp and a copy of the context.
-    /// Depends only on what both calls see alike (never on context or dContext), so they always agree.
-    /// </summary>
-    private bool UsesFusedAttention(TensorRef probs, TensorRef qkv, int batch, int seq, int heads, int headDim) =>
-        _options.FusedAttention && ComputeType == DType.BF16 && headDim == FlashHeadDim && _api.Device.ComputeMajor >= 8
-        && batch <= 65535 && heads <= 65535 && qkv.DType == DType.BF16 && (qkv.Address & 15) == 0 && (probs.Address & 15) == 0
-        && probs.Bytes >= FusedSlotBytes(batch, seq, heads, headDim).Total;
-
-    /// <summary>Bytes of the fused path's slots in probs: the logsumexp (F32 [B·NH·S], rounded up to 16 bytes),
-    /// then the forward's context (BF16 [B·S, H]) for the backward's D = dO·O.</summary>
-    private static (long Lse, long Total) FusedSlotBytes(int batch, int seq, int heads, int headDim)
+    /// <summary>The fused path's logsumexp view of probs, after the kernels' preconditions on qkv and probs.</summary>
+    private static TensorRef FusedLogSumExp(TensorRef probs, TensorRef qkv, int batch, int seq, int heads, string op)
     {
-        long lse = ((long)batch * heads * seq * 4 + 15) / 16 * 16;
-        return (lse, lse + (long)batch * seq * heads * headDim * 2);
+        if (qkv.DType != DType.BF16)
+            throw new ArgumentException($"{op}: the fused attention (CudaBackendOptions.FusedAttention) reads qkv as BF16; qkv has dtype {qkv.DType}", nameof(qkv));
+        RequireAligned16(qkv, op, nameof(qkv));
+        RequireAligned16(probs, op, nameof(probs));
+        return new TensorRef(probs.Address, (long)batch * heads * seq, DType.F32);
     }
 
-    private static (TensorRef Lse, TensorRef Context) FusedSlots(TensorRef probs, int batch, int seq, int heads, int headDim)
+    /// <summary><paramref name="view"/> itself when it is 16-byte aligned BF16, else BF16 slot <paramref name="slot"/>
+    /// (of view's length) of the workspace, holding view's values when <paramref name="fill"/>.</summary>
+    private TensorRef Bf16Aligned(TensorRef view, TensorRef workspace, int slot, string op, bool fill)
     {
-        var (lseBytes, _) = FusedSlotBytes(batch, seq, heads, headDim);
-        return (new TensorRef(probs.Address, (long)batch * heads * seq, DType.F32),
-            new TensorRef(probs.Address + (ulong)lseBytes, (long)batch * seq * heads * headDim, DType.BF16));
+        if (view.DType == DType.BF16 && (view.Address & 15) == 0) return view;
+        RequireAligned16(workspace, op, nameof(workspace));
+        var staged = new TensorRef(workspace.Address + (ulong)(slot * view.Length * DType.BF16.Size()), view.Length, DType.BF16);
+        if (fill) ConvertInto(staged, view);
+        return staged;
     }
 
     private static void RequireAligned16(TensorRef t, string op, string argument)

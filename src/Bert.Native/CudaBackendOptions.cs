@@ -29,9 +29,10 @@ public sealed record CudaBackendOptions
 
     /// <summary>Experimental (issue 12; not yet verified on a GPU): in BF16 mode, AttentionForward and
     /// AttentionBackward run the fused flash-attention kernels where they apply (head dimension 64, compute
-    /// capability 8.0, qkv and probs 16-byte aligned, probs large enough: S ≥ 66 in practice). probs then holds
-    /// the row logsumexp and a copy of the context for the backward instead of probabilities, so it must not
-    /// be read as probabilities. Default off.</summary>
+    /// capability 8.0; see <see cref="CudaBackend.FusedAttentionUnavailable"/>). <see cref="CudaBackend.PlanAttention"/>
+    /// then asks for the row logsumexp (F32 [B·NH·S]) instead of the probabilities [B,NH,S,S], so a model planned on
+    /// this backend saves that much arena per layer, and probs must not be read as probabilities. Default off
+    /// (the CLI's --fused-attention).</summary>
     public bool FusedAttention { get; init; }
 
     /// <summary>Pinned host staging for uploads, split in two halves that alternate. Default 16 MiB.</summary>

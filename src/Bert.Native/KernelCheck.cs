@@ -432,9 +432,9 @@ public static class KernelCheck
             });
             yield return new Case(nameof(IBackend.AttentionBackward), name, shape, r =>
             {
-                var (_, probs, ws) = AttentionForward(r, d, qkv, mask, spec);
+                var (ctx, probs, ws) = AttentionForward(r, d, qkv, mask, spec);
                 var dQkv = r.ActZeros((long)d.N * 3 * d.H);
-                r.B.AttentionBackward(dQkv, ws, r.Act(dCtx), r.Act(qkv), probs, r.I32(mask), d.B, d.S, d.NH, d.HD, spec);
+                r.B.AttentionBackward(dQkv, ws, r.Act(dCtx), r.Act(qkv), ctx, probs, r.I32(mask), d.B, d.S, d.NH, d.HD, spec);
                 return new() { ["dQkv"] = r.Read(dQkv) };
             });
         }
@@ -548,7 +548,7 @@ public static class KernelCheck
     {
         var ctx = r.ActZeros((long)d.N * d.H);
         var probs = r.ActZeros((long)d.B * d.NH * d.S * d.S);
-        var ws = r.ActZeros(r.B.AttentionWorkspaceLength(d.B, d.S, d.NH, d.HD));
+        var ws = r.ActZeros(r.B.PlanAttention(d.B, d.S, d.NH, d.HD).WorkspaceLength);
         r.B.AttentionForward(ctx, probs, ws, r.Act(qkv), r.I32(mask), d.B, d.S, d.NH, d.HD, spec);
         return (ctx, probs, ws);
     }

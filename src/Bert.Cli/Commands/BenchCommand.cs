@@ -35,14 +35,16 @@ public static class BenchCommand
         var breakdown = new Option<bool>("--breakdown") { Description = "also time every op (one extra, synchronized step)" };
         var torch = new Option<bool>("--torch") { Description = "run the PyTorch CPU reference (bench/reference/torch_cpu_step.py) alongside" };
         var precision = Backends.PrecisionOption();
+        var fusedAttention = Backends.FusedAttentionOption();
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var cmd = new Command("bench", "time pretraining steps of a preset; compare with PyTorch")
         {
-            preset, device, batch, seq, predictions, vocab, steps, warmup, threads, breakdown, torch, json, precision,
+            preset, device, batch, seq, predictions, vocab, steps, warmup, threads, breakdown, torch, json, precision, fusedAttention,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(r.GetValue(preset)!, r.GetValue(device)!, r.GetValue(batch), r.GetValue(seq),
             r.GetValue(predictions) ?? PretrainingDataOptions.DefaultMaxPredictions(r.GetValue(seq)), r.GetValue(vocab),
-            r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads), r.GetValue(breakdown), r.GetValue(torch), r.GetValue(json), r.GetValue(precision)!)));
+            r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads), r.GetValue(breakdown), r.GetValue(torch), r.GetValue(json), r.GetValue(precision)!,
+            r.GetValue(fusedAttention)!)));
         return cmd;
     }
 
@@ -53,13 +55,16 @@ public static class BenchCommand
         /// <summary>bf16 or fp32: the backend's compute type.</summary>
         public string Precision { get; init; } = "f32";
 
+        /// <summary>"fused" or "unfused": how the backend ran attention (--fused-attention as it applied).</summary>
+        public string Attention { get; init; } = "unfused";
+
         /// <summary>Device memory in use after the timed steps (total − free as the driver reports it, so the
         /// CUDA context is included); every buffer is allocated before the first step, so this is the peak.</summary>
         public long? DeviceMemoryBytes { get; init; }
     }
 
     public static int Run(string presetName, string deviceName, int batch, int seq, int predictions, int vocab, int steps, int warmup,
-        int threads, bool breakdown, bool torch, string? jsonPath, string precision = "auto")
+        int threads, bool breakdown, bool torch, string? jsonPath, string precision = "auto", string fusedAttention = "off")
     {
         if (!ModelPresets.TryGet(presetName, out var preset))
             throw new UserException($"--preset {presetName}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
@@ -69,7 +74,7 @@ public static class BenchCommand
         if (vocab < 8) throw new UserException($"--vocab-size {vocab}: must be at least 8");
         if (steps < 1) throw new UserException($"--steps {steps}: must be positive");
 
-        using var backend = Backends.Create(deviceName, threads, precision);
+        using var backend = Backends.Create(deviceName, threads, precision, fusedAttention, preset.Config.HeadDim);
         using var model = preset.Create(backend, batch, seq, predictions, vocab);
         model.InitializeParameters(1);
         model.Seed = 1;
@@ -133,6 +138,7 @@ public static class BenchCommand
             batch * seq / median, achieved / 1e12, gpu ? achieved / H100PeakFlops : null, ops, torchStep)
         {
             Precision = backend.ComputeType == DType.BF16 ? "bf16" : "f32",
+            Attention = Backends.AttentionKind(backend, batch, seq, preset.Config),
             DeviceMemoryBytes = deviceMemory,
         };
         Print(result);
@@ -226,6 +232,7 @@ public static class BenchCommand
         table.AddRow("model", Markup.Escape($"{r.Preset}, B={r.Batch}, S={r.Seq}, P={r.Predictions}, V={r.Vocab}"));
         table.AddRow("device", Markup.Escape(r.Device));
         table.AddRow("precision", r.Precision);
+        table.AddRow("attention", r.Attention);
         table.AddRow("median step", string.Create(inv, $"{r.MedianStepSeconds * 1e3:F2} ms"));
         table.AddRow("sequences/s", string.Create(inv, $"{r.SequencesPerSecond:F1}"));
         table.AddRow("tokens/s", string.Create(inv, $"{r.TokensPerSecond:F0}"));
@@ -257,6 +264,7 @@ public static class BenchCommand
             w.WriteString("preset", r.Preset);
             w.WriteString("device", r.Device);
             w.WriteString("precision", r.Precision);
+            w.WriteString("attention", r.Attention);
             if (r.DeviceMemoryBytes is { } mem) w.WriteNumber("device_memory_bytes", mem);
             w.WriteNumber("batch", r.Batch);
             w.WriteNumber("seq", r.Seq);

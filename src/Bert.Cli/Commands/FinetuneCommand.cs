@@ -42,6 +42,7 @@ public static class FinetuneCommand
         var seed = new Option<ulong>("--seed") { Description = "seed of the head's initialization, data order and dropout", DefaultValueFactory = _ => 42UL };
         var threads = new Option<int>("--threads") { Description = "CPU threads (0: all cores)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => "auto" };
+        var fusedAttention = Backends.FusedAttentionOption();
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (for --data spam)", DefaultValueFactory = _ => "data" };
         var tensorBoard = new Option<bool>("--tensorboard") { Description = "also write the metrics as TensorBoard event files under OUT/tensorboard/ (--tensorboard false: off)", DefaultValueFactory = _ => true };
 
@@ -49,7 +50,7 @@ public static class FinetuneCommand
         var cmd = new Command("finetune", "fine-tune a pretrained checkpoint: sequence classification, token classification or span extraction")
         {
             runConfig, task, checkpoint, data, validation, test, validationFraction, output, epochs, batch, micro, lr, warmup, weightDecay,
-            maxSeq, tailTokens, windows, docStride, seed, threads, device, dataRoot, tensorBoard,
+            maxSeq, tailTokens, windows, docStride, seed, threads, device, dataRoot, tensorBoard, fusedAttention,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new FinetuneSettings
         {
@@ -73,6 +74,7 @@ public static class FinetuneCommand
             Seed = r.GetValue(seed),
             Threads = r.GetValue(threads),
             Device = r.GetValue(device)!,
+            FusedAttention = r.GetValue(fusedAttention)!,
             DataRoot = r.GetValue(dataRoot)!,
             TensorBoard = r.GetValue(tensorBoard),
         }, Console.Out, ct)));
@@ -131,12 +133,13 @@ public static class FinetuneCommand
 
         // ---- model --------------------------------------------------------------------------
         int microBatch = s.MicroBatch ?? s.Batch;
-        using var backend = Backends.Create(s.Device, s.Threads);
+        using var backend = Backends.Create(s.Device, s.Threads, fusedAttention: s.FusedAttention, headDim: source.Config.HeadDim);
         using var model = task.CreateModel(source.Config, classes, backend, Math.Max(microBatch, EvalBatch(microBatch)), s.MaxSeq);
         var load = PretrainedLoader.Load(model, source.WeightsPath, s.Seed);
         RunConfig.WriteTo(outDir);
         log.WriteLine(string.Create(inv,
-            $"bert finetune: {task.CliName()} with {model.Config.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}, {(lowerCase ? "uncased" : "cased")}) on {backend.Name}"));
+            $"bert finetune: {task.CliName()} with {model.Config.Name} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}, {(lowerCase ? "uncased" : "cased")}) on {backend.Name}")
+            + PretrainCommand.FusedNote(backend, microBatch, s.MaxSeq, model.Config));
         log.WriteLine($"from {source.Directory}" + (source.Step is { } st ? $" (step {st})" : ""));
         log.WriteLine(load.Describe());
         if (task != FineTuningTask.Span)
@@ -442,6 +445,8 @@ public sealed record FinetuneSettings
     public ulong Seed { get; init; } = 42;
     public int Threads { get; init; }
     public string Device { get; init; } = "auto";
+    /// <summary>--fused-attention: off, on or auto (see <see cref="Backends.FusedAttentionOption"/>).</summary>
+    public string FusedAttention { get; init; } = "off";
     public string DataRoot { get; init; } = "data";
     /// <summary>--tensorboard: also write TensorBoard event files under Output/tensorboard/.</summary>
     public bool TensorBoard { get; init; } = true;
@@ -463,6 +468,7 @@ public sealed record FinetuneSettings
         if (DocStride < 1) throw new UserException($"--doc-stride {DocStride}: must be positive");
         if (Threads < 0) throw new UserException($"--threads {Threads}: must be 0 (all cores) or positive");
         if (Device is not ("auto" or "cpu" or "cuda")) throw new UserException($"--device {Device}: choose auto, cpu or cuda");
+        Backends.ValidateFusedAttention(Device, "auto", FusedAttention);
         if (Data != "spam" && !File.Exists(Data)) throw new UserException($"--data {Data}: file not found (or `spam` for the built-in SpamAssassin task)", ExitCodes.BadInput);
         if (Validation is not null && !File.Exists(Validation)) throw new UserException($"--validation {Validation}: file not found", ExitCodes.BadInput);
         if (Test is not null && !File.Exists(Test)) throw new UserException($"--test {Test}: file not found", ExitCodes.BadInput);

@@ -53,6 +53,7 @@ public static class PretrainCommand
         var threads = new Option<int>("--threads") { Description = "CPU threads (0: all cores)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => "auto" };
         var precision = Backends.PrecisionOption();
+        var fusedAttention = Backends.FusedAttentionOption();
         var checkpointEvery = new Option<long>("--checkpoint-every") { Description = "steps between checkpoints (0: only at the end)", DefaultValueFactory = _ => 100 };
         var keep = new Option<int>("--keep") { Description = "checkpoints kept", DefaultValueFactory = _ => 3 };
         var evalSequences = new Option<long>("--eval-sequences") { Description = "held-out sequences evaluated at the end (0: none)", DefaultValueFactory = _ => 2000 };
@@ -74,7 +75,7 @@ public static class PretrainCommand
         {
             runConfig, preset, config, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
             output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize, tensorBoard,
-            distTimeout, checkReplicas,
+            distTimeout, checkReplicas, fusedAttention,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
         {
@@ -101,6 +102,7 @@ public static class PretrainCommand
             Threads = r.GetValue(threads),
             Device = r.GetValue(device)!,
             Precision = r.GetValue(precision)!,
+            FusedAttention = r.GetValue(fusedAttention)!,
             CheckpointEvery = r.GetValue(checkpointEvery),
             Keep = r.GetValue(keep),
             EvalSequences = r.GetValue(evalSequences),
@@ -124,6 +126,10 @@ public static class PretrainCommand
             throw user;
         }
     }
+
+    /// <summary>" with fused attention" when the backend runs it for this model, for the run's first line.</summary>
+    internal static string FusedNote(IBackend backend, int batch, int seq, BertConfig config) =>
+        Backends.AttentionKind(backend, batch, seq, config) == "fused" ? " with fused attention" : "";
 
     /// <summary>The model's configuration: --model-config's config.json (its sizes; the heads are BertForPreTraining's)
     /// or the --preset (tiny by default), and the name printed for it.</summary>
@@ -162,7 +168,7 @@ public static class PretrainCommand
             throw new UserException($"{(tooLong.SeqLength == seqShort ? "--seq" : "--seq-long")} {tooLong.SeqLength}: the {modelName} model has {modelConfig.MaxPositions} positions");
 
         // ---- device, ranks ---------------------------------------------------------------------
-        using var backend = Backends.Create(s.Device, DistributedRun.Threads(s.Threads, launch), s.Precision);
+        using var backend = Backends.Create(s.Device, DistributedRun.Threads(s.Threads, launch), s.Precision, s.FusedAttention, modelConfig.HeadDim);
         using var comm = DistributedRun.Open(launch, backend, TimeSpan.FromSeconds(s.DistTimeoutSeconds));
         if (comm.Size > 1)
         {
@@ -247,7 +253,7 @@ public static class PretrainCommand
             string plan = string.Join(", ", phases.Select(p => string.Create(inv, $"{p.Steps} at S={p.SeqLength} (batch {p.BatchSize}, micro {p.MicroBatch}, P={p.MaxPredictions})")));
             if (lead) RunConfig.WriteTo(s.Output);
             log.WriteLine(string.Create(inv,
-                $"bert pretrain: {modelName} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
+                $"bert pretrain: {modelName} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}{FusedNote(backend, maxMicro, maxSeq, modelConfig)}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
                 + (comm.Size > 1 ? string.Create(inv, $"; {comm.Size} ranks over {comm.Name}, {s.Batch / comm.Size} sequences each per step") : "")
                 + (resume is null ? "" : $"; resuming at step {resume.Step} from {resume.Directory}"));
 
@@ -416,6 +422,8 @@ public sealed record PretrainSettings
     public int Threads { get; init; }
     public string Device { get; init; } = "auto";
     public string Precision { get; init; } = "auto";
+    /// <summary>--fused-attention: off, on or auto (see <see cref="Backends.FusedAttentionOption"/>).</summary>
+    public string FusedAttention { get; init; } = "off";
     public long CheckpointEvery { get; init; } = 100;
     public int Keep { get; init; } = 3;
     public long EvalSequences { get; init; } = 2000;
@@ -467,6 +475,7 @@ public sealed record PretrainSettings
             throw new UserException("--corpus makes its own datasets; give either --corpus or --data/--heldout, not both");
         if (Device is not ("auto" or "cpu" or "cuda")) throw new UserException($"--device {Device}: choose auto, cpu or cuda");
         Backends.ValidatePrecision(Device, Precision);
+        Backends.ValidateFusedAttention(Device, Precision, FusedAttention);
     }
 
     /// <summary>Settings a resumed run must share with the run it continues.</summary>

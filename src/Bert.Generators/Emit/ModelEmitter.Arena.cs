@@ -20,7 +20,7 @@ internal static partial class ModelEmitter
         private static readonly Region[] LayerRegions =
         [
             new("Qkv", "N * 3 * H", "[N,3H] query|key|value per token"),
-            new("Probs", "B * NH * S * S", "[B,NH,S,S] attention probabilities before dropout"),
+            new("AttentionSaved", "attentionSaved", "[AttentionSavedLength] what attention saves for its backward: the probabilities [B,NH,S,S] or a fused kernel's row statistics"),
             new("Context", "N * H", "[N,H] attention context, heads concatenated"),
             new("AttentionSum", "N * H", "[N,H] input + attention branch"),
             new("AttentionOutput", "N * H", "[N,H] its LayerNorm: the feed-forward input"),
@@ -111,10 +111,13 @@ internal static partial class ModelEmitter
 
             _w.Line("/// <summary>Elements of the compute arena and of the F32 arena that a micro-batch of <paramref name=\"batch\"/>");
             _w.Line("/// sequences of <paramref name=\"seq\"/> tokens with <paramref name=\"predictions\"/> masked positions each needs,");
-            _w.Line("/// at the sizes of <paramref name=\"config\"/>.</summary>");
-            using (Method("public static (long Compute, long F32) PlanArena(" + Runtime + "BertConfig config, int batch, int seq, int predictions)"))
+            _w.Line("/// at the sizes of <paramref name=\"config\"/>, on <paramref name=\"backend\"/> (whose attention decides what each layer");
+            _w.Line("/// saves for its backward: <see cref=\"" + Runtime + "IBackend.PlanAttention\"/>).</summary>");
+            using (Method("public static (long Compute, long F32) PlanArena(" + Runtime + "IBackend backend, " + Runtime + "BertConfig config, int batch, int seq, int predictions)"))
             {
-                _w.Line("var a = new ArenaLayout(ResolveConfig(config), batch, seq, predictions);");
+                _w.Line("global::System.ArgumentNullException.ThrowIfNull(backend);");
+                _w.Line("var c = ResolveConfig(config);");
+                _w.Line("var a = new ArenaLayout(c, batch, seq, predictions, backend.PlanAttention(batch, seq, c.Heads, c.HeadDim).SavedLength);");
                 _w.Line("return (a.ComputeLength, a.F32Length);");
             }
             _w.Line();
@@ -130,6 +133,7 @@ internal static partial class ModelEmitter
             using (_w.Block("private readonly struct ArenaLayout"))
             {
                 _w.Line("public readonly int Batch, Seq, Tokens;");
+                _w.Line("public readonly long AttentionSavedLength;  // elements of each layer's AttentionSaved (IBackend.PlanAttention)");
                 _w.Line("// ---- compute arena ----");
                 for (int i = 0; i < compute.Count; i++)
                 {
@@ -151,7 +155,7 @@ internal static partial class ModelEmitter
                 _w.Line("public readonly long F32Length;");
                 _w.Line();
 
-                using (_w.Block("public ArenaLayout(" + Runtime + "BertConfig config, int batch, int seq, int predictions)"))
+                using (_w.Block("public ArenaLayout(" + Runtime + "BertConfig config, int batch, int seq, int predictions, long attentionSaved)"))
                 {
                     Sizes("config", "long");
                     var sizes = "long B = batch, S = seq, N = B * S";
@@ -160,6 +164,7 @@ internal static partial class ModelEmitter
                     _w.Line("Batch = batch;");
                     _w.Line("Seq = seq;");
                     _w.Line("Tokens = batch * seq;");
+                    _w.Line("AttentionSavedLength = attentionSaved;");
                     _w.Line("long c = 0, f = 0, l = 0;");
                     for (int i = 0; i < compute.Count; i++)
                     {
@@ -199,7 +204,7 @@ internal static partial class ModelEmitter
             _w.Line("private readonly record struct LayerActivations(");
             _w.Line("    " + t + " Input,            // [N,H] the previous layer's output (the embeddings for layer 0)");
             _w.Line("    " + t + " Qkv,              // [N,3H]");
-            _w.Line("    " + t + " Probs,            // [B,NH,S,S]");
+            _w.Line("    " + t + " AttentionSaved,   // [AttentionSavedLength]: the probabilities [B,NH,S,S] or a fused kernel's statistics");
             _w.Line("    " + t + " Context,          // [N,H]");
             _w.Line("    " + t + " AttentionSum,     // [N,H]");
             _w.Line("    " + t + " AttentionMean,    // F32[N]");
@@ -220,7 +225,7 @@ internal static partial class ModelEmitter
                 _w.Line("return new LayerActivations(");
                 _w.Line("    Input: l == 0 ? A(a.EmbeddingOutput, n, H) : A(c - a.LayerStride + a.Output, n, H),");
                 _w.Line("    Qkv: A(c + a.Qkv, n, 3 * H),");
-                _w.Line("    Probs: A(c + a.Probs, (long)a.Batch * NH * a.Seq, a.Seq),");
+                _w.Line("    AttentionSaved: A(c + a.AttentionSaved, a.AttentionSavedLength, 1),");
                 _w.Line("    Context: A(c + a.Context, n, H),");
                 _w.Line("    AttentionSum: A(c + a.AttentionSum, n, H),");
                 _w.Line("    AttentionMean: F(f + a.AttentionMean, n, 1),");

@@ -40,7 +40,7 @@ internal static partial class ModelEmitter
             if (forward && LossFlags().Count > 0)
                 _w.Line("float micro = batch.MicroBatchScale > 0f ? batch.MicroBatchScale : 1f;  // 1/accumulation: micro-batches sum to the batch mean");
             _w.Line("var none = " + TensorRef + ".Null;");
-            _w.Line("var a = new ArenaLayout(c, B, S, " + (_s.Mlm is not null ? "P" : "0") + ");");
+            _w.Line("var a = new ArenaLayout(c, B, S, " + (_s.Mlm is not null ? "P" : "0") + ", be.PlanAttention(B, S, NH, HD).SavedLength);");
             _w.Line("var w = _p;");
             if (!forward) _w.Line("var g = _g;");
             var acts = new SortedSet<string>();
@@ -131,7 +131,7 @@ internal static partial class ModelEmitter
                 _w.Line("var la = Layer(a, l);");
                 _w.Line("uint site = (uint)(2 + 3 * l);  // dropout streams of this layer: site, site + 1, site + 2");
                 _w.Line("be.Linear(la.Qkv, none, x, lw.AttentionSelfQueryKeyValueWeight, lw.AttentionSelfQueryKeyValueBias, N, H, 3 * H, None);  // self.{query,key,value} fused");
-                _w.Line("be.AttentionForward(la.Context, la.Probs, Workspace, la.Qkv, batch.AttentionMask, B, S, NH, HD, Dropout(attentionP, site));");
+                _w.Line("be.AttentionForward(la.Context, la.AttentionSaved, Workspace, la.Qkv, batch.AttentionMask, B, S, NH, HD, Dropout(attentionP, site));");
                 _w.Line("be.Linear(branch, none, la.Context, lw.AttentionOutputDenseWeight, lw.AttentionOutputDenseBias, N, H, H, None);");
                 _w.Line("be.ResidualLayerNorm(la.AttentionOutput, la.AttentionSum, la.AttentionMean, la.AttentionRstd, x, branch,");
                 _w.Line("    lw.AttentionOutputLayerNormWeight, lw.AttentionOutputLayerNormBias, N, H, eps, Dropout(hiddenP, site + 1));");
@@ -386,7 +386,7 @@ internal static partial class ModelEmitter
                 _w.Line("be.ResidualLayerNormBackward(dx, dBranch, lg.AttentionOutputLayerNormWeight, lg.AttentionOutputLayerNormBias, dx, la.AttentionSum, la.AttentionMean, la.AttentionRstd,");
                 _w.Line("    lw.AttentionOutputLayerNormWeight, N, H, Dropout(hiddenP, site + 1));");
                 _w.Line("be.LinearBackward(dContext, lg.AttentionOutputDenseWeight, lg.AttentionOutputDenseBias, dBranch, la.Context, lw.AttentionOutputDenseWeight, N, H, H, false);");
-                _w.Line("be.AttentionBackward(dQkv, Workspace, dContext, la.Qkv, la.Probs, batch.AttentionMask, B, S, NH, HD, Dropout(attentionP, site));");
+                _w.Line("be.AttentionBackward(dQkv, Workspace, dContext, la.Qkv, la.Context, la.AttentionSaved, batch.AttentionMask, B, S, NH, HD, Dropout(attentionP, site));");
                 _w.Line("be.LinearBackward(dx, lg.AttentionSelfQueryKeyValueWeight, lg.AttentionSelfQueryKeyValueBias, dQkv, la.Input, lw.AttentionSelfQueryKeyValueWeight, N, H, 3 * H, true);  // += the residual path");
             }
         }

@@ -123,7 +123,7 @@ internal static partial class ModelEmitter
             _w.Line(GeneratedCode);
             _w.Line("private " + Name + "(" + config + " config, " + Runtime + "IBackend backend, int maxBatch, int maxSeq, int maxPredictions)");
             _w.Line("    : base(backend, config, TableFor(config), maxBatch, maxSeq, maxPredictions,");
-            _w.Line("        PlanArena(config, maxBatch, maxSeq, maxPredictions).Compute, PlanArena(config, maxBatch, maxSeq, maxPredictions).F32)");
+            _w.Line("        PlanArena(backend, config, maxBatch, maxSeq, maxPredictions).Compute, PlanArena(backend, config, maxBatch, maxSeq, maxPredictions).F32)");
             _w.Line("{");
             _w.Line("    _p = new Tensors(this, Parameters);");
             _w.Line("    _g = new Tensors(this, Gradients);");

@@ -92,17 +92,17 @@ public abstract class DelegatingBackend : IBackend
 
     // ---- attention ----------------------------------------------------------------------------
 
-    public virtual long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim) =>
-        Inner.AttentionWorkspaceLength(batch, seq, heads, headDim);
+    public virtual AttentionPlan PlanAttention(int batch, int seq, int heads, int headDim) =>
+        Inner.PlanAttention(batch, seq, heads, headDim);
 
     public virtual void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace,
         TensorRef qkv, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout) =>
         Inner.AttentionForward(context, probs, workspace, qkv, attentionMask, batch, seq, heads, headDim, dropout);
 
     public virtual void AttentionBackward(TensorRef dQkv, TensorRef workspace,
-        TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
+        TensorRef dContext, TensorRef qkv, TensorRef context, TensorRef probs, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout) =>
-        Inner.AttentionBackward(dQkv, workspace, dContext, qkv, probs, attentionMask, batch, seq, heads, headDim, dropout);
+        Inner.AttentionBackward(dQkv, workspace, dContext, qkv, context, probs, attentionMask, batch, seq, heads, headDim, dropout);
 
     public virtual void Dropout(TensorRef output, TensorRef input, long count, DropoutSpec dropout) =>
         Inner.Dropout(output, input, count, dropout);

@@ -117,18 +117,22 @@ public interface IBackend : IDisposable
 
     // ---- attention ----------------------------------------------------------------------------
 
-    /// <summary>Elements of workspace <see cref="AttentionForward"/>/<see cref="AttentionBackward"/> need.</summary>
-    long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim);
+    /// <summary>How <see cref="AttentionForward"/>/<see cref="AttentionBackward"/> run at these sizes: the
+    /// elements of the saved state (probs) the forward writes for the backward, and of the workspace. A model
+    /// plans its arena with it; both ops check their views against it.</summary>
+    AttentionPlan PlanAttention(int batch, int seq, int heads, int headDim);
 
     /// <summary>qkv[B·S,3H] holds per row [q | k | v], each head-major (NH×HD). mask: I32[B·S], 1 attend,
-    /// 0 padding. probs[B,NH,S,S] = softmax(q·kᵀ/√HD + (mask−1)·∞) saved before dropout;
-    /// context[B·S,H] = dropout(probs)·v, heads concatenated.</summary>
+    /// 0 padding. context[B·S,H] = dropout(P)·v, heads concatenated, with P[B,NH,S,S] = softmax(q·kᵀ/√HD +
+    /// (mask−1)·∞). probs (<see cref="AttentionPlan.SavedLength"/> elements) receives what the backward needs:
+    /// P itself before dropout, or, where <see cref="AttentionPlan.Fused"/>, the fused kernel's row statistics.</summary>
     void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace,
         TensorRef qkv, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout);
 
-    /// <summary>dQkv[B·S,3H] = (overwrite) from dContext[B·S,H].</summary>
+    /// <summary>dQkv[B·S,3H] = (overwrite) from dContext[B·S,H]; context[B·S,H] and probs are the forward's
+    /// outputs for the same qkv, mask and dropout (a fused backward reads the context instead of P).</summary>
     void AttentionBackward(TensorRef dQkv, TensorRef workspace,
-        TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
+        TensorRef dContext, TensorRef qkv, TensorRef context, TensorRef probs, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout);
 
     /// <summary>output[n] = dropout(input[n]) for n &lt; count (a copy when inactive). Self-adjoint: the

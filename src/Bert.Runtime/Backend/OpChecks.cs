@@ -234,13 +234,13 @@ public static class OpChecks
 
     // ---- attention ------------------------------------------------------------------------------
 
-    /// <summary><see cref="IBackend.AttentionWorkspaceLength"/>: the sizes of an attention call.</summary>
-    public static void AttentionWorkspaceLength(int batch, int seq, int heads, int headDim) =>
-        AttentionSizes(batch, seq, heads, headDim, nameof(IBackend.AttentionWorkspaceLength));
+    /// <summary><see cref="IBackend.PlanAttention"/>: the sizes of an attention call.</summary>
+    public static void PlanAttention(int batch, int seq, int heads, int headDim) =>
+        AttentionSizes(batch, seq, heads, headDim, nameof(IBackend.PlanAttention));
 
-    /// <summary><see cref="IBackend.AttentionForward"/>; <paramref name="workspaceLength"/> is the backend's
-    /// <see cref="IBackend.AttentionWorkspaceLength"/> for these sizes (computed without checks).</summary>
-    public static void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace, long workspaceLength,
+    /// <summary><see cref="IBackend.AttentionForward"/>; <paramref name="plan"/> is the backend's
+    /// <see cref="IBackend.PlanAttention"/> for these sizes (computed without checks).</summary>
+    public static void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace, AttentionPlan plan,
         TensorRef qkv, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout, ActivationTypes types)
     {
         const string op = nameof(IBackend.AttentionForward);
@@ -248,15 +248,15 @@ public static class OpChecks
         Dropout(dropout, op);
         long tokens = (long)batch * seq, hidden = (long)heads * headDim;
         Activations(context, tokens * hidden, types, op, nameof(context));
-        Activations(probs, (long)batch * heads * seq * seq, types, op, nameof(probs));
-        Activations(workspace, workspaceLength, types, op, nameof(workspace));
+        Activations(probs, plan.SavedLength, types, op, nameof(probs));
+        Activations(workspace, plan.WorkspaceLength, types, op, nameof(workspace));
         Activations(qkv, tokens * 3 * hidden, types, op, nameof(qkv));
         attentionMask.Require(tokens, DType.I32, op, nameof(attentionMask));
     }
 
-    /// <summary><see cref="IBackend.AttentionBackward"/>; see <see cref="AttentionForward"/> for the workspace.</summary>
-    public static void AttentionBackward(TensorRef dQkv, TensorRef workspace, long workspaceLength,
-        TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
+    /// <summary><see cref="IBackend.AttentionBackward"/>; see <see cref="AttentionForward"/> for the plan.</summary>
+    public static void AttentionBackward(TensorRef dQkv, TensorRef workspace, AttentionPlan plan,
+        TensorRef dContext, TensorRef qkv, TensorRef context, TensorRef probs, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout, ActivationTypes types)
     {
         const string op = nameof(IBackend.AttentionBackward);
@@ -264,10 +264,11 @@ public static class OpChecks
         Dropout(dropout, op);
         long tokens = (long)batch * seq, hidden = (long)heads * headDim;
         Activations(dQkv, tokens * 3 * hidden, types, op, nameof(dQkv));
-        Activations(workspace, workspaceLength, types, op, nameof(workspace));
+        Activations(workspace, plan.WorkspaceLength, types, op, nameof(workspace));
         Activations(dContext, tokens * hidden, types, op, nameof(dContext));
         Activations(qkv, tokens * 3 * hidden, types, op, nameof(qkv));
-        Activations(probs, (long)batch * heads * seq * seq, types, op, nameof(probs));
+        Activations(context, tokens * hidden, types, op, nameof(context));
+        Activations(probs, plan.SavedLength, types, op, nameof(probs));
         attentionMask.Require(tokens, DType.I32, op, nameof(attentionMask));
     }
 

@@ -121,21 +121,27 @@ public sealed class ProfilingBackend(IBackend inner) : DelegatingBackend(inner)
         Stop("ResidualLayerNormBackward", t0);
     }
 
+    // A fused attention is timed under its own name ("AttentionForward (fused)"), so a breakdown shows which ran.
     public override void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace, TensorRef qkv, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
+        string name = AttentionName("AttentionForward", batch, seq, heads, headDim);
         long t0 = Start();
         base.AttentionForward(context, probs, workspace, qkv, attentionMask, batch, seq, heads, headDim, dropout);
-        Stop("AttentionForward", t0);
+        Stop(name, t0);
     }
 
-    public override void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef probs,
-        TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    public override void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef context,
+        TensorRef probs, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
+        string name = AttentionName("AttentionBackward", batch, seq, heads, headDim);
         long t0 = Start();
-        base.AttentionBackward(dQkv, workspace, dContext, qkv, probs, attentionMask, batch, seq, heads, headDim, dropout);
-        Stop("AttentionBackward", t0);
+        base.AttentionBackward(dQkv, workspace, dContext, qkv, context, probs, attentionMask, batch, seq, heads, headDim, dropout);
+        Stop(name, t0);
     }
+
+    private string AttentionName(string op, int batch, int seq, int heads, int headDim) =>
+        Inner.PlanAttention(batch, seq, heads, headDim).Fused ? op + " (fused)" : op;
 
     public override void Dropout(TensorRef output, TensorRef input, long count, DropoutSpec dropout)
     {

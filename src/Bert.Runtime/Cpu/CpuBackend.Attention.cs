@@ -8,11 +8,15 @@ namespace Bert.Runtime.Cpu;
 //   [dropped probs S×S | dScores S×S | additive key mask S]   per worker.
 public sealed unsafe partial class CpuBackend
 {
-    public long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim)
+    public AttentionPlan PlanAttention(int batch, int seq, int heads, int headDim)
     {
-        OpChecks.AttentionWorkspaceLength(batch, seq, heads, headDim);
-        return Threads * PerWorkerAttention(seq);
+        OpChecks.PlanAttention(batch, seq, heads, headDim);
+        return Plan(batch, seq, heads);
     }
+
+    /// <summary>The probabilities are saved; <see cref="PlanAttention"/> without the checks.</summary>
+    private AttentionPlan Plan(int batch, int seq, int heads) =>
+        new(AttentionPlan.ProbabilitiesLength(batch, seq, heads), Threads * PerWorkerAttention(seq), Fused: false);
 
     private static long PerWorkerAttention(int seq) => 2L * seq * seq + seq;
 
@@ -20,7 +24,7 @@ public sealed unsafe partial class CpuBackend
         TensorRef qkv, TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
         ThrowIfDisposed();
-        OpChecks.AttentionForward(context, probs, workspace, Threads * PerWorkerAttention(seq), qkv, attentionMask,
+        OpChecks.AttentionForward(context, probs, workspace, Plan(batch, seq, heads), qkv, attentionMask,
             batch, seq, heads, headDim, dropout, Activations);
         if (batch == 0 || seq == 0) return;
         EnsureGemmScratch();
@@ -33,11 +37,11 @@ public sealed unsafe partial class CpuBackend
     }
 
     public void AttentionBackward(TensorRef dQkv, TensorRef workspace,
-        TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
+        TensorRef dContext, TensorRef qkv, TensorRef context, TensorRef probs, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
         ThrowIfDisposed();
-        OpChecks.AttentionBackward(dQkv, workspace, Threads * PerWorkerAttention(seq), dContext, qkv, probs, attentionMask,
+        OpChecks.AttentionBackward(dQkv, workspace, Plan(batch, seq, heads), dContext, qkv, context, probs, attentionMask,
             batch, seq, heads, headDim, dropout, Activations);
         if (batch == 0 || seq == 0) return;
         EnsureGemmScratch();

@@ -53,7 +53,7 @@ public abstract class BertModelBase : IDisposable
 
         // Refuse a configuration that cannot fit before allocating any of it (an allocation that
         // fails half-way, or that the OS overcommits and later kills, helps nobody).
-        long workspace = Math.Max(1, backend.AttentionWorkspaceLength(maxBatch, maxSeq, Config.Heads, Config.HeadDim));
+        long workspace = Math.Max(1, backend.PlanAttention(maxBatch, maxSeq, Config.Heads, Config.HeadDim).WorkspaceLength);
         int computeBytes = backend.ComputeType == DType.F32 ? 4 : 2;
         long needed = ParameterTotal * 4L * 4   // parameters, gradients and the two AdamW moments
             + (Math.Max(1, computeArenaLength) + workspace) * computeBytes + Math.Max(1, f32ArenaLength) * 4L;

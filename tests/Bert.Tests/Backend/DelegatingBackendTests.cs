@@ -68,7 +68,7 @@ public class DelegatingBackendTests
             Assert.That(outer.Name, Is.EqualTo("counting"));
             Assert.That(outer.ComputeType, Is.EqualTo(DType.BF16));
             Assert.That(((IBackend)outer).AvailableMemoryBytes, Is.EqualTo(12345L));
-            Assert.That(outer.AttentionWorkspaceLength(2, 3, 4, 5), Is.EqualTo(2 * 3 * 4 * 5));
+            Assert.That(outer.PlanAttention(2, 3, 4, 5), Is.EqualTo(new AttentionPlan(2 * 4 * 3 * 3, 2 * 3 * 4 * 5, false)));
         });
     }
 
@@ -174,16 +174,16 @@ public class DelegatingBackendTests
             TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef gamma, int rows, int hidden, DropoutSpec dropout) =>
             Hit(nameof(ResidualLayerNormBackward));
 
-        public long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim)
+        public AttentionPlan PlanAttention(int batch, int seq, int heads, int headDim)
         {
-            Hit(nameof(AttentionWorkspaceLength));
-            return (long)batch * seq * heads * headDim;
+            Hit(nameof(PlanAttention));
+            return new AttentionPlan(AttentionPlan.ProbabilitiesLength(batch, seq, heads), (long)batch * seq * heads * headDim, Fused: false);
         }
 
         public void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace, TensorRef qkv, TensorRef attentionMask,
             int batch, int seq, int heads, int headDim, DropoutSpec dropout) => Hit(nameof(AttentionForward));
 
-        public void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
+        public void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef context, TensorRef probs, TensorRef attentionMask,
             int batch, int seq, int heads, int headDim, DropoutSpec dropout) => Hit(nameof(AttentionBackward));
 
         public void Dropout(TensorRef output, TensorRef input, long count, DropoutSpec dropout) => Hit(nameof(Dropout));

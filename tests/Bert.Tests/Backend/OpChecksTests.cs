@@ -133,15 +133,15 @@ public abstract class OpCheckParityTests
             r.B.ResidualLayerNormBackward(d, d, r.F(H), r.F(H), r.F(N * H), r.F(N * H), r.F(N), r.F(N), r.F(H), N, H, default);
         });
         // Attention (the workspace length is the backend's own, so it is given generously)
-        yield return Bad("AttentionWorkspaceLength", "heads 0", r => r.B.AttentionWorkspaceLength(B, S, 0, HD));
+        yield return Bad("PlanAttention", "heads 0", r => r.B.PlanAttention(B, S, 0, HD));
         yield return Bad("AttentionForward", "mask F32", r => AttentionForward(r, mask: r.F(B * S)));
         yield return Bad("AttentionForward", "dropout 1.5", r => AttentionForward(r, dropout: new DropoutSpec(1.5f, 1, 2, 3)));
         yield return Bad("AttentionForward", "qkv short", r => AttentionForward(r, qkv: B * S * 3 * H - 1));
         yield return Bad("AttentionForward", "seq < 0", r => AttentionForward(r, seq: -1));
         yield return Bad("AttentionBackward", "dQkv short", r => r.B.AttentionBackward(r.F(B * S * 3 * H - 1), r.F(20_000), r.F(B * S * H), r.F(B * S * 3 * H),
-            r.F(B * NH * S * S), r.I(B * S), B, S, NH, HD, default));
+            r.F(B * S * H), r.F(B * NH * S * S), r.I(B * S), B, S, NH, HD, default));
         yield return Bad("AttentionBackward", "headDim 0", r => r.B.AttentionBackward(r.F(B * S * 3 * H), r.F(20_000), r.F(B * S * H), r.F(B * S * 3 * H),
-            r.F(B * NH * S * S), r.I(B * S), B, S, NH, 0, default));
+            r.F(B * S * H), r.F(B * NH * S * S), r.I(B * S), B, S, NH, 0, default));
         yield return Bad("Dropout", "count < 0", r => r.B.Dropout(r.F(N), r.F(N), -1, Drop));
         yield return Bad("Dropout", "probability 1", r => r.B.Dropout(r.F(N), r.F(N), N, new DropoutSpec(1f, 1, 2, 3)));
         // Gathers
@@ -258,7 +258,7 @@ public class OpCheckParityRecordingTests : OpCheckParityTests
             ("ResidualLayerNormBackward", r => r.B.ResidualLayerNormBackward(r.F(0), r.F(0), r.F(H), r.F(H), r.F(0), r.F(0), r.F(0), r.F(0), r.F(H), 0, H, default)),
             ("AttentionForward", r => r.B.AttentionForward(r.F(0), r.F(0), r.F(20_000), r.F(0), r.I(0), 0, S, NH, HD, default)),
             ("AttentionForward seq 0", r => r.B.AttentionForward(r.F(0), r.F(0), r.F(20_000), r.F(0), r.I(0), 2, 0, NH, HD, default)),
-            ("AttentionBackward", r => r.B.AttentionBackward(r.F(0), r.F(20_000), r.F(0), r.F(0), r.F(0), r.I(0), 0, S, NH, HD, default)),
+            ("AttentionBackward", r => r.B.AttentionBackward(r.F(0), r.F(20_000), r.F(0), r.F(0), r.F(0), r.F(0), r.I(0), 0, S, NH, HD, default)),
             ("Dropout", r => r.B.Dropout(r.F(0), r.F(0), 0, new DropoutSpec(0.5f, 1, 2, 3))),
             ("GatherRows", r => r.B.GatherRows(r.F(0), r.F(0), r.I(0), 0, S, 2, H)),
             ("GatherRows count 0", r => r.B.GatherRows(r.F(0), r.F(2 * S * H), r.I(0), 2, S, 0, H)),

@@ -113,14 +113,14 @@ public class FlashAttentionTests
             using var m = backend.Allocate(tokens, DType.I32, "mask");
             using var c = backend.Allocate(tokens * hidden, act, "ctx");
             using var p = backend.Allocate((long)batch * heads * seq * seq, act, "probs");
-            using var w = backend.Allocate(backend.AttentionWorkspaceLength(batch, seq, heads, headDim), act, "ws");
+            using var w = backend.Allocate(backend.PlanAttention(batch, seq, heads, headDim).WorkspaceLength, act, "ws");
             using var dc = backend.Allocate(tokens * hidden, grad, "dctx");
             using var dq = backend.Allocate(qkv.Length, act, "dqkv");
             backend.Upload<float>(q, qkv);
             backend.Upload<int>(m, mask);
             backend.Upload<float>(dc, dContext);
             backend.AttentionForward(c, p, w, q, m, batch, seq, heads, headDim, dropout);
-            backend.AttentionBackward(dq, w, dc, q, p, m, batch, seq, heads, headDim, dropout);
+            backend.AttentionBackward(dq, w, dc, q, c, p, m, batch, seq, heads, headDim, dropout);
             var context = new float[tokens * hidden];
             backend.Download<float>(context, c);
             dQkv = new float[qkv.Length];
@@ -201,7 +201,7 @@ public class FlashAttentionTests
         using var dQkv = cuda.Allocate((long)tokens * 3 * hidden, DType.BF16, "dqkv");
         using var lse = cuda.Allocate((long)batch * heads * seq, DType.F32, "lse");
         using var probs = cuda.Allocate((long)batch * heads * seq * seq, DType.BF16, "probs");
-        using var ws = cuda.Allocate(cuda.AttentionWorkspaceLength(batch, seq, heads, headDim), DType.BF16, "ws");
+        using var ws = cuda.Allocate(cuda.PlanAttention(batch, seq, heads, headDim).WorkspaceLength, DType.BF16, "ws");
         cuda.Upload<float>(qkv, Enumerable.Range(0, tokens * 3 * hidden).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
         cuda.Upload<float>(dCtx, Enumerable.Range(0, tokens * hidden).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray());
         cuda.Upload<int>(mask, Enumerable.Range(0, tokens).Select(i => i % seq < seq - 7 * (i / seq % 3) ? 1 : 0).ToArray());
@@ -210,7 +210,7 @@ public class FlashAttentionTests
         {
             if (r == 1) cuda.CollectOpTimings();   // the first round warms up
             cuda.AttentionForward(ctx, probs, ws, qkv, mask, batch, seq, heads, headDim, dropout);
-            cuda.AttentionBackward(dQkv, ws, dCtx, qkv, probs, mask, batch, seq, heads, headDim, dropout);
+            cuda.AttentionBackward(dQkv, ws, dCtx, qkv, ctx, probs, mask, batch, seq, heads, headDim, dropout);
             cuda.FlashAttentionForward(ctx, lse, qkv, mask, batch, seq, heads, headDim, dropout);
             cuda.FlashAttentionBackward(dQkv, dCtx, ctx, lse, qkv, mask, batch, seq, heads, headDim, dropout);
         }
@@ -289,7 +289,7 @@ public class FlashAttentionTests
         using (var cMask = cpu.Allocate(tokens, DType.I32, "mask"))
         using (var cCtx = cpu.Allocate(expected.Length, DType.F32, "ctx"))
         using (var cProbs = cpu.Allocate((long)batch * heads * seq * seq, DType.F32, "probs"))
-        using (var cWs = cpu.Allocate(cpu.AttentionWorkspaceLength(batch, seq, heads, headDim), DType.F32, "ws"))
+        using (var cWs = cpu.Allocate(cpu.PlanAttention(batch, seq, heads, headDim).WorkspaceLength, DType.F32, "ws"))
         using (var cdCtx = cpu.Allocate(dContext.Length, DType.F32, "dctx"))
         using (var cdQkv = cpu.Allocate(qkv.Length, DType.F32, "dqkv"))
         {
@@ -300,7 +300,7 @@ public class FlashAttentionTests
             if (backward)
             {
                 cpu.Upload<float>(cdCtx, dContext);
-                cpu.AttentionBackward(cdQkv, cWs, cdCtx, cQkv, cProbs, cMask, batch, seq, heads, headDim, dropout);
+                cpu.AttentionBackward(cdQkv, cWs, cdCtx, cQkv, cCtx, cProbs, cMask, batch, seq, heads, headDim, dropout);
                 cpu.Download<float>(expectedGrad, cdQkv);
             }
         }

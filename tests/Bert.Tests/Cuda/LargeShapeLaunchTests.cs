@@ -64,7 +64,7 @@ public class LargeShapeLaunchTests(DType computeType)
         using var qkv = A(t * 3 * hidden);
         cuda.Linear(qkv, TensorRef.Null, emb, wQkv, bQkv, tokens, hidden, 3 * hidden, Activation.None);
         using var ctx = A(t * hidden); using var probs = A((long)batch * heads * seq * seq);
-        using var ws = A(cuda.AttentionWorkspaceLength(batch, seq, heads, hidden / heads));
+        using var ws = A(cuda.PlanAttention(batch, seq, heads, hidden / heads).WorkspaceLength);
         cuda.AttentionForward(ctx, probs, ws, qkv, mask, batch, seq, heads, hidden / heads, dropout);
         using var pre = A(t * inter); using var h1 = A(t * inter); using var h2 = A(t * hidden);
         cuda.Linear(h1, pre, ctx, wInter, bInter, tokens, hidden, inter, Activation.Gelu);
@@ -92,7 +92,7 @@ public class LargeShapeLaunchTests(DType computeType)
         using var dCtx = A(t * hidden);
         cuda.LinearBackward(dCtx, grads.Slice(0, (long)inter * hidden), grads.Slice(0, inter), dh1, ctx, wInter, tokens, hidden, inter, false);
         using var dQkv = A(t * 3 * hidden);
-        cuda.AttentionBackward(dQkv, ws, dCtx, qkv, probs, mask, batch, seq, heads, hidden / heads, dropout);
+        cuda.AttentionBackward(dQkv, ws, dCtx, qkv, ctx, probs, mask, batch, seq, heads, hidden / heads, dropout);
         using var dEmb = A(t * hidden);
         cuda.LinearBackward(dEmb, grads.Slice(0, 3L * hidden * hidden), grads.Slice(0, 3L * hidden), dQkv, emb, wQkv, tokens, hidden, 3 * hidden, true);
         using var scratch = F(t * hidden);

@@ -32,7 +32,7 @@ public class CompileTests
             public static class Use
             {
                 public static Bert.Runtime.BertModelBase Build(Bert.Runtime.IBackend backend) => new NarrowBert(backend, 8, 128, 20, NarrowBert.DefaultConfig with { VocabSize = 7000, Layers = 5 });
-                public static (long, long) Plan() => NarrowBert.PlanArena(NarrowBert.DefaultConfig, 8, 128, 20);
+                public static (long, long) Plan(Bert.Runtime.IBackend backend) => NarrowBert.PlanArena(backend, NarrowBert.DefaultConfig, 8, 128, 20);
                 public static Bert.Runtime.BertConfig Config() => NarrowBert.DefaultConfig;
             }
             """);

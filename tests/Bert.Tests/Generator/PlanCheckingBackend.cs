@@ -9,8 +9,11 @@ namespace Bert.Tests.Generator;
 /// this pass or the forward pass). It records the calls so tests can compare Backward with Forward.
 /// Memory is never touched: addresses are fake and only the bookkeeping is real.
 /// </summary>
-internal sealed class PlanCheckingBackend(DType computeType = DType.F32) : IBackend
+internal sealed class PlanCheckingBackend(DType computeType = DType.F32, bool fusedAttention = false) : IBackend
 {
+    /// <summary>Plan attention as a fused kernel would: a small saved state instead of the probabilities.</summary>
+    public bool FusedAttention { get; } = fusedAttention;
+
     /// <summary>One recorded call: the views it read and wrote, and what pairs it with its mirror.</summary>
     public sealed record Op(string Name, string Phase, IReadOnlyList<TensorRef> Reads, IReadOnlyList<TensorRef> Writes,
         TensorRef Weight, DropoutSpec Dropout, Activation Activation);
@@ -305,26 +308,32 @@ internal sealed class PlanCheckingBackend(DType computeType = DType.F32) : IBack
         c.Done();
     }
 
-    public long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim) => (long)batch * heads * seq * seq;
+    /// <summary>Unfused: the probabilities are saved (the workspace as large). Fused (<see cref="FusedAttention"/>):
+    /// 2·B·NH·S elements, as the CUDA backend's bf16 logsumexp, and the backward reads the context.</summary>
+    public AttentionPlan PlanAttention(int batch, int seq, int heads, int headDim) => FusedAttention
+        ? new AttentionPlan(2L * batch * heads * seq, (long)batch * seq * heads * headDim, Fused: true)
+        : new AttentionPlan(AttentionPlan.ProbabilitiesLength(batch, seq, heads), AttentionPlan.ProbabilitiesLength(batch, seq, heads), Fused: false);
 
     public void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace, TensorRef qkv, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
         long n = (long)batch * seq, h = (long)heads * headDim;
-        if (workspace.Length < AttentionWorkspaceLength(batch, seq, heads, headDim)) throw new InvalidOperationException("AttentionForward: workspace too small");
+        var plan = PlanAttention(batch, seq, heads, headDim);
+        if (workspace.Length < plan.WorkspaceLength) throw new InvalidOperationException("AttentionForward: workspace too small");
         var c = Begin(nameof(AttentionForward)).Read(qkv, n * 3 * h, "qkv", Compute).Read(attentionMask, n, "attentionMask", I32)
-            .Write(context, n * h, "context", Compute).Write(probs, (long)batch * heads * seq * seq, "probs", Compute);
+            .Write(context, n * h, "context", Compute).Write(probs, plan.SavedLength, "probs", Compute);
         c.Dropout = dropout;
         c.Done();
     }
 
-    public void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef probs, TensorRef attentionMask,
-        int batch, int seq, int heads, int headDim, DropoutSpec dropout)
+    public void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef context, TensorRef probs,
+        TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
         long n = (long)batch * seq, h = (long)heads * headDim;
-        if (workspace.Length < AttentionWorkspaceLength(batch, seq, heads, headDim)) throw new InvalidOperationException("AttentionBackward: workspace too small");
+        var plan = PlanAttention(batch, seq, heads, headDim);
+        if (workspace.Length < plan.WorkspaceLength) throw new InvalidOperationException("AttentionBackward: workspace too small");
         var c = Begin(nameof(AttentionBackward)).Read(dContext, n * h, "dContext", Compute).Read(qkv, n * 3 * h, "qkv", Compute)
-            .Read(probs, (long)batch * heads * seq * seq, "probs", Compute).Read(attentionMask, n, "attentionMask", I32)
+            .Read(context, n * h, "context", Compute).Read(probs, plan.SavedLength, "probs", Compute).Read(attentionMask, n, "attentionMask", I32)
             .Write(dQkv, n * 3 * h, "dQkv", Compute);
         c.Dropout = dropout;
         c.Done();

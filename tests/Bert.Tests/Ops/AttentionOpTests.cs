@@ -6,7 +6,7 @@ namespace Bert.Tests.Ops;
 /// <summary>AttentionForward, AttentionBackward (padding mask, dropout on probs).</summary>
 public abstract class AttentionOpTests : OpTestBase
 {
-    private TensorRef Workspace() => Alloc(Math.Max(1, Backend.AttentionWorkspaceLength(B, S, NH, HD)), Backend.ComputeType);
+    private TensorRef Workspace() => Alloc(Math.Max(1, Backend.PlanAttention(B, S, NH, HD).WorkspaceLength), Backend.ComputeType);
 
     [TestCase(0f)]
     [TestCase(0.1f)]
@@ -49,10 +49,11 @@ public abstract class AttentionOpTests : OpTestBase
         var maskT = Ints(mask);
         var probsT = ActZeros(B * NH * S * S);
         var workspace = Workspace();
-        Backend.AttentionForward(ActZeros(N * H), probsT, workspace, qkvT, maskT, B, S, NH, HD, dropout);
+        var contextT = ActZeros(N * H);
+        Backend.AttentionForward(contextT, probsT, workspace, qkvT, maskT, B, S, NH, HD, dropout);
         // dQkv is overwritten: start from garbage.
         var dQkv = Act(RandomFloats(rng, N * 3 * H));
-        Backend.AttentionBackward(dQkv, workspace, Act(r), qkvT, probsT, maskT, B, S, NH, HD, dropout);
+        Backend.AttentionBackward(dQkv, workspace, Act(r), qkvT, contextT, probsT, maskT, B, S, NH, HD, dropout);
 
         var expected = Reference.Gradient(v => Reference.Attention(v, mask, B, S, NH, HD, dropout, out _), D(qkv), D(r));
         AssertClose(Read(dQkv), expected, GradientTolerance, "dQkv");
@@ -102,7 +103,7 @@ public abstract class AttentionOpTests : OpTestBase
         var expected = Reference.Attention(D(qkv), mask, batch, seq, heads, headDim, dropout, out var probs);
         var context = ActZeros(batch * seq * hidden);
         var probsT = ActZeros(batch * heads * seq * seq);
-        var workspace = Alloc(Math.Max(1, Backend.AttentionWorkspaceLength(batch, seq, heads, headDim)), Backend.ComputeType);
+        var workspace = Alloc(Math.Max(1, Backend.PlanAttention(batch, seq, heads, headDim).WorkspaceLength), Backend.ComputeType);
         Backend.AttentionForward(context, probsT, workspace, Act(qkv), Ints(mask), batch, seq, heads, headDim, dropout);
         AssertClose(Read(context), expected, Tolerance, "context");
         AssertClose(Read(probsT), probs, Tolerance, "probs");
@@ -121,10 +122,11 @@ public abstract class AttentionOpTests : OpTestBase
         var qkvT = Act(qkv);
         var maskT = Ints(mask);
         var probsT = ActZeros(batch * heads * seq * seq);
-        var workspace = Alloc(Math.Max(1, Backend.AttentionWorkspaceLength(batch, seq, heads, headDim)), Backend.ComputeType);
-        Backend.AttentionForward(ActZeros(batch * seq * hidden), probsT, workspace, qkvT, maskT, batch, seq, heads, headDim, dropout);
+        var workspace = Alloc(Math.Max(1, Backend.PlanAttention(batch, seq, heads, headDim).WorkspaceLength), Backend.ComputeType);
+        var contextT = ActZeros(batch * seq * hidden);
+        Backend.AttentionForward(contextT, probsT, workspace, qkvT, maskT, batch, seq, heads, headDim, dropout);
         var dQkv = Act(RandomFloats(rng, batch * seq * 3 * hidden));
-        Backend.AttentionBackward(dQkv, workspace, Act(r), qkvT, probsT, maskT, batch, seq, heads, headDim, dropout);
+        Backend.AttentionBackward(dQkv, workspace, Act(r), qkvT, contextT, probsT, maskT, batch, seq, heads, headDim, dropout);
         var expected = Reference.Gradient(v => Reference.Attention(v, mask, batch, seq, heads, headDim, dropout, out _), D(qkv), D(r));
         AssertClose(Read(dQkv), expected, GradientTolerance, "dQkv");
     }

@@ -236,7 +236,7 @@ public unsafe class CpuBackendTests
             TensorRef wq = F(R(3 * h * h)), bq = F(R(3 * h)), qkv = Z(rows * 3 * h);
             be.Linear(qkv, TensorRef.Null, emb, wq, bq, rows, h, 3 * h, Activation.None);
             Keep(qkv);
-            TensorRef ctx = Z(rows * h), probs = Z(b * nh * s * s), ws = Z(be.AttentionWorkspaceLength(b, s, nh, hd));
+            TensorRef ctx = Z(rows * h), probs = Z(b * nh * s * s), ws = Z(be.PlanAttention(b, s, nh, hd).WorkspaceLength);
             be.AttentionForward(ctx, probs, ws, qkv, mask, b, s, nh, hd, dropout);
             Keep(ctx);
             TensorRef w1 = F(R(inter * h)), b1 = F(R(inter)), pre = Z(rows * inter), act = Z(rows * inter);
@@ -267,7 +267,7 @@ public unsafe class CpuBackendTests
             TensorRef dCtx = Z(rows * h), dW1 = Z(inter * h), dB1 = Z(inter);
             be.LinearBackward(dCtx, dW1, dB1, dAct, ctx, w1, rows, h, inter, false);
             TensorRef dQkv = Z(rows * 3 * h);
-            be.AttentionBackward(dQkv, ws, dCtx, qkv, probs, mask, b, s, nh, hd, dropout);
+            be.AttentionBackward(dQkv, ws, dCtx, qkv, ctx, probs, mask, b, s, nh, hd, dropout);
             TensorRef dWq = Z(3 * h * h), dBq = Z(3 * h);
             be.LinearBackward(dLn, dWq, dBq, dQkv, emb, wq, rows, h, 3 * h, true);
             TensorRef dWord = Z(vocab * h), dPos = Z(s * h), dType = Z(2 * h);
@@ -333,7 +333,7 @@ public unsafe class CpuBackendTests
             TensorRef ids = Z(rows, DType.I32), mask = Z(rows, DType.I32), word = Z(vocab * h), pos = Z(s * h), type = Z(2 * h);
             be.Upload<int>(mask, Enumerable.Repeat(1, rows).ToArray());
             TensorRef gamma = Z(h), beta = Z(h), x = Z(rows * h), y = Z(rows * h), sum = Z(rows * h), mean = Z(rows), rstd = Z(rows);
-            TensorRef qkv = Z(rows * 3 * h), probs = Z(b * nh * s * s), ws = Z(be.AttentionWorkspaceLength(b, s, nh, hd)), w = Z(3 * h * h);
+            TensorRef qkv = Z(rows * 3 * h), probs = Z(b * nh * s * s), ws = Z(be.PlanAttention(b, s, nh, hd).WorkspaceLength), w = Z(3 * h * h);
             TensorRef logits = Z(rows * vocab), pre = Z(rows * vocab), bias = Z(vocab), stats = Z(3), norm = Z(1), m = Z(3 * h * h), v = Z(3 * h * h);
             var drop = new DropoutSpec(0.1f, 1, 1, 1);
             void Step()
@@ -347,7 +347,7 @@ public unsafe class CpuBackendTests
                 be.ActivationBackward(logits, logits, pre, rows * vocab, Activation.Gelu);
                 be.LinearBackward(x, word, bias, logits, y, word, rows, h, vocab, false);
                 be.ResidualLayerNormBackward(x, sum, gamma, beta, x, y, mean, rstd, gamma, rows, h, drop);
-                be.AttentionBackward(qkv, ws, x, qkv, probs, mask, b, s, nh, hd, drop);
+                be.AttentionBackward(qkv, ws, x, qkv, x, probs, mask, b, s, nh, hd, drop);
                 be.LayerNorm(y, mean, rstd, x, gamma, beta, rows, h, 1e-5f);
                 be.LayerNormBackward(x, gamma, beta, y, sum, mean, rstd, gamma, rows, h);
                 be.GatherRows(y, x, ids, b, s, 3, h);

@@ -9,7 +9,7 @@ namespace Bert.Tests.Cuda.Emulator;
 /// pointers inside allocations) and every GEMM (cuBLAS's rules, and every operand's extent inside one
 /// allocation). With it the launchers run at full BERT-large sizes on a laptop.
 /// </summary>
-internal sealed class RecordingDevice : IDeviceApi
+internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
 {
     private readonly SortedDictionary<ulong, long> _allocations = [];
     private ulong _next = 0x7000_0000_0000UL;
@@ -17,7 +17,7 @@ internal sealed class RecordingDevice : IDeviceApi
 
     public CudaDeviceInfo Device { get; } = new()
     {
-        Ordinal = 0, Name = "recording", ComputeMajor = 9, ComputeMinor = 0, TotalMemory = 1L << 40, Multiprocessors = 132,
+        Ordinal = 0, Name = "recording", ComputeMajor = computeMajor, ComputeMinor = 0, TotalMemory = 1L << 40, Multiprocessors = 132,
     };
 
     public string Description => "recording device (no execution)";
@@ -29,6 +29,9 @@ internal sealed class RecordingDevice : IDeviceApi
     public int GemmCount { get; private set; }
 
     public uint MaxGridX { get; private set; }
+
+    /// <summary>Every kernel launched so far, by name.</summary>
+    public HashSet<string> KernelNames { get; } = [];
 
     public ulong Allocate(long bytes, string label)
     {
@@ -87,6 +90,7 @@ internal sealed class RecordingDevice : IDeviceApi
         foreach (var a in args)
             if (a.Kind == KernelArgKind.Pointer && a.Bits != 0) Inside(a.Bits, 1, $"{kernel.Name} argument '{a.Name}'");
         Launches++;
+        KernelNames.Add(kernel.Name);
         MaxGridX = Math.Max(MaxGridX, grid.X);
     }
 

@@ -287,7 +287,8 @@ internal sealed unsafe class ReferenceBackend : IBackend
         }
     }
 
-    public long AttentionWorkspaceLength(int batch, int seq, int heads, int headDim) => 1;
+    public AttentionPlan PlanAttention(int batch, int seq, int heads, int headDim) =>
+        new(AttentionPlan.ProbabilitiesLength(batch, seq, heads), 1, Fused: false);
 
     public void AttentionForward(TensorRef context, TensorRef probs, TensorRef workspace, TensorRef qkv, TensorRef attentionMask,
         int batch, int seq, int heads, int headDim, DropoutSpec dropout)
@@ -324,7 +325,7 @@ internal sealed unsafe class ReferenceBackend : IBackend
                 }
     }
 
-    public void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef probs,
+    public void AttentionBackward(TensorRef dQkv, TensorRef workspace, TensorRef dContext, TensorRef qkv, TensorRef context, TensorRef probs,
         TensorRef attentionMask, int batch, int seq, int heads, int headDim, DropoutSpec dropout)
     {
         var x = F(qkv); var p = F(probs); var dctx = F(dContext); var dx = F(dQkv);
