@@ -46,6 +46,79 @@ public class LayerNormKernelTests
         Assert.That(device.Launches.Select(l => l.Kernel), Does.Contain(backwardKernel));
     }
 
+    /// <summary>The same cases on a GPU (with the plain LayerNorm backward at BERT-base width).</summary>
+    [Test, Gpu]
+    public void MatchTheCpuBackendOnTheGpu()
+    {
+        foreach (var type in new[] { DType.F32, DType.BF16 })
+        {
+            using var cuda = Gpu(new CudaBackendOptions { ComputeType = type });
+            foreach (var (rows, hidden, offset) in new[] { (37, 768, 0), (19, 40, 0), (13, 1000, 0), (11, 1024, 0), (21, 36, 0), (21, 33, 0), (21, 64, 4), (9, 1032, 0), (4096, 768, 0) })
+            {
+                var (want, got) = Compare(cuda, type, rows, hidden, offset, plain: false);
+                AssertClose(want, got, type);
+            }
+            var (w, g) = Compare(cuda, type, 29, 768, 0, plain: true);
+            AssertClose(w, g, type);
+        }
+    }
+
+    /// <summary>ResidualLayerNormBackward at BERT-base size (B·S = 256·128 rows, H = 768, bf16, dropout 0.1):
+    /// the fused kernel (aligned tensors) against the two-pass fallback (the same tensors 4 elements off a
+    /// 16-byte boundary: the code before issue 12), and the forward, from the profiler's CUDA events; prints
+    /// ms and GB/s and asserts that the fused backward is faster.</summary>
+    [Test, Gpu]
+    public void FusedBackwardIsFasterThanTheFallbackOnTheGpu()
+    {
+        using var cuda = Gpu(new CudaBackendOptions { ComputeType = DType.BF16, Profile = true });
+        const int rows = 256 * 128, hidden = 768;
+        long n = (long)rows * hidden;
+        var ms = new Dictionary<int, (double Forward, double Backward)>();
+        foreach (int offset in new[] { 0, 4 })
+        {
+            var buffers = new List<DeviceBuffer>();
+            TensorRef Act()
+            {
+                var b = cuda.Allocate(n + offset, DType.BF16, "act");
+                buffers.Add(b);
+                return b.Slice(offset, n);
+            }
+            TensorRef F32(long count)
+            {
+                var b = cuda.Allocate(count, DType.F32, "f32");
+                buffers.Add(b);
+                return b;
+            }
+            try
+            {
+                var (output, sum, residual, branch, dOut, dBranch) = (Act(), Act(), Act(), Act(), Act(), Act());
+                var (mean, rstd, gamma, beta, dGamma, dBeta) = (F32(rows), F32(rows), F32(hidden), F32(hidden), F32(hidden), F32(hidden));
+                var rng = new Random(3);
+                var values = Enumerable.Range(0, (int)n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+                foreach (var t in new[] { residual, branch, dOut }) cuda.Upload<float>(t, values);
+                cuda.Upload<float>(gamma, Enumerable.Repeat(1f, hidden).ToArray());
+                for (int r = 0; r <= 10; r++)
+                {
+                    if (r == 1) cuda.CollectOpTimings();
+                    cuda.ResidualLayerNorm(output, sum, mean, rstd, residual, branch, gamma, beta, rows, hidden, 1e-12f, Dropout);
+                    cuda.ResidualLayerNormBackward(dOut, dBranch, dGamma, dBeta, dOut, sum, mean, rstd, gamma, rows, hidden, Dropout);
+                }
+                var t0 = cuda.CollectOpTimings();
+                ms[offset] = (t0["ResidualLayerNorm"].TotalMilliseconds / t0["ResidualLayerNorm"].Calls,
+                    t0["ResidualLayerNormBackward"].TotalMilliseconds / t0["ResidualLayerNormBackward"].Calls);
+                // forward: residual, branch in; sum, output out. backward: dOut, sum in; dResidual, dBranch out.
+                double bytes = 4.0 * n * 2;
+                TestContext.Progress.WriteLine($"{cuda.Name} {rows}x{hidden} bf16 {(offset == 0 ? "aligned (16-byte, fused)" : "unaligned (fallback)")}: " +
+                    $"forward {ms[offset].Forward:F3} ms ({bytes / ms[offset].Forward / 1e6:F0} GB/s), backward {ms[offset].Backward:F3} ms ({bytes / ms[offset].Backward / 1e6:F0} GB/s)");
+            }
+            finally
+            {
+                foreach (var b in buffers) b.Dispose();
+            }
+        }
+        Assert.That(ms[0].Backward, Is.LessThan(ms[4].Backward));
+    }
+
     [TestCase(DType.BF16, 29, 768, TestName = "Plain LayerNorm backward, BERT-base width, bf16")]
     [TestCase(DType.F32, 29, 96, TestName = "Plain LayerNorm backward, fp32")]
     public void LayerNormBackwardMatchesTheCpuBackend(DType type, int rows, int hidden)
@@ -78,6 +151,12 @@ public class LayerNormKernelTests
         var (_, first) = Compare(cuda, DType.BF16, 37, 768, 0, plain: false);
         var (_, second) = Compare(cuda, DType.BF16, 37, 768, 0, plain: false);
         foreach (var (name, values) in first) Assert.That(second[name], Is.EqualTo(values), name);
+    }
+
+    private static CudaBackend Gpu(CudaBackendOptions options)
+    {
+        if (!CudaBackend.TryCreate(out var backend, out var reason, options)) Assert.Ignore(reason);
+        return backend!;
     }
 
     private static void AssertClose(Dictionary<string, float[]> want, Dictionary<string, float[]> got, DType type)
