@@ -65,10 +65,12 @@ public sealed partial class CudaBackend
         if (input.DType != type) return false;
         if (type == DType.BF16)
         {
-            // 16-byte aligned operands, as the tensor-core kernels want; the shadows follow their F32 buffers.
+            // Every operand 16-byte aligned, as the tensor-core kernels want (so the plan cached per shape, whose
+            // heuristic saw the first call's pointers, suits every later call); the shadows follow their F32 buffers.
             if (weight.DType == DType.F32 && !TryShadow(weight, out weight)) return false;
             if (bias.DType == DType.F32 && !TryShadow(bias, out bias)) return false;
-            if (((input.Address | output.Address | weight.Address) & 15UL) != 0 || inFeatures % 8 != 0) return false;
+            ulong any = input.Address | output.Address | weight.Address | bias.Address | (pre.IsNull ? 0UL : pre.Address);
+            if ((any & 15UL) != 0 || inFeatures % 8 != 0) return false;
         }
         else if (type != DType.F32) return false;
         if (weight.DType != type || bias.DType != type) return false;
