@@ -42,9 +42,8 @@ public sealed partial class CudaBackend
         int vocab = (int)(dWordEmb.Length / hidden), typeVocab = (int)(dTypeEmb.Length / hidden);
 
         // output = dropout(LN(sum)·gamma + beta): the LayerNorm sees dropout(dOutput).
-        LayerNormParamGrads(dGamma, dBeta, dOutput, sum, mean, rstd, (int)tokens, hidden, dropout, op);
         var dSum = scratch.Slice(0, tokens * h);
-        LayerNormBackwardRows(dSum, dOutput, sum, mean, rstd, gamma, (int)tokens, hidden, dropout);
+        LayerNormBackwardAll(dSum, TensorRef.Null, dGamma, dBeta, dOutput, sum, mean, rstd, gamma, (int)tokens, hidden, dropout, op);
 
         if (!dWordEmb.IsNull)
         {

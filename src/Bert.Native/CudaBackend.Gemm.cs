@@ -54,23 +54,37 @@ public sealed partial class CudaBackend
         }
     }
 
-    /// <summary>fp32 Linear with a bias through one cuBLASLt call (BIAS, or GELU_AUX_BIAS for GeluTanh).
-    /// False when the case is not one it covers.</summary>
+    /// <summary>Linear with a bias through one cuBLASLt call (BIAS, or GELU_AUX_BIAS for GeluTanh): fp32, or bf16
+    /// (input and output BF16, weight and bias read from their bf16 shadows, fp32 accumulation, the bias added
+    /// in fp32 before the single rounding). False when the case is not one it covers.</summary>
     private bool TryLinearLt(TensorRef output, TensorRef pre, TensorRef input, TensorRef weight, TensorRef bias,
         int rows, int inFeatures, int outFeatures, Activation activation)
     {
-        if (bias.IsNull || output.DType != DType.F32 || input.DType != DType.F32 || weight.DType != DType.F32) return false;
+        if (bias.IsNull) return false;
+        var type = output.DType;
+        if (input.DType != type) return false;
+        if (type == DType.BF16)
+        {
+            // Every operand 16-byte aligned, as the tensor-core kernels want (so the plan cached per shape, whose
+            // heuristic saw the first call's pointers, suits every later call); the shadows follow their F32 buffers.
+            if (weight.DType == DType.F32 && !TryShadow(weight, out weight)) return false;
+            if (bias.DType == DType.F32 && !TryShadow(bias, out bias)) return false;
+            ulong any = input.Address | output.Address | weight.Address | bias.Address | (pre.IsNull ? 0UL : pre.Address);
+            if ((any & 15UL) != 0 || inFeatures % 8 != 0) return false;
+        }
+        else if (type != DType.F32) return false;
+        if (weight.DType != type || bias.DType != type) return false;
         if (activation == Activation.GeluTanh)
         {
             // The aux (pre-activation) leading dimension must be a multiple of 8.
-            if (pre.IsNull || pre.DType != DType.F32 || outFeatures % 8 != 0) return false;
+            if (pre.IsNull || pre.DType != type || outFeatures % 8 != 0) return false;
         }
         else if (activation != Activation.None) return false;
         // Column-major D[O×N] = op(W)[O×K]·X[K×N]: W stored K×O (transposed), X stored K×N.
         _api.LtMatmul(new LtMatmulCall(true, false, outFeatures, rows, inFeatures,
             weight.Address, inFeatures, input.Address, inFeatures, output.Address, outFeatures,
             bias.Address, activation == Activation.GeluTanh ? pre.Address : 0,
-            activation == Activation.GeluTanh ? LtEpilogue.GeluTanhAuxBias : LtEpilogue.Bias));
+            activation == Activation.GeluTanh ? LtEpilogue.GeluTanhAuxBias : LtEpilogue.Bias, type));
         return true;
     }
 

@@ -28,7 +28,7 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
     private readonly nint[] _stagingEvents = new nint[2];
     private int _nextStaging;
     private readonly bool _syncEachLaunch;
-    private readonly Dictionary<(int, int, int, LtEpilogue), LtPlan> _ltPlans = [];
+    private readonly Dictionary<(int, int, int, LtEpilogue, DType), LtPlan> _ltPlans = [];
     private bool _disposed;
 
     public CudaDriverApi(CudaBackendOptions options)
@@ -312,10 +312,10 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
     {
         if (_cublasLt == 0) throw new InvalidOperationException("cuBLASLt is off (CudaBackendOptions.UseCublasLt)");
         EnsureCurrent();
-        if (!_ltPlans.TryGetValue((call.M, call.N, call.K, call.Epilogue), out var plan))
+        if (!_ltPlans.TryGetValue((call.M, call.N, call.K, call.Epilogue, call.Type), out var plan))
         {
             plan = CreateLtPlan(call);
-            _ltPlans[(call.M, call.N, call.K, call.Epilogue)] = plan;
+            _ltPlans[(call.M, call.N, call.K, call.Epilogue, call.Type)] = plan;
         }
         // Pointers change per call; the shape-dependent parts of the plan do not.
         ulong bias = call.Bias, aux = call.Aux;
@@ -352,11 +352,11 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
             Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(ulong)));
             Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &auxLd, sizeof(long)));
         }
-        Check(CublasLt.cublasLtMatrixLayoutCreate(out plan.ALayout, cudaDataType_t.CUDA_R_32F,
+        Check(CublasLt.cublasLtMatrixLayoutCreate(out plan.ALayout, DataType(call.Type),
             (ulong)(call.TransA ? call.K : call.M), (ulong)(call.TransA ? call.M : call.K), call.Lda));
-        Check(CublasLt.cublasLtMatrixLayoutCreate(out plan.BLayout, cudaDataType_t.CUDA_R_32F,
+        Check(CublasLt.cublasLtMatrixLayoutCreate(out plan.BLayout, DataType(call.Type),
             (ulong)(call.TransB ? call.N : call.K), (ulong)(call.TransB ? call.K : call.N), call.Ldb));
-        Check(CublasLt.cublasLtMatrixLayoutCreate(out plan.DLayout, cudaDataType_t.CUDA_R_32F, (ulong)call.M, (ulong)call.N, call.Ldd));
+        Check(CublasLt.cublasLtMatrixLayoutCreate(out plan.DLayout, DataType(call.Type), (ulong)call.M, (ulong)call.N, call.Ldd));
         Check(CublasLt.cublasLtMatmulPreferenceCreate(out nint preference));
         try
         {

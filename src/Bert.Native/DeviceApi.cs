@@ -83,11 +83,12 @@ internal enum LtEpilogue
     GeluTanhAuxBias,
 }
 
-/// <summary>A single fp32 cuBLASLt matmul with an epilogue, column-major like <see cref="GemmCall"/>
-/// (beta = 0, no batch): D[M×N] = epilogue(op(A)·op(B)), bias F32[M], Aux[M×N] with leading dimension Ldd.</summary>
+/// <summary>A single cuBLASLt matmul with an epilogue, column-major like <see cref="GemmCall"/> (beta = 0, no
+/// batch, fp32 accumulation): D[M×N] = epilogue(op(A)·op(B)), bias[M], Aux[M×N] with leading dimension Ldd.
+/// A, B, D, bias and Aux are all of <paramref name="Type"/> (F32, or BF16 with the bias from the bf16 shadow).</summary>
 internal readonly record struct LtMatmulCall(
     bool TransA, bool TransB, int M, int N, int K,
-    ulong A, int Lda, ulong B, int Ldb, ulong D, int Ldd, ulong Bias, ulong Aux, LtEpilogue Epilogue);
+    ulong A, int Lda, ulong B, int Ldb, ulong D, int Ldd, ulong Bias, ulong Aux, LtEpilogue Epilogue, DType Type = DType.F32);
 
 /// <summary>
 /// Everything the CUDA backend asks of a device, in stream order: memory, copies, kernel launches,

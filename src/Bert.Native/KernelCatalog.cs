@@ -112,6 +112,13 @@ public static class KernelCatalog
     public static readonly KernelSpec ResidualLayerNormBackward = Def("layernorm.cu", "residual_layernorm_backward", (RowBlock, 1),
         WithDropout(P("dResidual"), I("dResidualType"), P("dBranch"), I("dBranchType"), P("dOut"), I("dOutType"),
             P("in"), I("inType"), P("mean"), P("rstd"), P("gamma"), I("rows"), I("hidden")));
+    private static readonly KernelParam[] LayerNormBackwardFusedParams = WithDropout(P("dIn"), I("dInType"), P("dBranch"), I("dBranchType"),
+        P("dOut"), I("dOutType"), P("in"), I("inType"), P("mean"), P("rstd"), P("gamma"), P("partial"), I("rows"), I("hidden"), I("rowsPerChunk"));
+    /// <summary>H ≤ 768; <see cref="LayerNormBackwardFusedWide"/> for 768 &lt; H ≤ 1024.</summary>
+    public static readonly KernelSpec LayerNormBackwardFused = Def("layernorm.cu", "layernorm_backward_fused", (RowBlock, 1),
+        LayerNormBackwardFusedParams);
+    public static readonly KernelSpec LayerNormBackwardFusedWide = Def("layernorm.cu", "layernorm_backward_fused_wide", (RowBlock, 1),
+        LayerNormBackwardFusedParams);
     public static readonly KernelSpec LayerNormParamGradPartial = Def("layernorm.cu", "layernorm_param_grad_partial", (32, 8),
         WithDropout(P("partial"), P("dOut"), I("dOutType"), P("in"), I("inType"), P("mean"), P("rstd"),
             I("rows"), I("hidden"), I("rowsPerChunk")));

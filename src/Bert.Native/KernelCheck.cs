@@ -504,6 +504,15 @@ public static class KernelCheck
                     return new() { ["dLogits"] = r.Read(dLogits), ["stats"] = r.Read(stats) };
                 });
             }
+            // The MLM head's path: logits in the compute type (bf16 on a bf16 GPU) become their gradient in place.
+            var actLogits = RandAct((long)rows * classes, 4f);
+            yield return new Case(nameof(IBackend.SoftmaxCrossEntropy), "activations-in-place", shape, r =>
+            {
+                var lg = r.Act(actLogits);
+                var stats = r.F32(new float[] { 9, 9, 9 });
+                r.B.SoftmaxCrossEntropy(lg, stats, lg, r.I32(labels), r.F32(weights), rows, classes, scale);
+                return new() { ["dLogits"] = r.Read(lg), ["stats"] = r.Read(stats) };
+            });
         }
 
         // ---- optimizer ----

@@ -22,7 +22,7 @@ public static partial class KernelSignatures
     [GeneratedRegex(@"\.param\s+(?:\.align\s+\d+\s+)?\.([a-z]+)(\d+)\s+[A-Za-z_$][A-Za-z0-9_$]*(\[(\d+)\])?", RegexOptions.CultureInvariant)]
     private static partial Regex PtxParamPattern();
 
-    [GeneratedRegex(@"extern\s+""C""\s+__global__\s+void\s+([A-Za-z_][A-Za-z0-9_]*)\s*\(([^)]*)\)", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"extern\s+""C""\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*\(([^)]*)\)", RegexOptions.CultureInvariant)]
     private static partial Regex SourceKernel();
 
     /// <summary>Every <c>.entry</c> of a PTX module with its parameters in order.</summary>

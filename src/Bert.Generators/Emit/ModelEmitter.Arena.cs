@@ -54,6 +54,9 @@ internal static partial class ModelEmitter
                 r.Add(new("MlmPre", "BP * MT", "[B·P,MT] transform before the activation"));
                 r.Add(new("MlmAct", "BP * MT", "[B·P,MT] transform after the activation"));
                 r.Add(new("MlmNorm", "BP * MT", "[B·P,MT] its LayerNorm: the decoder input"));
+                // In the compute type, so a bf16 GPU writes bf16 logits and the loss turns them into their bf16
+                // gradient in place: the decoder's backward GEMM reads them without a conversion.
+                r.Add(new("MlmLogits", "BP * V", "[B·P,V] masked-LM logits, then their gradient"));
             }
             if (_s.Pooler)
             {
@@ -95,7 +98,6 @@ internal static partial class ModelEmitter
             {
                 r.Add(new("MlmMean", "BP", "[B·P] MLM transform LayerNorm mean"));
                 r.Add(new("MlmRstd", "BP", "[B·P] and reciprocal standard deviation"));
-                r.Add(new("MlmLogits", "BP * V", "[B·P,V] masked-LM logits, then their gradient"));
             }
             if (_s.Nsp) r.Add(new("NspLogits", "B * 2", "[B,2] next-sentence logits, then their gradient"));
             if (_s.Classification is not null) r.Add(new("ClassifierLogits", "B * C", "[B,C] classification logits, then their gradient"));

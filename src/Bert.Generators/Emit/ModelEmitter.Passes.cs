@@ -154,7 +154,7 @@ internal static partial class ModelEmitter
                 _w.Line("var mlmInput = A(a.MlmInput, BP, H);");
                 _w.Line("var mlmAct = A(a.MlmAct, BP, MT);");
                 _w.Line("var mlmNorm = A(a.MlmNorm, BP, MT);");
-                _w.Line("var logits = F(a.MlmLogits, BP, V);");
+                _w.Line("var logits = A(a.MlmLogits, BP, V);");
                 _w.Line("be.GatherRows(mlmInput, x, batch.MlmPositions, B, S, P, H);");
                 _w.Line("be.Linear(mlmAct, A(a.MlmPre, BP, MT), mlmInput, w.ClsPredictionsTransformDenseWeight, w.ClsPredictionsTransformDenseBias, BP, H, MT, mlmActivation);");
                 _w.Line("be.LayerNorm(mlmNorm, F(a.MlmMean, BP, 1), F(a.MlmRstd, BP, 1), mlmAct, w.ClsPredictionsTransformLayerNormWeight, w.ClsPredictionsTransformLayerNormBias, BP, MT, eps);");
@@ -360,7 +360,7 @@ internal static partial class ModelEmitter
                 _w.Line("var dMlmNorm = A(a.DMlmNorm, BP, MT);");
                 _w.Line("var dMlmAct = A(a.DMlmAct, BP, MT);");
                 _w.Line("var dMlmInput = A(a.DMlmInput, BP, H);");
-                _w.Line("be.LinearBackward(dMlmNorm, g.ClsPredictionsDecoderWeight, g.ClsPredictionsBias, F(a.MlmLogits, BP, V), A(a.MlmNorm, BP, MT), w.ClsPredictionsDecoderWeight, BP, MT, V, false);" +
+                _w.Line("be.LinearBackward(dMlmNorm, g.ClsPredictionsDecoderWeight, g.ClsPredictionsBias, A(a.MlmLogits, BP, V), A(a.MlmNorm, BP, MT), w.ClsPredictionsDecoderWeight, BP, MT, V, false);" +
                         (tied ? "  // tied: += the word embeddings' gradient" : ""));
                 _w.Line("be.LayerNormBackward(dMlmAct, g.ClsPredictionsTransformLayerNormWeight, g.ClsPredictionsTransformLayerNormBias, dMlmNorm, A(a.MlmAct, BP, MT),");
                 _w.Line("    F(a.MlmMean, BP, 1), F(a.MlmRstd, BP, 1), w.ClsPredictionsTransformLayerNormWeight, BP, MT);");

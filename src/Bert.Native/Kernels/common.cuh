@@ -98,6 +98,52 @@ __device__ __forceinline__ void store4(void* p, long long i, int type, const flo
     }
 }
 
+// Eight-element groups: one 16-byte access for bf16, two for fp32. i a multiple of 8 (so i·2 and i·4
+// bytes are multiples of 16), p 16-byte aligned.
+__device__ __forceinline__ void load8(const void* p, long long i, int type, float v[8])
+{
+    if (type == BERT_BF16)
+    {
+        bert_chunk16 c = *(const bert_chunk16*)((const bf16_t*)p + i);
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+        {
+            v[k] = bf16_to_float((bf16_t)((c.lo >> (16 * k)) & 0xffffull));
+            v[4 + k] = bf16_to_float((bf16_t)((c.hi >> (16 * k)) & 0xffffull));
+        }
+    }
+    else
+    {
+        load4(p, i, type, v);
+        load4(p, i + 4, type, v + 4);
+    }
+}
+
+__device__ __forceinline__ void store8(void* p, long long i, int type, const float v[8])
+{
+    if (type == BERT_BF16)
+    {
+        bert_chunk16 c;
+        c.lo = 0ull;
+        c.hi = 0ull;
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+        {
+            c.lo |= (unsigned long long)float_to_bf16(v[k]) << (16 * k);
+            c.hi |= (unsigned long long)float_to_bf16(v[4 + k]) << (16 * k);
+        }
+        *(bert_chunk16*)((bf16_t*)p + i) = c;
+    }
+    else
+    {
+        store4(p, i, type, v);
+        store4(p, i + 4, type, v + 4);
+    }
+}
+
+// Bytes per element of an activation tensor of `type`.
+__device__ __forceinline__ int type_bytes(int type) { return type == BERT_BF16 ? 2 : 4; }
+
 // ---- Philox 4x32-10 --------------------------------------------------------------------------------
 // Counter = (index/4 low, index/4 high, step, stream), key = seed; lane = index mod 4. One evaluation
 // gives the four lanes of a block, so kernels that walk four consecutive indices call philox4 once.

@@ -39,8 +39,10 @@ extern "C" __global__ void layernorm_forward(void* out, int outType, float* mean
 
 // Post-LN residual: sum[N,H] = residual + dropout(branch) (mask index n·H + h); out = LN(sum)·gamma + beta.
 // Statistics are taken over sum as stored (bf16-rounded when sum is bf16), which the backward reads.
-// With H a multiple of 4 and at most 1024, lane l holds columns 4l..4l+3 of each 128 in registers (sum is
-// written once and never re-read) and one Philox evaluation serves four columns; other sizes re-read memory.
+// With H a multiple of 8 and at most 1024 and every row tensor 16-byte aligned, lane l holds columns
+// 8l..8l+7 of each 256 in registers, read and written as 16-byte vectors; else, with H a multiple of 4 and
+// at most 1024, columns 4l..4l+3 of each 128 one element at a time. Either way sum is written once and
+// never re-read and one Philox evaluation serves four columns; other sizes re-read memory.
 extern "C" __global__ void residual_layernorm_forward(void* out, int outType, void* sum, int sumType,
     float* mean, float* rstd, const void* residual, int residualType, const void* branch, int branchType,
     const float* gamma, const float* beta, int rows, int hidden, float eps,
@@ -50,6 +52,64 @@ extern "C" __global__ void residual_layernorm_forward(void* out, int outType, vo
     int lane = threadIdx.x & 31;
     if (row >= rows) return;  // warp-uniform
     long long base = (long long)row * hidden;
+
+    if ((hidden & 7) == 0 && hidden <= 1024 && aligned16(out, sum, residual) && aligned16(branch))
+    {
+        // Lane l holds columns 8l..8l+7 of each 256: 16-byte accesses (two for fp32), two Philox
+        // evaluations per eight columns.
+        float v[4][8];
+        float s = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 4; t++)
+        {
+            int h0 = t * 256 + lane * 8;
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[t][k] = 0.0f;
+            if (h0 >= hidden) continue;
+            float a[8], f[8];
+            load8(residual, base + h0, residualType, a);
+            load8(branch, base + h0, branchType, v[t]);
+            unsigned long long block = (unsigned long long)(base + h0) >> 2;
+            dropout_factor4(dropP, dropScale, seed, step, stream, block, f);
+            dropout_factor4(dropP, dropScale, seed, step, stream, block + 1, f + 4);
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+            {
+                v[t][k] = stored(a[k] + v[t][k] * f[k], sumType);
+                s += v[t][k];
+            }
+            store8(sum, base + h0, sumType, v[t]);
+        }
+        float mu = warp_sum(s) / hidden;
+        float q = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 4; t++)
+        {
+            if (t * 256 + lane * 8 >= hidden) continue;
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+            {
+                float d = v[t][k] - mu;
+                q += d * d;
+            }
+        }
+        float rs = 1.0f / sqrtf(warp_sum(q) / hidden + eps);
+#pragma unroll
+        for (int t = 0; t < 4; t++)
+        {
+            int h0 = t * 256 + lane * 8;
+            if (h0 >= hidden) continue;
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[t][k] = (v[t][k] - mu) * rs * gamma[h0 + k] + beta[h0 + k];
+            store8(out, base + h0, outType, v[t]);
+        }
+        if (lane == 0)
+        {
+            mean[row] = mu;
+            rstd[row] = rs;
+        }
+        return;
+    }
 
     if ((hidden & 3) == 0 && hidden <= 1024)
     {
@@ -320,4 +380,159 @@ extern "C" __global__ void layernorm_param_grad_partial(float* partial, const vo
         partial[((long long)chunk * 2 + 0) * hidden + c] = tg;
         partial[((long long)chunk * 2 + 1) * hidden + c] = tb;
     }
+}
+
+// ---- LayerNorm backward with the gamma/beta partial sums in the row pass ---------------------------
+// One kernel for the three LayerNorm backwards (plain, embeddings, post-LN residual) where H is a multiple
+// of 8, at most 1024, and dIn, dBranch, dOut and in are 16-byte aligned: lane l of a warp holds columns
+// 8l..8l+7 of each 256 of one row in registers, read and written as 16-byte vectors (two for fp32).
+//   dy = dOut, or dropout(dOut) when dBranch is null (the embeddings' output dropout; mask index n·H + h)
+//   dIn[N,H] = rstd·(g − mean_h(g) − xhat·mean_h(g·xhat)),  g = dy·gamma, xhat = (in − mean)·rstd
+//   dBranch[N,H] = dropout(dIn as stored) when dBranch is given (residual: branch dropout, index n·H + h)
+//   partial[chunk][0][h] = Σ dy·xhat, partial[chunk][1][h] = Σ dy over the chunk's rows (stage 1 of
+//   dGamma/dBeta; reduce_partials adds the chunks in order). Null partial: no parameter gradients.
+// Block k (blockDim.x = 256, 8 warps) takes the rows [k·rowsPerChunk, (k+1)·rowsPerChunk), warp w the rows
+// w, w + 8, … of them; each lane keeps its columns' sums over its rows in registers, and the eight warps'
+// sums are added in warp order through shared memory. No atomics: the same shape gives the same bits.
+// dIn may alias dOut (a row is read into registers before its lane writes the same columns).
+template <int T>
+__device__ __forceinline__ void layernorm_backward_rows8(void* dIn, int dInType, void* dBranch, int dBranchType,
+    const void* dOut, int dOutType, const void* in, int inType, const float* mean, const float* rstd,
+    const float* gamma, float* partial, int rows, int hidden, int rowsPerChunk,
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream, float* red)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int r0 = blockIdx.x * rowsPerChunk;
+    int r1 = min(rows, r0 + rowsPerChunk);
+    bool dropIn = dBranch == 0;
+    float accG[T][8], accB[T][8];
+#pragma unroll
+    for (int t = 0; t < T; t++)
+#pragma unroll
+        for (int k = 0; k < 8; k++) accG[t][k] = accB[t][k] = 0.0f;
+
+    for (int row = r0 + warp; row < r1; row += ROWS_PER_BLOCK)
+    {
+        long long base = (long long)row * hidden;
+        float mu = mean[row], rs = rstd[row];
+        // dy stays in registers; in is read again in the second loop (from L1: the warp read the row just
+        // before), which keeps the kernel near 128 registers.
+        float dy[T][8];
+        float a = 0.0f, b = 0.0f;
+#pragma unroll
+        for (int t = 0; t < T; t++)
+        {
+            int h0 = t * 256 + lane * 8;
+#pragma unroll
+            for (int k = 0; k < 8; k++) dy[t][k] = 0.0f;
+            if (h0 >= hidden) continue;
+            float xh[8];
+            load8(dOut, base + h0, dOutType, dy[t]);
+            load8(in, base + h0, inType, xh);
+            if (dropIn)
+            {
+                float f[8];
+                unsigned long long block = (unsigned long long)(base + h0) >> 2;
+                dropout_factor4(dropP, dropScale, seed, step, stream, block, f);
+                dropout_factor4(dropP, dropScale, seed, step, stream, block + 1, f + 4);
+#pragma unroll
+                for (int k = 0; k < 8; k++) dy[t][k] *= f[k];
+            }
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+            {
+                xh[k] = (xh[k] - mu) * rs;
+                float g = dy[t][k] * gamma[h0 + k];
+                a += g;
+                b += g * xh[k];
+                accG[t][k] += dy[t][k] * xh[k];
+                accB[t][k] += dy[t][k];
+            }
+        }
+        a = warp_sum(a) / hidden;
+        b = warp_sum(b) / hidden;
+#pragma unroll
+        for (int t = 0; t < T; t++)
+        {
+            int h0 = t * 256 + lane * 8;
+            if (h0 >= hidden) continue;
+            float d[8];
+            load8(in, base + h0, inType, d);
+#pragma unroll
+            for (int k = 0; k < 8; k++) d[k] = rs * (dy[t][k] * gamma[h0 + k] - a - (d[k] - mu) * rs * b);
+            store8(dIn, base + h0, dInType, d);
+            if (!dropIn)
+            {
+                float f[8];
+                unsigned long long block = (unsigned long long)(base + h0) >> 2;
+                dropout_factor4(dropP, dropScale, seed, step, stream, block, f);
+                dropout_factor4(dropP, dropScale, seed, step, stream, block + 1, f + 4);
+#pragma unroll
+                for (int k = 0; k < 8; k++) d[k] = stored(d[k], dInType) * f[k];
+                store8(dBranch, base + h0, dBranchType, d);
+            }
+        }
+    }
+
+    if (partial == 0) return;  // block-uniform
+    for (int w = 0; w < ROWS_PER_BLOCK; w++)
+    {
+        if (warp == w)
+        {
+#pragma unroll
+            for (int t = 0; t < T; t++)
+            {
+                int h0 = t * 256 + lane * 8;
+                if (h0 >= hidden) continue;
+#pragma unroll
+                for (int k = 0; k < 8; k++)
+                {
+                    red[h0 + k] = w == 0 ? accG[t][k] : red[h0 + k] + accG[t][k];
+                    red[1024 + h0 + k] = w == 0 ? accB[t][k] : red[1024 + h0 + k] + accB[t][k];
+                }
+            }
+        }
+        __syncthreads();
+    }
+    long long chunk = blockIdx.x;
+    for (int c = threadIdx.x; c < hidden; c += blockDim.x)
+    {
+        partial[(chunk * 2 + 0) * hidden + c] = red[c];
+        partial[(chunk * 2 + 1) * hidden + c] = red[1024 + c];
+    }
+}
+
+// H ≤ 768 (BERT-base and smaller): at most 128 registers, so two blocks (16 warps) fit on an SM.
+extern "C" __global__ void __launch_bounds__(256, 2) layernorm_backward_fused(void* dIn, int dInType, void* dBranch, int dBranchType,
+    const void* dOut, int dOutType, const void* in, int inType, const float* mean, const float* rstd,
+    const float* gamma, float* partial, int rows, int hidden, int rowsPerChunk,
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+{
+    __shared__ float red[2 * 1024];
+    switch ((hidden + 255) >> 8)
+    {
+        case 1:
+            layernorm_backward_rows8<1>(dIn, dInType, dBranch, dBranchType, dOut, dOutType, in, inType, mean, rstd, gamma,
+                partial, rows, hidden, rowsPerChunk, dropP, dropScale, seed, step, stream, red);
+            break;
+        case 2:
+            layernorm_backward_rows8<2>(dIn, dInType, dBranch, dBranchType, dOut, dOutType, in, inType, mean, rstd, gamma,
+                partial, rows, hidden, rowsPerChunk, dropP, dropScale, seed, step, stream, red);
+            break;
+        default:
+            layernorm_backward_rows8<3>(dIn, dInType, dBranch, dBranchType, dOut, dOutType, in, inType, mean, rstd, gamma,
+                partial, rows, hidden, rowsPerChunk, dropP, dropScale, seed, step, stream, red);
+            break;
+    }
+}
+
+// 768 < H ≤ 1024 (BERT-large): the same with four column tiles (about 170 registers: one block per SM).
+extern "C" __global__ void layernorm_backward_fused_wide(void* dIn, int dInType, void* dBranch, int dBranchType,
+    const void* dOut, int dOutType, const void* in, int inType, const float* mean, const float* rstd,
+    const float* gamma, float* partial, int rows, int hidden, int rowsPerChunk,
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+{
+    __shared__ float red[2 * 1024];
+    layernorm_backward_rows8<4>(dIn, dInType, dBranch, dBranchType, dOut, dOutType, in, inType, mean, rstd, gamma,
+        partial, rows, hidden, rowsPerChunk, dropP, dropScale, seed, step, stream, red);
 }

@@ -34,10 +34,11 @@ public class CudaGpuTests
             Is.Empty);
     }
 
-    [Test]
-    public void CublasLtEpiloguesMatchTheReference()
+    [TestCase(DType.F32)]
+    [TestCase(DType.BF16)]
+    public void CublasLtEpiloguesMatchTheReference(DType computeType)
     {
-        using var cuda = Create(new CudaBackendOptions { UseCublasLt = true });
+        using var cuda = Create(new CudaBackendOptions { ComputeType = computeType, UseCublasLt = true });
         using var reference = new ReferenceBackend();
         var results = KernelCheck.Run(reference, cuda, new KernelCheckOptions { Filter = "Linear/" });
         Assert.That(results, Is.Not.Empty);

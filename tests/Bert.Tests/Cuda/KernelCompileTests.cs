@@ -263,6 +263,24 @@ public class KernelCompileTests
         Assert.Throws<CudaException>(() => info.ArchitectureFor(30));
     }
 
+    /// <summary>Issue 12: the kernels that stream whole rows (loss, residual LayerNorm forward, the fused LayerNorm
+    /// backward) read and write global memory as 16-byte vectors (the bert_chunk16 loads and stores of load8/store8).</summary>
+    [TestCase("loss.cu", "softmax_xent_forward_backward")]
+    [TestCase("layernorm.cu", "residual_layernorm_forward")]
+    [TestCase("layernorm.cu", "layernorm_backward_fused")]
+    [TestCase("layernorm.cu", "layernorm_backward_fused_wide")]
+    public void RowKernelsUse16ByteGlobalAccesses(string file, string kernel)
+    {
+        var info = Nvrtc();
+        var ptx = Ptx(file, info.SupportedArchitectures.Contains(80) ? 80 : info.DefaultArchitecture);
+        int start = ptx.IndexOf($".entry {kernel}(", StringComparison.Ordinal);
+        Assert.That(start, Is.GreaterThanOrEqualTo(0), $"{kernel} in the PTX of {file}");
+        int end = ptx.IndexOf(".entry ", start + 7, StringComparison.Ordinal);
+        var body = end < 0 ? ptx[start..] : ptx[start..end];
+        Assert.That(body, Does.Contain("ld.global.v2.u64"), $"{kernel}: 16-byte loads");
+        Assert.That(body, Does.Contain("st.global.v2.u64"), $"{kernel}: 16-byte stores");
+    }
+
     [Test]
     public void PtxParserReadsParameterSizesAndTypes()
     {
@@ -286,9 +304,11 @@ public class KernelCompileTests
             extern "C" __global__ void k(const float* __restrict__ a, unsigned int b, long long c,
                 unsigned long long d, float e, int f, bf16_t* g)
             { }
+            extern "C" __global__ void __launch_bounds__(256, 2) bounded(int x) { }
             """;
         var kernels = KernelSignatures.ParseSource(src);
-        Assert.That(kernels.Keys, Is.EqualTo(new[] { "k" }));
+        Assert.That(kernels.Keys, Is.EqualTo(new[] { "k", "bounded" }));
+        Assert.That(kernels["bounded"], Is.EqualTo(new[] { new KernelParam("x", KernelArgKind.Int32) }));
         Assert.That(kernels["k"], Is.EqualTo(new[]
         {
             new KernelParam("a", KernelArgKind.Pointer), new KernelParam("b", KernelArgKind.UInt32),

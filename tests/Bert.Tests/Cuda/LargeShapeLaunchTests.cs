@@ -9,15 +9,16 @@ namespace Bert.Tests.Cuda;
 /// Every op at BERT-large sizes on the recording device: launch arguments, block shapes, grid limits
 /// (grid.y/z ≤ 65535), 32-bit overflow in sizes, and GEMM operand extents, checked without executing.
 /// </summary>
-[TestFixture(DType.F32)]
-[TestFixture(DType.BF16)]
-public class LargeShapeLaunchTests(DType computeType)
+[TestFixture(DType.F32, false)]
+[TestFixture(DType.BF16, false)]
+[TestFixture(DType.BF16, true)]
+public class LargeShapeLaunchTests(DType computeType, bool useLt)
 {
     [Test]
     public void BaseSizeCheckKernelsCasesLaunchWithinLimits()
     {
-        using var reference = new CudaBackend(new RecordingDevice(), new CudaBackendOptions { ComputeType = computeType });
-        using var candidate = new CudaBackend(new RecordingDevice(), new CudaBackendOptions { ComputeType = computeType });
+        using var reference = new CudaBackend(new RecordingDevice(), new CudaBackendOptions { ComputeType = computeType, UseCublasLt = useLt });
+        using var candidate = new CudaBackend(new RecordingDevice(), new CudaBackendOptions { ComputeType = computeType, UseCublasLt = useLt });
         var results = KernelCheck.Run(reference, candidate, new KernelCheckOptions { Size = KernelCheckSize.Base, TimingRepeats = 0 });
         Assert.That(results, Has.Count.EqualTo(KernelCheck.CaseNames(new KernelCheckOptions { Size = KernelCheckSize.Base }, computeType).Count));
         Assert.That(results.Where(r => r.Error is not null).Select(r => $"{r.Op}/{r.Case}: {r.Error}"), Is.Empty);
@@ -30,7 +31,7 @@ public class LargeShapeLaunchTests(DType computeType)
     {
         const int hidden = 1024, heads = 16, inter = 4096, vocab = 30522, types = 2, maxPos = 512;
         using var device = new RecordingDevice();
-        using var cuda = new CudaBackend(device, new CudaBackendOptions { ComputeType = computeType });
+        using var cuda = new CudaBackend(device, new CudaBackendOptions { ComputeType = computeType, UseCublasLt = useLt });
         var act = cuda.ComputeType;
         DeviceBuffer A(long n) => cuda.Allocate(n, act, "activations");
         DeviceBuffer F(long n) => cuda.Allocate(n, DType.F32, "activations-f32");
@@ -109,6 +110,8 @@ public class LargeShapeLaunchTests(DType computeType)
 
         Assert.That(device.Launches, Is.GreaterThan(30));
         Assert.That(device.GemmCount, Is.GreaterThanOrEqualTo(10));
+        // With cuBLASLt on, the Linears with a bias and no exact-GELU take it (bf16: from the weight and bias shadows).
+        Assert.That(device.LtCalls, useLt ? Is.GreaterThan(0) : Is.Zero);
         TestContext.Progress.WriteLine($"{computeType} B={batch} S={seq}: {device.Launches} launches, {device.GemmCount} GEMMs, " +
                                        $"largest grid.x {device.MaxGridX}");
     }

@@ -231,8 +231,9 @@ public class GeneratedPassTests
         Assert.That(OddModel.PlanArena(be, d, 4, 7, 2).Compute, Is.GreaterThan(c0));
         Assert.That(OddModel.PlanArena(be, d, 3, 8, 2).Compute, Is.GreaterThan(c0));
         Assert.That(OddModel.PlanArena(be, d, 3, 7, 3).Compute, Is.GreaterThan(c0));
-        Assert.That(OddModel.PlanArena(be, d, 3, 7, 3).F32, Is.GreaterThan(f0));
-        Assert.That(OddModel.PlanArena(be, d with { VocabSize = 200 }, 3, 7, 2).F32, Is.GreaterThan(f0), "the MLM logits grow with V");
+        Assert.That(OddModel.PlanArena(be, d, 3, 7, 40).F32, Is.GreaterThan(f0), "the MLM LayerNorm statistics grow with P");
+        Assert.That(OddModel.PlanArena(be, d with { VocabSize = 200 }, 3, 7, 2).Compute, Is.GreaterThan(c0), "the MLM logits (compute type) grow with V");
+        Assert.That(OddModel.PlanArena(be, d with { VocabSize = 200 }, 3, 7, 2).F32, Is.EqualTo(f0), "and are not F32");
         Assert.That(OddModel.PlanArena(be, d with { Hidden = 64 }, 3, 7, 2).Compute, Is.GreaterThan(c0), "activations grow with H");
         Assert.That(OddModel.PlanArena(be, d with { Layers = 3 }, 3, 7, 2).Compute, Is.GreaterThan(c0), "and with L");
         Assert.That(OddModel.PlanArena(be, d with { Intermediate = 80 }, 3, 7, 2).Compute, Is.GreaterThan(c0), "and with I");

@@ -358,9 +358,9 @@ internal sealed class PlanCheckingBackend(DType computeType = DType.F32, bool fu
         int rows, int classes, float gradScale)
     {
         if (!(gradScale > 0) || float.IsInfinity(gradScale)) throw new InvalidOperationException($"SoftmaxCrossEntropy: gradScale {gradScale}");
-        Begin(nameof(SoftmaxCrossEntropy)).Read(logits, (long)rows * classes, "logits", F32).Read(labels, rows, "labels", I32)
+        Begin(nameof(SoftmaxCrossEntropy)).Read(logits, (long)rows * classes, "logits", ComputeOrF32).Read(labels, rows, "labels", I32)
             .OptionalRead(weights, rows, "weights", F32)
-            .Write(stats, 3, "stats", F32).Write(dLogits, (long)rows * classes, "dLogits", F32, "logits").Done();
+            .Write(stats, 3, "stats", F32).Write(dLogits, (long)rows * classes, "dLogits", ComputeOrF32, "logits").Done();
     }
 
     public void SquaredNorm(TensorRef result, TensorRef input, long count) =>

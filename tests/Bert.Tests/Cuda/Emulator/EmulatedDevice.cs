@@ -384,6 +384,7 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
         _writer.Write(c.Bias);
         _writer.Write(c.Aux);
         _writer.Write(c.Epilogue == LtEpilogue.GeluTanhAuxBias ? 1 : 0);
+        _writer.Write(c.Type == DType.BF16 ? 1 : 0);
         Complete($"cuBLASLt matmul {c}");
         LtCalls++;
     }

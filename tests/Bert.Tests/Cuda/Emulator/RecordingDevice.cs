@@ -108,11 +108,17 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
     {
         long extentA = (call.TransA ? (long)call.M - 1 : call.K - 1L) * call.Lda + (call.TransA ? call.K : call.M);
         long extentB = (call.TransB ? (long)call.K - 1 : call.N - 1L) * call.Ldb + (call.TransB ? call.N : call.K);
-        Inside(call.A, extentA * 4, "Lt A");
-        Inside(call.B, extentB * 4, "Lt B");
-        Inside(call.D, ((call.N - 1L) * call.Ldd + call.M) * 4, "Lt D");
-        Inside(call.Bias, call.M * 4L, "Lt bias");
+        int size = call.Type.Size();
+        Inside(call.A, extentA * size, "Lt A");
+        Inside(call.B, extentB * size, "Lt B");
+        Inside(call.D, ((call.N - 1L) * call.Ldd + call.M) * size, "Lt D");
+        Inside(call.Bias, call.M * (long)size, "Lt bias");
+        if (call.Epilogue == LtEpilogue.GeluTanhAuxBias) Inside(call.Aux, ((call.N - 1L) * call.Ldd + call.M) * size, "Lt aux");
+        LtCalls++;
     }
+
+    /// <summary>cuBLASLt matmuls so far.</summary>
+    public int LtCalls { get; private set; }
 
     public nint CreateEvent() => 1;
 

@@ -397,28 +397,40 @@ std::string run_gemm(const Gemm& g)
     return "";
 }
 
-// cuBLASLt fp32 matmul with BIAS or GELU_AUX_BIAS (tanh GELU), beta = 0.
+// cuBLASLt matmul with BIAS or GELU_AUX_BIAS (tanh GELU), beta = 0, fp32 accumulation; A, B, D, bias and aux
+// all F32 or all BF16. The bias is added to the fp32 product before D (and aux) are rounded once.
 std::string run_lt(int transA, int transB, int m, int n, int k, std::uint64_t a, int lda, std::uint64_t b, int ldb,
-                   std::uint64_t d, int ldd, std::uint64_t bias, std::uint64_t aux, int epilogue)
+                   std::uint64_t d, int ldd, std::uint64_t bias, std::uint64_t aux, int epilogue, int type)
 {
-    Gemm g{transA, transB, m, n, k, 1.0f, 0.0f, a, b, d, F32, F32, F32, lda, ldb, ldd, 0, 0, 0, 1};
-    std::string e = run_gemm(g);
-    if (!e.empty()) return "Lt " + e;
-    e = check_range("Lt bias", bias, (std::uint64_t)m * 4);
-    if (e.empty() && epilogue == 1) e = check_range("Lt aux", aux, ((n - 1ULL) * ldd + m) * 4);
+    if (type != F32 && type != BF16) return "Lt: unsupported type";
+    std::uint64_t size = type == BF16 ? 2 : 4;
+    long long rowsA = transA ? k : m, colsA = transA ? m : k;
+    long long rowsB = transB ? n : k, colsB = transB ? k : n;
+    std::string e = check_range("Lt A", a, ((colsA - 1) * lda + rowsA) * size);
+    if (e.empty()) e = check_range("Lt B", b, ((colsB - 1) * ldb + rowsB) * size);
+    if (e.empty()) e = check_range("Lt D", d, ((n - 1ULL) * ldd + m) * size);
+    if (e.empty()) e = check_range("Lt bias", bias, (std::uint64_t)m * size);
+    if (e.empty() && epilogue == 1) e = check_range("Lt aux", aux, ((n - 1ULL) * ldd + m) * size);
     if (!e.empty()) return e;
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++)
         {
+            double acc = 0;
+            for (int l = 0; l < k; l++)
+            {
+                long long ai = transA ? l + (long long)i * lda : i + (long long)l * lda;
+                long long bi = transB ? j + (long long)l * ldb : l + (long long)j * ldb;
+                acc += (double)load_elem(a, ai, type) * load_elem(b, bi, type);
+            }
             long long di = i + (long long)j * ldd;
-            float v = load_elem(d, di, F32) + load_elem(bias, i, F32);
+            float v = (float)acc + load_elem(bias, i, type);
             if (epilogue == 1)
             {
-                store_elem(aux, di, F32, v);
+                store_elem(aux, di, type, v);
                 float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
                 v = 0.5f * v * (1.0f + std::tanh(u));
             }
-            store_elem(d, di, F32, v);
+            store_elem(d, di, type, v);
         }
     return "";
 }
@@ -601,7 +613,8 @@ int main()
                 auto bias = read_value<std::uint64_t>();
                 auto aux = read_value<std::uint64_t>();
                 int epilogue = read_value<std::int32_t>();
-                reply(run_lt(transA, transB, m, n, k, a, lda, b, ldb, d, ldd, bias, aux, epilogue));
+                int type = read_value<std::int32_t>();
+                reply(run_lt(transA, transB, m, n, k, a, lda, b, ldb, d, ldd, bias, aux, epilogue, type));
                 break;
             }
             case Quit:
