@@ -176,6 +176,30 @@ public class DataSafetyTests
     }
 
     [Test]
+    public void ExportThroughTheLatestPointerOntoItsCheckpointIsRefused()
+    {
+        // Found trying issue 17 again: `--checkpoint RUN/checkpoints/latest --out RUN/checkpoints/step-N` passed the
+        // overlap check (a pointer file is not the directory) and overwrote the checkpoint's model.safetensors.
+        string root = _dir["ckpt"];
+        string step = FuzzSamples.WriteCheckpoint(root, 4);
+        string latest = Path.Combine(root, CheckpointWriter.LatestFile);
+        Assert.That(File.Exists(latest), Is.True);
+        string model = Path.Combine(step, CheckpointWriter.ModelFile);
+        var before = File.ReadAllBytes(model);
+        foreach (var output in new[] { step, Path.Combine(step, "sub") })
+        {
+            var (code, message) = Cli("export", "--checkpoint", latest, "--out", output, "--dtype", "bf16");
+            Assert.That(code, Is.EqualTo(ExitCodes.Usage), message);
+            Assert.That(message, Does.Contain("--checkpoint " + latest).And.Contain("overwrite"));
+        }
+        Assert.That(File.ReadAllBytes(model), Is.EqualTo(before));
+        Assert.That(Directory.Exists(Path.Combine(step, "sub")), Is.False);
+        // Beside the checkpoints is fine.
+        var (ok, okMessage) = Cli("export", "--checkpoint", latest, "--out", _dir["exported"]);
+        Assert.That(ok, Is.EqualTo(ExitCodes.Ok), okMessage);
+    }
+
+    [Test]
     public void AnAtomicWriteGoesThroughASymlinkAndRefusesDevices()
     {
         string target = _dir["target.txt"];
