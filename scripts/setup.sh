@@ -11,7 +11,7 @@ cd "$root"
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 need=()
-for pkg in libopenblas0-pthread libnvrtc11.2 python3-torch python3-numpy; do
+for pkg in libopenblas0-pthread libnvrtc11.2 python3-torch python3-numpy openmpi-bin libopenmpi3; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

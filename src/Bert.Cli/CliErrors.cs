@@ -1,5 +1,6 @@
 using Bert.Runtime;
 using Bert.Runtime.Data;
+using Bert.Runtime.Distributed;
 using Bert.Runtime.IO;
 using Bert.Runtime.Training;
 
@@ -21,6 +22,9 @@ namespace Bert.Cli;
 /// <item><term>5 NonFinite</term><description><see cref="NonFiniteException"/>: training diverged</description></item>
 /// <item><term>6 Device</term><description>the GPU or its driver failed: exceptions of the CUDA bindings (namespace
 /// Bert.Native), a missing native library</description></item>
+/// <item><term>7 Distributed</term><description>data-parallel training: <see cref="CommunicatorException"/> (MPI/NCCL missing or
+/// failing), <see cref="ReplicaMismatchException"/>; a collective's timeout ends the job with this code too. A launch
+/// with a missing or malformed rank variable (<see cref="DistributedLaunchException"/>) is a usage error (2)</description></item>
 /// </list>
 /// Anything else is a bug: <see cref="ExitCodes.Internal"/> with the stack trace.
 /// </summary>
@@ -40,6 +44,8 @@ internal static class CliErrors
         DiskFullException => new UserException(e.Message, ExitCodes.Io),
         IOException or UnauthorizedAccessException => new UserException(e.Message, ExitCodes.Io),
         OperationCanceledException => new UserException("cancelled", 130),
+        DistributedLaunchException => new UserException(e.Message, ExitCodes.Usage),
+        CommunicatorException or ReplicaMismatchException => new UserException(e.Message, ExitCodes.Distributed),
         ModelMemoryException => new UserException(e.Message, ExitCodes.Device),
         DllNotFoundException or EntryPointNotFoundException => new UserException(e.Message, ExitCodes.Device),
         _ when e.GetType().Namespace?.StartsWith("Bert.Native", StringComparison.Ordinal) == true

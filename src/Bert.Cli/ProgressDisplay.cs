@@ -26,9 +26,13 @@ public static class ProgressDisplay
         else Console.Error.WriteLine(text);
     }
 
+    /// <summary>No progress at all (the ranks of a data-parallel run other than rank 0).</summary>
+    public static bool Quiet { get; set; }
+
     /// <summary>Runs <paramref name="work"/> with a reporter; <c>report(done, description)</c>.</summary>
     public static T Run<T>(string title, double total, Func<Action<double, string>, T> work)
     {
+        if (Quiet) return work((_, _) => { });
         var rate = new RateEstimator();
         if (!Interactive)
         {

@@ -22,4 +22,7 @@ public static class ExitCodes
     public const int NonFinite = 5;
     /// <summary>The requested device is not available (no GPU, no driver, out of device memory).</summary>
     public const int Device = 6;
+    /// <summary>Data-parallel training failed: a collective timed out (a rank died or hangs), the ranks' replicas
+    /// differ, or MPI/NCCL could not start.</summary>
+    public const int Distributed = Bert.Runtime.Distributed.MpiCommunicator.TimeoutExitCode;
 }

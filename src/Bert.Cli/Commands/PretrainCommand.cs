@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Bert.Runtime;
 using Bert.Runtime.Data;
+using Bert.Runtime.Distributed;
 using Bert.Runtime.IO;
 using Bert.Runtime.Presets;
 using Bert.Runtime.Training;
@@ -57,12 +58,23 @@ public static class PretrainCommand
         var evalSequences = new Option<long>("--eval-sequences") { Description = "held-out sequences evaluated at the end (0: none)", DefaultValueFactory = _ => 2000 };
         var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (default corpus cache)", DefaultValueFactory = _ => "data" };
         var vocabSize = new Option<int>("--vocab-size") { Description = "vocabulary learned for the default corpus", DefaultValueFactory = _ => 8000 };
+        var distTimeout = new Option<double>("--dist-timeout")
+        {
+            Description = "data-parallel runs: seconds one collective may wait for the other ranks before the job is aborted (a rank died or hangs)",
+            DefaultValueFactory = _ => 600,
+        };
+        var checkReplicas = new Option<long>("--check-replicas")
+        {
+            Description = "data-parallel runs: compare hashes of every rank's weights and moments every N steps (0: at the start and at each checkpoint)",
+            DefaultValueFactory = _ => 0,
+        };
         var tensorBoard = new Option<bool>("--tensorboard") { Description = "also write the metrics as TensorBoard event files under OUT/tensorboard/ (--tensorboard false: off)", DefaultValueFactory = _ => true };
 
         var cmd = new Command("pretrain", "pretrain BERT (MLM + NSP); with no options, the default job on the Brown corpus")
         {
             runConfig, preset, config, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
             output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize, tensorBoard,
+            distTimeout, checkReplicas,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
         {
@@ -95,6 +107,8 @@ public static class PretrainCommand
             DataRoot = r.GetValue(dataRoot)!,
             VocabSize = r.GetValue(vocabSize),
             TensorBoard = r.GetValue(tensorBoard),
+            DistTimeoutSeconds = r.GetValue(distTimeout),
+            CheckReplicasEvery = r.GetValue(checkReplicas),
         }, ct)));
         return cmd;
     }
@@ -136,9 +150,14 @@ public static class PretrainCommand
     private static int RunCore(PretrainSettings s, CancellationToken ct)
     {
         s.Validate();
-        s = ContinueOrNumber(s, Console.Out);
+        // Data-parallel: every rank runs this command; rank 0 alone prepares data and writes the run directory.
+        var launch = DistributedLaunch.FromEnvironment();
+        bool lead = launch.Rank == 0;
+        var log = lead ? Console.Out : TextWriter.Null;
+        if (!lead) ProgressDisplay.Quiet = true;
+        s = ContinueOrNumber(s, log);
         // One process per run directory: a second run (or a --resume while this one runs) is refused.
-        using var runLock = RunDirectoryLock.Acquire(s.Output, "bert pretrain");
+        using var runLock = lead ? RunDirectoryLock.Acquire(s.Output, "bert pretrain") : null;
         var (modelConfig, modelName) = ModelOf(s);
         int seqShort = s.Seq, seqLong = s.SeqLong;
         int predShort = PretrainingDataOptions.DefaultMaxPredictions(seqShort), predLong = PretrainingDataOptions.DefaultMaxPredictions(seqLong);
@@ -146,8 +165,26 @@ public static class PretrainCommand
         if (phases.FirstOrDefault(p => p.SeqLength > modelConfig.MaxPositions) is { } tooLong)
             throw new UserException($"{(tooLong.SeqLength == seqShort ? "--seq" : "--seq-long")} {tooLong.SeqLength}: the {modelName} model has {modelConfig.MaxPositions} positions");
 
+        // ---- device, ranks ---------------------------------------------------------------------
+        using var backend = Backends.Create(s.Device, DistributedRun.Threads(s.Threads, launch), s.Precision);
+        using var comm = DistributedRun.Open(launch, backend, TimeSpan.FromSeconds(s.DistTimeoutSeconds));
+        if (comm.Size > 1)
+        {
+            // A rank's forward pass holds at most its share of the batch: the micro-batch shrinks to it.
+            s = s with { MicroBatch = Math.Min(s.MicroBatch, Math.Max(1, s.Batch / comm.Size)), MicroBatchLong = Math.Min(s.MicroBatchLong, Math.Max(1, s.BatchLong / comm.Size)) };
+            phases = PhasePlan.Create(s.Steps, s.LongFraction, (seqShort, predShort, s.Batch, s.MicroBatch), (seqLong, predLong, s.BatchLong, s.MicroBatchLong));
+            if (phases.FirstOrDefault(p => p.Accumulation % comm.Size != 0) is { } uneven)
+                throw new UserException(string.Create(CultureInfo.InvariantCulture,
+                    $"{(uneven.SeqLength == seqShort ? "--batch" : "--batch-long")} {uneven.BatchSize}: {comm.Size} ranks need a multiple of ranks × micro-batch " +
+                    $"({comm.Size} × {uneven.MicroBatch}); pass {(uneven.SeqLength == seqShort ? "--micro-batch" : "--micro-batch-long")} {uneven.BatchSize / comm.Size} or less"));
+            DistributedRun.CheckSameSettings(comm, string.Join(";", s.Fingerprint(null).Select(kv => $"{kv.Key}={kv.Value}")) + $";out={Path.GetFullPath(s.Output)};resume={s.Resume}");
+        }
+
         // ---- data ------------------------------------------------------------------------------
+        // Rank 0 prepares (or finds) the datasets; the others wait for it, then open what it wrote.
+        if (!lead) comm.Barrier("waiting for rank 0's data preparation", Timeout.InfiniteTimeSpan);
         var (vocabulary, trainRoots, heldOutDirs) = ResolveData(s, phases, ct);
+        if (lead) comm.Barrier("waiting for rank 0's data preparation", Timeout.InfiniteTimeSpan);
         var datasets = new Dictionary<string, PretrainingDataset>();
         var heldOutSets = new Dictionary<string, PretrainingDataset>();
         try
@@ -165,8 +202,7 @@ public static class PretrainCommand
                 }
             }
 
-            // ---- device and model ------------------------------------------------------------
-            using var backend = Backends.Create(s.Device, s.Threads, s.Precision);
+            // ---- model ------------------------------------------------------------------------
             int maxMicro = phases.Max(p => p.MicroBatch), maxSeq = phases.Max(p => p.SeqLength), maxPred = phases.Max(p => p.MaxPredictions);
             using var model = new BertForPreTraining(backend, maxMicro, maxSeq, maxPred, modelConfig with { VocabSize = vocabulary.Count });
             var schedule = LearningRateSchedule.Create(s.LearningRate, s.Warmup ?? s.Steps / 10, s.Steps);
@@ -195,48 +231,65 @@ public static class PretrainCommand
                     throw new UserException($"{checkpoints.Root}: holds checkpoints of an earlier run; pass --resume to continue it or choose another --out", ExitCodes.Usage);
                 model.InitializeParameters(s.Seed);
             }
-            try
+            if (lead)
             {
-                Directory.CreateDirectory(s.Output);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                throw new UserException($"--out {s.Output}: cannot create the run directory ({e.Message})", ExitCodes.Io);
+                try
+                {
+                    Directory.CreateDirectory(s.Output);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new UserException($"--out {s.Output}: cannot create the run directory ({e.Message})", ExitCodes.Io);
+                }
             }
 
-            using var trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), s.Seed, resume?.State);
+            using var trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), s.Seed, resume?.State, comm);
             resume?.RestoreOptimizer(trainer.Optimizer);
+            trainer.SynchronizeReplicas();
 
             var inv = CultureInfo.InvariantCulture;
             string plan = string.Join(", ", phases.Select(p => string.Create(inv, $"{p.Steps} at S={p.SeqLength} (batch {p.BatchSize}, micro {p.MicroBatch}, P={p.MaxPredictions})")));
-            RunConfig.WriteTo(s.Output);
-            Console.WriteLine(string.Create(inv,
+            if (lead) RunConfig.WriteTo(s.Output);
+            log.WriteLine(string.Create(inv,
                 $"bert pretrain: {modelName} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
+                + (comm.Size > 1 ? string.Create(inv, $"; {comm.Size} ranks over {comm.Name}, {s.Batch / comm.Size} sequences each per step") : "")
                 + (resume is null ? "" : $"; resuming at step {resume.Step} from {resume.Directory}"));
 
             string metricsPath = Path.Combine(s.Output, "metrics.jsonl");
-            using var metrics = new MetricsLog(metricsPath, trainer.Step, s.TensorBoard ? Path.Combine(s.Output, "tensorboard") : null);
+            using var metrics = lead ? new MetricsLog(metricsPath, trainer.Step, s.TensorBoard ? Path.Combine(s.Output, "tensorboard") : null) : null;
             using var stopper = new StopSignals("bert pretrain");
             double seqPerSec = 0;
+            bool stopped = false;
             ProgressDisplay.Run("pretrain", s.Steps, report =>
             {
                 report(trainer.Step, "");
-                while (!trainer.Finished && !stopper.Requested && !ct.IsCancellationRequested)
+                while (!trainer.Finished)
                 {
-                    var r = trainer.RunStep();
-                    metrics.Write(r);
+                    // One process stops before the step; ranks share the request in the step's reduction and stop together after it.
+                    if (comm.Size == 1 && (stopper.Requested || ct.IsCancellationRequested)) { stopped = true; break; }
+                    var r = trainer.RunStep(stopper.Requested || ct.IsCancellationRequested);
+                    metrics?.Write(r);
                     seqPerSec = seqPerSec == 0 ? r.Sequences / r.Seconds : 0.9 * seqPerSec + 0.1 * r.Sequences / r.Seconds;
                     report(trainer.Step, string.Create(CultureInfo.InvariantCulture,
                         $"step {trainer.Step}/{s.Steps} {r.Phase} loss {r.Loss:F3} mlm-acc {r.MlmAccuracy:P1} nsp-acc {r.NspAccuracy:P1} {seqPerSec:F1} seq/s"));
+                    bool save = s.CheckpointEvery > 0 && trainer.Step % s.CheckpointEvery == 0 && !trainer.Finished;
+                    if (comm.Size > 1 && (save || (s.CheckReplicasEvery > 0 && trainer.Step % s.CheckReplicasEvery == 0)))
+                        trainer.CheckReplicas($"after step {trainer.Step}");
                     // Not cancellable: a stop request ends the loop and the final save follows anyway.
-                    if (s.CheckpointEvery > 0 && trainer.Step % s.CheckpointEvery == 0 && !trainer.Finished)
-                        checkpoints.Save(trainer, vocabulary, settings);
+                    if (save && lead) checkpoints.Save(trainer, vocabulary, settings);
+                    if (trainer.StopRequestedByAnyRank) { stopped = !trainer.Finished; break; }
                 }
                 return 0;
             });
+            if (comm.Size > 1) trainer.CheckReplicas($"after step {trainer.Step}");
+            if (!lead)
+            {
+                // The others have nothing to write; they end with the lead (whose evaluation runs alone).
+                return stopped && stopper.Requested ? stopper.ExitCode : ExitCodes.Ok;
+            }
             string last = checkpoints.Save(trainer, vocabulary, settings);
             Console.WriteLine($"checkpoint: {last}");
-            if (!trainer.Finished)
+            if (!trainer.Finished || stopped)
             {
                 Console.WriteLine($"stopped at step {trainer.Step} of {s.Steps}; continue with the same options and --resume");
                 return stopper.Requested ? stopper.ExitCode : ExitCodes.Ok;
@@ -245,7 +298,7 @@ public static class PretrainCommand
             foreach (var (name, set) in s.EvalSequences > 0 ? heldOutSets : [])
             {
                 var e = trainer.Evaluate(set, s.EvalSequences, maxMicro);
-                metrics.WriteEval(trainer.Step, $"heldout-{name}", e);
+                metrics!.WriteEval(trainer.Step, $"heldout-{name}", e);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"held-out {name}: loss {e.Loss:F4} (MLM {e.MlmLoss:F4}, NSP {e.NspLoss:F4}), MLM accuracy {e.MlmAccuracy:P2}, NSP accuracy {e.NspAccuracy:P2} over {e.Sequences} sequences"));
             }
@@ -374,6 +427,10 @@ public sealed record PretrainSettings
     public int VocabSize { get; init; } = 8000;
     /// <summary>--tensorboard: also write TensorBoard event files under Output/tensorboard/.</summary>
     public bool TensorBoard { get; init; } = true;
+    /// <summary>--dist-timeout: seconds one collective may wait before a data-parallel job is aborted.</summary>
+    public double DistTimeoutSeconds { get; init; } = 600;
+    /// <summary>--check-replicas: steps between comparisons of the ranks' weights (0: at the start and at checkpoints).</summary>
+    public long CheckReplicasEvery { get; init; }
 
     /// <summary>More worker threads than this only thrash (and creating 100,000 aborts the runtime).</summary>
     public static int MaxThreads => Math.Max(256, 4 * Environment.ProcessorCount);
@@ -407,6 +464,9 @@ public sealed record PretrainSettings
             throw new UserException($"--threads {Threads}: at most {MaxThreads} (this machine has {Environment.ProcessorCount} cores; 0 uses all of them)");
         if (Threads < 0) throw new UserException($"--threads {Threads}: must be 0 (all cores) or positive");
         if (CheckpointEvery < 0) throw new UserException($"--checkpoint-every {CheckpointEvery}: must be non-negative");
+        if (!(DistTimeoutSeconds > 0) || DistTimeoutSeconds > 7 * 24 * 3600)
+            throw new UserException($"--dist-timeout {DistTimeoutSeconds.ToString(CultureInfo.InvariantCulture)}: must be in (0, 604800] seconds");
+        if (CheckReplicasEvery < 0) throw new UserException($"--check-replicas {CheckReplicasEvery}: must be 0 (start and checkpoints) or positive");
         if (Corpus is { Count: > 0 } && (Data is not null || HeldOut is not null))
             throw new UserException("--corpus makes its own datasets; give either --corpus or --data/--heldout, not both");
         if (Device is not ("auto" or "cpu" or "cuda")) throw new UserException($"--device {Device}: choose auto, cpu or cuda");
@@ -414,17 +474,24 @@ public sealed record PretrainSettings
     }
 
     /// <summary>Settings a resumed run must share with the run it continues.</summary>
-    public IReadOnlyDictionary<string, string> Fingerprint(Vocabulary vocabulary) => new Dictionary<string, string>
+    public IReadOnlyDictionary<string, string> Fingerprint(Vocabulary? vocabulary)
+    {
+        var settings = new Dictionary<string, string>
     {
         ["preset"] = ModelConfig is null ? Preset ?? PretrainCommand.DefaultModelName : "config " + Path.GetFullPath(ModelConfig),
         ["steps"] = Steps.ToString(CultureInfo.InvariantCulture),
-        ["batch"] = $"{Batch}/{MicroBatch}",
-        ["batch_long"] = $"{BatchLong}/{MicroBatchLong}",
+        // The global batch sizes only: the micro-batch splits a step's batch (differently on another number of
+        // ranks) without changing what the step computes, so a resume may change it. (Checkpoints before
+        // 2026-12-05 stored "batch" as "B/micro"; keys missing on either side are not compared.)
+        ["batch_size"] = Batch.ToString(CultureInfo.InvariantCulture),
+        ["batch_size_long"] = BatchLong.ToString(CultureInfo.InvariantCulture),
         ["lr"] = LearningRate.ToString("R", CultureInfo.InvariantCulture),
         ["warmup"] = (Warmup ?? Steps / 10).ToString(CultureInfo.InvariantCulture),
         ["long_fraction"] = LongFraction.ToString("R", CultureInfo.InvariantCulture),
         ["seq"] = $"{Seq}/{SeqLong}",
         ["seed"] = Seed.ToString(CultureInfo.InvariantCulture),
-        ["vocab_hash"] = vocabulary.Hash.ToString("x16", CultureInfo.InvariantCulture),
     };
+        if (vocabulary is not null) settings["vocab_hash"] = vocabulary.Hash.ToString("x16", CultureInfo.InvariantCulture);
+        return settings;
+    }
 }

@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using System.IO.Hashing;
 using Bert.Runtime.Data;
+using Bert.Runtime.Distributed;
 
 namespace Bert.Runtime.Training;
 
@@ -47,16 +49,21 @@ public sealed class Trainer : IDisposable
     private readonly ulong _seed;
     private readonly TrainingCore _core;
     private readonly PretrainingStep _task;
+    private readonly ICommunicator _comm;
 
     /// <param name="datasets">Phase name → its dataset (sequence length and max predictions must match).</param>
     public Trainer(BertModelBase model, IReadOnlyList<Phase> phases, IReadOnlyDictionary<string, PretrainingDataset> datasets,
-        LearningRateSchedule schedule, AdamWOptions adam, ulong seed, TrainerState? resume = null)
+        LearningRateSchedule schedule, AdamWOptions adam, ulong seed, TrainerState? resume = null, ICommunicator? communicator = null)
     {
         _model = model;
         _phases = phases;
         _seed = seed;
+        _comm = communicator ?? SingleProcessCommunicator.Instance;
         foreach (var p in phases)
         {
+            if (p.Accumulation % _comm.Size != 0)
+                throw new ArgumentException($"phase {p.Name}: its {p.Accumulation} micro-batches of {p.MicroBatch} (batch {p.BatchSize}) cannot be split evenly " +
+                                            $"over {_comm.Size} ranks; the batch must be a multiple of ranks × micro-batch ({_comm.Size} × {p.MicroBatch})");
             if (!datasets.TryGetValue(p.Name, out var src))
                 throw new ArgumentException($"no dataset for phase {p.Name} (sequence length {p.SeqLength})", nameof(datasets));
             if (src.SeqLength != p.SeqLength)
@@ -76,7 +83,7 @@ public sealed class Trainer : IDisposable
             // Each phase draws its own order (seed mixed with S) so the two datasets shuffle independently.
             _assemblers[p.Name] = new BatchAssembler(src, seed ^ ((ulong)p.SeqLength << 32),
                 c is null ? default : new DataCursor(checked((int)c.Epoch), c.Position));
-            _hosts[p.Name] = new HostBatch(p.BatchSize, p.SeqLength, p.MaxPredictions);
+            _hosts[p.Name] = new HostBatch(p.BatchSize / _comm.Size, p.SeqLength, p.MaxPredictions);
         }
         if (resume?.Cursors.FirstOrDefault(c => phases.All(p => p.Name != c.Phase)) is { } unknown)
             throw new ResumeStateException($"the checkpoint's trainer state has a data cursor for phase {unknown.Phase}, which this run does not have " +
@@ -84,7 +91,7 @@ public sealed class Trainer : IDisposable
         if (resume is not null && resume.Seed != seed)
             throw new ResumeStateException($"the checkpoint's trainer state was trained with seed {resume.Seed}, this run has seed {seed}; " +
                 "resume with the same --seed (dropout and data order derive from it)");
-        _core = new TrainingCore(model, adam, schedule);
+        _core = new TrainingCore(model, adam, schedule, _comm);
         Step = resume?.Step ?? 0;
         _device = new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
         _task = new PretrainingStep(this);
@@ -104,8 +111,16 @@ public sealed class Trainer : IDisposable
 
     public IReadOnlyList<Phase> Phases => _phases;
 
-    /// <summary>Called once per optimizer step with the step's 0-based index and the whole batch just
-    /// read, before it goes to the device (instrumentation: tests, data audits). Must not keep the batch.</summary>
+    /// <summary>The ranks training together (a world of one by default).</summary>
+    public ICommunicator Communicator => _comm;
+
+    /// <summary>After the last <see cref="RunStep"/>: some rank asked to stop (its stopRequested argument), so every
+    /// rank stops after the same step.</summary>
+    public bool StopRequestedByAnyRank { get; private set; }
+
+    /// <summary>Called once per optimizer step with the step's 0-based index and the batch just read, before it
+    /// goes to the device (instrumentation: tests, data audits): the whole batch, or with several ranks this rank's
+    /// slice of it. Must not keep the batch.</summary>
     public Action<long, HostBatch>? BatchObserver { get; set; }
 
     /// <summary>Everything besides weights and moments that a resume needs.</summary>
@@ -116,30 +131,90 @@ public sealed class Trainer : IDisposable
     /// weight when the loss or the gradient norm is not finite. A step that throws (or whose process
     /// dies) part-way leaves this trainer unusable: the data cursor has moved and the gradients are
     /// partial; continue from the last checkpoint in a new trainer.</summary>
-    public StepReport RunStep()
+    /// <param name="stopRequested">This rank was asked to stop (a signal); with several ranks the request is shared
+    /// in the step's metrics reduction and <see cref="StopRequestedByAnyRank"/> tells every rank to stop after it.</param>
+    public StepReport RunStep(bool stopRequested = false)
     {
         if (Finished) throw new InvalidOperationException($"training already finished at step {Step}");
         var clock = Stopwatch.StartNew();
         var phase = PhasePlan.At(_phases, Step);
         var host = _hosts[phase.Name];
-        int accumulation = phase.Accumulation;
+        int accumulation = phase.Accumulation, ranks = _comm.Size;
+        int rows = phase.BatchSize / ranks, micros = accumulation / ranks;
 
-        // The MLM loss is the weighted mean over the whole batch, so the whole batch is read first:
-        // its weight total scales every micro-batch's gradient.
-        float weightTotal = _assemblers[phase.Name].Next(host);
+        // The MLM loss is the weighted mean over the whole batch, so this rank's rows are read first and
+        // the weight total over all ranks' rows scales every micro-batch's gradient.
+        float weightTotal = _assemblers[phase.Name].Next(host, phase.BatchSize, _comm.Rank * rows, rows);
+        if (ranks > 1)
+        {
+            Span<double> total = [weightTotal];
+            _comm.AllReduceSum(total, $"the MLM weight total of step {Step}");
+            weightTotal = (float)total[0]; // a sum of integer counts: exact
+        }
         BatchObserver?.Invoke(Step, host);
         int tokens = 0;
-        for (int i = 0; i < phase.BatchSize * phase.SeqLength; i++) tokens += host.AttentionMask[i];
+        for (int i = 0; i < rows * phase.SeqLength; i++) tokens += host.AttentionMask[i];
 
-        _task.Begin(phase, host, weightTotal);
-        var (lr, gradNorm) = _core.Step(Step, _task, accumulation, accumulation);
+        _task.Begin(phase, host, weightTotal, tokens, stopRequested);
+        var (lr, gradNorm) = _core.Step(Step, _task, micros, accumulation, _comm.Rank * micros);
 
         var t = _task;
+        StopRequestedByAnyRank = t.Stop;
         var report = new StepReport(Step, phase.Name, phase.SeqLength, t.Loss, t.MlmLoss, t.NspLoss,
             t.MlmCount > 0 ? t.MlmCorrect / t.MlmCount : 0, t.NspCount > 0 ? t.NspCorrect / t.NspCount : 0,
-            lr, gradNorm, phase.BatchSize, tokens, clock.Elapsed.TotalSeconds);
+            lr, gradNorm, phase.BatchSize, (int)t.Tokens, clock.Elapsed.TotalSeconds);
         Step++;
         return report;
+    }
+
+    /// <summary>Data-parallel start: every rank takes rank 0's weights and AdamW moments (initialized or restored
+    /// there), then <see cref="CheckReplicas"/>. A no-op in a world of one.</summary>
+    public void SynchronizeReplicas()
+    {
+        if (_comm.Size == 1) return;
+        _comm.Broadcast(_model.Parameters.View, 0, "the broadcast of rank 0's weights");
+        _comm.Broadcast(Optimizer.M.View, 0, "the broadcast of rank 0's AdamW first moments");
+        _comm.Broadcast(Optimizer.V.View, 0, "the broadcast of rank 0's AdamW second moments");
+        CheckReplicas("after the broadcast from rank 0");
+    }
+
+    /// <summary>Data-parallel check: hashes this rank's weights, AdamW moments and data cursors (XxHash64 of their bytes)
+    /// and compares the hashes of all ranks; every rank must hold bit-identical copies.</summary>
+    /// <exception cref="ReplicaMismatchException">Some rank's copy differs from rank 0's.</exception>
+    public void CheckReplicas(string when)
+    {
+        if (_comm.Size == 1) return;
+        ulong mine = ReplicaHash();
+        Span<ulong> all = stackalloc ulong[_comm.Size];
+        _comm.AllGather(mine, all, $"the replica check {when}");
+        var differing = new List<int>();
+        for (int r = 1; r < all.Length; r++)
+            if (all[r] != all[0]) differing.Add(r);
+        if (differing.Count > 0)
+            throw new ReplicaMismatchException($"step {Step}: the weights, AdamW moments or data cursors of rank(s) {string.Join(", ", differing)} " +
+                $"differ from rank 0's {when} (hash {all[0]:x16}); the ranks no longer train one model");
+    }
+
+    /// <summary>XxHash64 of the weights, the AdamW moments, the step and the data cursors on this rank.</summary>
+    public ulong ReplicaHash()
+    {
+        var hash = new XxHash64();
+        var host = new float[_model.ParameterTotal];
+        foreach (var buffer in new[] { _model.Parameters, Optimizer.M, Optimizer.V })
+        {
+            _model.Backend.Download<float>(host, buffer.View);
+            hash.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(host.AsSpan()));
+        }
+        Span<long> state = stackalloc long[1 + 2 * _phases.Count];
+        state[0] = Step;
+        for (int i = 0; i < _phases.Count; i++)
+        {
+            var c = _assemblers[_phases[i].Name].Cursor;
+            state[1 + 2 * i] = c.Epoch;
+            state[2 + 2 * i] = c.Position;
+        }
+        hash.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(state));
+        return hash.GetCurrentHashAsUInt64();
     }
 
     /// <summary>Names the first tensor holding a NaN or infinity (see <see cref="TrainingCore.FirstNonFiniteTensor"/>).</summary>
@@ -164,18 +239,31 @@ public sealed class Trainer : IDisposable
         private HostBatch _host = null!;
         private float _weightTotal;
 
-        public double MlmLoss, NspLoss, MlmCorrect, MlmCount, NspCorrect, NspCount;
+        public double MlmLoss, NspLoss, MlmCorrect, MlmCount, NspCorrect, NspCount, Tokens;
+        public bool Stop;
 
-        public void Begin(Phase phase, HostBatch host, float weightTotal)
+        public void Begin(Phase phase, HostBatch host, float weightTotal, int tokens, bool stop)
         {
             _phase = phase;
             _host = host;
             _weightTotal = weightTotal;
             MlmLoss = NspLoss = MlmCorrect = MlmCount = NspCorrect = NspCount = 0;
+            Tokens = tokens;
+            Stop = stop;
         }
 
+        // Micro-batch m of this rank: rows [m·micro, (m+1)·micro) of its slice; each is scaled by the global
+        // micro-batch count, so the sum over all ranks is the batch mean.
         public BertBatch MicroBatch(int micro) =>
             trainer._device.Upload(_host, micro * _phase.MicroBatch, _phase.MicroBatch, _weightTotal, _phase.Accumulation);
+
+        public void Reduce(ICommunicator communicator, long step)
+        {
+            Span<double> v = [MlmLoss, NspLoss, MlmCorrect, MlmCount, NspCorrect, NspCount, Tokens, Stop ? 1 : 0];
+            communicator.AllReduceSum(v, $"the metrics reduction of step {step}");
+            (MlmLoss, NspLoss, MlmCorrect, MlmCount, NspCorrect, NspCount, Tokens) = (v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+            Stop = v[7] > 0;
+        }
 
         public void Accumulate(ReadOnlySpan<float> metrics)
         {
@@ -205,6 +293,9 @@ public sealed class Trainer : IDisposable
         }
     }
 }
+
+/// <summary>Data-parallel ranks hold different weights, moments or data cursors (a bug, or ranks started differently).</summary>
+public sealed class ReplicaMismatchException(string message) : Exception(message);
 
 /// <summary>A checkpoint's trainer state that cannot continue this run (another seed, a data cursor outside the
 /// dataset); the message says why and what to do. The CLI reports it as bad input (exit 3).</summary>

@@ -1,3 +1,5 @@
+using Bert.Runtime.Distributed;
+
 namespace Bert.Runtime.Training;
 
 /// <summary>
@@ -22,6 +24,15 @@ public interface ITrainingTask
     /// <summary>A reason to stop although the loss is finite (a diverging run), or null. Called once per step,
     /// after the loss and the gradient norm were found finite.</summary>
     string? Diverged(double loss) => null;
+
+    /// <summary>Data-parallel training: replaces this rank's metrics of the step by their sums over all ranks
+    /// (every rank then holds the same values). Called once per step, after the gradients were all-reduced and
+    /// before <see cref="Loss"/> is read. A task that cannot run on several ranks keeps the default.</summary>
+    void Reduce(ICommunicator communicator, long step)
+    {
+        if (communicator.Size > 1)
+            throw new NotSupportedException($"{GetType().Name} does not support data-parallel training ({communicator.Size} ranks)");
+    }
 }
 
 /// <summary>
@@ -37,8 +48,9 @@ public sealed class TrainingCore : IDisposable
     private readonly float[] _metrics = new float[MetricSlot.Length];
     private readonly float[] _norm = new float[1];
 
-    public TrainingCore(BertModelBase model, AdamWOptions adam, LearningRateSchedule schedule)
+    public TrainingCore(BertModelBase model, AdamWOptions adam, LearningRateSchedule schedule, ICommunicator? communicator = null)
     {
+        Communicator = communicator ?? SingleProcessCommunicator.Instance;
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(adam);
         ArgumentNullException.ThrowIfNull(schedule);
@@ -51,26 +63,40 @@ public sealed class TrainingCore : IDisposable
     public AdamWOptimizer Optimizer { get; }
     public LearningRateSchedule Schedule { get; }
 
+    /// <summary>The ranks this core's gradients are summed over (a world of one by default).</summary>
+    public ICommunicator Communicator { get; }
+
     /// <summary>Runs optimizer step <paramref name="step"/> (0-based) over <paramref name="microSteps"/> micro-batches of
-    /// <paramref name="task"/>; forward pass m of the step draws dropout counter step · <paramref name="dropoutStride"/> + m.</summary>
+    /// <paramref name="task"/>; forward pass m of the step draws dropout counter step · <paramref name="dropoutStride"/> +
+    /// <paramref name="dropoutOffset"/> + m. With several ranks, each runs its own micro-batches (rank r's offset is the
+    /// index of its first micro-batch in the global batch, so the dropout streams are those of one process accumulating
+    /// the whole batch), then the gradients are summed over the ranks in F32 once, the task's metrics likewise, and every
+    /// rank takes the same non-finite, divergence, clipping and update decisions from the same numbers.</summary>
     /// <returns>The learning rate applied and the gradient norm before clipping.</returns>
     /// <exception cref="NonFiniteException">The loss or the gradient norm is not finite, or the task reports divergence;
     /// no weight was updated.</exception>
-    public (double LearningRate, double GradNorm) Step(long step, ITrainingTask task, int microSteps, int dropoutStride)
+    public (double LearningRate, double GradNorm) Step(long step, ITrainingTask task, int microSteps, int dropoutStride, int dropoutOffset = 0)
     {
         ArgumentNullException.ThrowIfNull(task);
-        if (microSteps < 1 || microSteps > dropoutStride)
-            throw new ArgumentOutOfRangeException(nameof(microSteps), microSteps, $"micro-batches per step must be in [1, {dropoutStride}]");
+        if (microSteps < 1 || dropoutOffset < 0 || dropoutOffset + microSteps > dropoutStride)
+            throw new ArgumentOutOfRangeException(nameof(microSteps), microSteps,
+                $"micro-batches [{dropoutOffset}, {dropoutOffset + microSteps}) of a step must lie in [0, {dropoutStride})");
         Model.Training = true;
         Model.ZeroGradients();
         for (int m = 0; m < microSteps; m++)
         {
             var batch = task.MicroBatch(m);
-            Model.DropoutStep = (uint)(step * dropoutStride + m);
+            Model.DropoutStep = (uint)(step * dropoutStride + dropoutOffset + m);
             Model.Forward(batch);
             Model.Backward(batch);
             Model.ReadMetrics(_metrics);
             task.Accumulate(_metrics);
+        }
+
+        if (Communicator.Size > 1)
+        {
+            Communicator.AllReduceSum(Model.Gradients.View, $"the gradient all-reduce of step {step}");
+            task.Reduce(Communicator, step);
         }
 
         Optimizer.ComputeGradientNorm();

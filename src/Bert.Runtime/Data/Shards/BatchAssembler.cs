@@ -131,12 +131,24 @@ public sealed class BatchAssembler
     public float Next(HostBatch batch, int rows = -1)
     {
         if (rows < 0) rows = batch.Batch;
-        if (rows > batch.Batch) throw new ArgumentOutOfRangeException(nameof(rows), rows, $"the batch holds {batch.Batch} rows");
-        Span<long> indices = rows <= 256 ? stackalloc long[rows] : new long[rows];
+        return Next(batch, rows, 0, rows);
+    }
+
+    /// <summary>One rank's share of a global batch: advances the cursor past the next <paramref name="rows"/>
+    /// instances (the whole batch, the same on every rank) but reads only those at [<paramref name="first"/>,
+    /// first + <paramref name="count"/>) of it, into rows 0..count−1 of <paramref name="batch"/>; returns Σ MLM
+    /// weights of the rows read.</summary>
+    public float Next(HostBatch batch, int rows, int first, int count)
+    {
+        if (rows < 0) throw new ArgumentOutOfRangeException(nameof(rows), rows, "rows must be non-negative");
+        if (first < 0 || count < 0 || first + count > rows)
+            throw new ArgumentOutOfRangeException(nameof(first), $"rows [{first}, {first + count}) are outside a batch of {rows}");
+        if (count > batch.Batch) throw new ArgumentOutOfRangeException(nameof(count), count, $"the batch holds {batch.Batch} rows");
+        Span<long> indices = count <= 256 ? stackalloc long[count] : new long[count];
         var c = Cursor;
         for (int r = 0; r < rows; r++)
         {
-            indices[r] = _order[c.Epoch, c.Position];
+            if (r >= first && r < first + count) indices[r - first] = _order[c.Epoch, c.Position];
             c = c.Position + 1 == _dataset.Count ? new DataCursor(c.Epoch + 1, 0) : c with { Position = c.Position + 1 };
         }
         float sum = Fill(batch, indices);

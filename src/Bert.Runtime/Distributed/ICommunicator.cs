@@ -1,0 +1,96 @@
+namespace Bert.Runtime.Distributed;
+
+/// <summary>
+/// The collectives data-parallel training needs, over one group of ranks (processes). Tensor collectives
+/// work on the memory of the backend the communicator was made for (host memory for <see cref="MpiCommunicator"/>
+/// on the CPU backend, device memory for NCCL on the CUDA backend), F32 only; host collectives move small
+/// control values (losses, counts, stop requests, hashes). Every rank must call the same collectives in the
+/// same order with the same sizes. A collective that does not finish within the communicator's timeout (a
+/// rank died or hangs) aborts the whole job with a message naming the collective.
+/// </summary>
+public interface ICommunicator : IDisposable
+{
+    /// <summary>This process's rank, 0 ≤ Rank &lt; <see cref="Size"/>.</summary>
+    int Rank { get; }
+
+    /// <summary>Number of ranks.</summary>
+    int Size { get; }
+
+    /// <summary>What carries the collectives, e.g. "single process", "Open MPI v4.1.4", "NCCL 2.27.3".</summary>
+    string Name { get; }
+
+    /// <summary>In place: every rank's <paramref name="buffer"/> becomes the element-wise sum over ranks.</summary>
+    void AllReduceSum(TensorRef buffer, string what);
+
+    /// <summary>Rank r receives the sum over ranks of slice r (of length recv.Length) of <paramref name="send"/>;
+    /// send.Length = Size · recv.Length.</summary>
+    void ReduceScatterSum(TensorRef send, TensorRef recv, string what);
+
+    /// <summary>recv = the concatenation of every rank's <paramref name="send"/> in rank order.</summary>
+    void AllGather(TensorRef send, TensorRef recv, string what);
+
+    /// <summary>Every rank's <paramref name="buffer"/> becomes <paramref name="root"/>'s.</summary>
+    void Broadcast(TensorRef buffer, int root, string what);
+
+    /// <summary>Host values: every rank's <paramref name="values"/> become the sum over ranks. The result is the
+    /// same on every rank (the reduction runs once and is broadcast).</summary>
+    void AllReduceSum(Span<double> values, string what);
+
+    /// <summary>Host values: <paramref name="all"/>[r] = rank r's <paramref name="mine"/>.</summary>
+    void AllGather(ulong mine, Span<ulong> all, string what);
+
+    /// <summary>Host bytes: every rank's <paramref name="bytes"/> become <paramref name="root"/>'s (same length on every rank).</summary>
+    void Broadcast(Span<byte> bytes, int root, string what);
+
+    /// <summary>Returns when every rank has called it. <paramref name="timeout"/> overrides the communicator's
+    /// (a barrier that waits for rank 0's data preparation may need longer); <see cref="Timeout.InfiniteTimeSpan"/>: none.</summary>
+    void Barrier(string what, TimeSpan? timeout = null);
+
+    /// <summary>Ends every rank of the job now with <paramref name="exitCode"/>, after printing <paramref name="reason"/>.</summary>
+    void Abort(int exitCode, string reason);
+}
+
+/// <summary>The world of one: every collective is the identity.</summary>
+public sealed class SingleProcessCommunicator : ICommunicator
+{
+    public static readonly SingleProcessCommunicator Instance = new();
+
+    public int Rank => 0;
+    public int Size => 1;
+    public string Name => "single process";
+
+    public void AllReduceSum(TensorRef buffer, string what) { }
+
+    public void ReduceScatterSum(TensorRef send, TensorRef recv, string what)
+    {
+        if (send.Length != recv.Length)
+            throw new ArgumentException($"{what}: a world of 1 reduce-scatters {send.Length} elements into {recv.Length}");
+        if (send.Address != recv.Address)
+            throw new NotSupportedException($"{what}: a single-process reduce-scatter must be in place (no backend to copy with)");
+    }
+
+    public void AllGather(TensorRef send, TensorRef recv, string what) => ReduceScatterSum(send, recv, what);
+
+    public void Broadcast(TensorRef buffer, int root, string what) => CheckRoot(root);
+
+    public void AllReduceSum(Span<double> values, string what) { }
+
+    public void AllGather(ulong mine, Span<ulong> all, string what) => all[0] = mine;
+
+    public void Broadcast(Span<byte> bytes, int root, string what) => CheckRoot(root);
+
+    public void Barrier(string what, TimeSpan? timeout = null) { }
+
+    public void Abort(int exitCode, string reason)
+    {
+        Console.Error.WriteLine(reason);
+        Environment.Exit(exitCode);
+    }
+
+    private static void CheckRoot(int root)
+    {
+        if (root != 0) throw new ArgumentOutOfRangeException(nameof(root), root, "a world of 1 has only rank 0");
+    }
+
+    public void Dispose() { }
+}
