@@ -1,8 +1,10 @@
+using Bert.Runtime.IO;
+
 namespace Bert.Cli;
 
 /// <summary>Refuses an output that would overwrite a command's own input: the same file or directory,
 /// or an output inside an input directory (e.g. `export --out` pointed at the checkpoint it reads,
-/// which once replaced its fp32 weights with bf16). Paths are compared after resolving symlinks.</summary>
+/// which once replaced its fp32 weights with bf16; a `latest` pointer counts as the step directory it names). Paths are compared after resolving symlinks.</summary>
 internal static class OutputPaths
 {
     /// <exception cref="UserException">The output overlaps one of the inputs (exit 2).</exception>
@@ -13,6 +15,18 @@ internal static class OutputPaths
         {
             if (string.IsNullOrEmpty(path)) continue;
             string i = Canonical(path);
+            // A checkpoint's "latest" pointer file stands for the step directory it names.
+            if (Path.GetFileName(i) == CheckpointWriter.LatestFile && File.Exists(i))
+            {
+                try
+                {
+                    i = Canonical(CheckpointReader.ResolvePointer(PhysicalFileSystem.Instance, i));
+                }
+                catch (CheckpointFormatException)
+                {
+                    // Not a pointer: the reader reports it; compared as written.
+                }
+            }
             bool same = string.Equals(o, i, StringComparison.Ordinal);
             bool inside = o.StartsWith(i.TrimEnd(Path.DirectorySeparatorChar) + Path.DirectorySeparatorChar, StringComparison.Ordinal)
                 && Directory.Exists(i);

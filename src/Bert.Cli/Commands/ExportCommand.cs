@@ -44,6 +44,16 @@ public static class ExportCommand
             var parameters = new float[ParameterLayout.Total(table)];
             checkpoint.ReadParameters(table, parameters);
             var fs = PhysicalFileSystem.Instance;
+            try
+            {
+                Directory.CreateDirectory(outputDirectory);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Creating a directory where none can be made (/proc/x) is ENOENT: a FileNotFoundException, which
+                // would read as a missing input (exit 3).
+                throw new UserException($"--out {outputDirectory}: cannot create the output directory ({e.Message})", ExitCodes.Io);
+            }
             HfInterop.Export(fs, outputDirectory, config, table, parameters, dtype, checkpoint.ConfigFile.LabelNames);
             const string vocab = "vocab.txt";
             if (checkpoint.HasFile(vocab))

@@ -20,7 +20,7 @@ public static class PretrainCommand
     public static Command Create()
     {
         var runConfig = new Option<string?>("--config") { Description = "a JSON file of options (keys are option names: {\"steps\": 1000, \"lr\": 1e-4, ...}); options on the command line override it" };
-        var preset = new Option<string?>("--preset") { Description = "model preset: " + string.Join(", ", ModelPresets.Names) + " (default tiny)" };
+        var preset = new Option<string?>("--preset") { Description = "model preset: " + string.Join(", ", ModelPresets.Names) + " (default: tiny's sizes with dropout 0)" };
         var config = new Option<string?>("--model-config")
         {
             Description = "a HuggingFace BERT config.json giving the model's sizes (any: layers, hidden, heads, intermediate, positions, segments, activation, dropouts); vocab_size follows the vocabulary",
@@ -131,8 +131,11 @@ public static class PretrainCommand
     internal static string FusedNote(IBackend backend, int batch, int seq, BertConfig config) =>
         Backends.AttentionKind(backend, batch, seq, config) == "fused" ? " with fused attention" : "";
 
+    /// <summary>What the default job's model is called in messages and the run fingerprint.</summary>
+    internal const string DefaultModelName = "tiny, dropout 0";
+
     /// <summary>The model's configuration: --model-config's config.json (its sizes; the heads are BertForPreTraining's)
-    /// or the --preset (tiny by default), and the name printed for it.</summary>
+    /// or the --preset, by default <see cref="ModelPresets.TinyNoDropout"/>, and the name printed for it.</summary>
     internal static (BertConfig Config, string Name) ModelOf(PretrainSettings s)
     {
         if (s.ModelConfig is { } path)
@@ -143,7 +146,8 @@ public static class PretrainCommand
                 : string.Create(CultureInfo.InvariantCulture, $"L{config.Layers} H{config.Hidden} A{config.Heads} I{config.Intermediate}");
             return (config, name);
         }
-        string presetName = s.Preset ?? "tiny";
+        if (s.Preset is null) return (ModelPresets.TinyNoDropout, DefaultModelName);
+        string presetName = s.Preset;
         if (!ModelPresets.TryGet(presetName, out var p))
             throw new UserException($"--preset {presetName}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
         return (p.Config, p.Name);
@@ -394,7 +398,7 @@ public static class PretrainCommand
 /// <summary>Every knob of `bert pretrain`.</summary>
 public sealed record PretrainSettings
 {
-    /// <summary>--preset; null: tiny (unless <see cref="ModelConfig"/> is given).</summary>
+    /// <summary>--preset; null: the tiny sizes without dropout (<see cref="ModelPresets.TinyNoDropout"/>), unless <see cref="ModelConfig"/> is given.</summary>
     public string? Preset { get; init; }
     /// <summary>--model-config: a HuggingFace config.json with the model's sizes.</summary>
     public string? ModelConfig { get; init; }
@@ -461,7 +465,7 @@ public sealed record PretrainSettings
         if (!(LongFraction >= 0 && LongFraction <= 1)) throw new UserException($"--long-fraction {LongFraction.ToString(CultureInfo.InvariantCulture)}: must be in [0, 1]");
         if (Seq < 8 || SeqLong < 8) throw new UserException($"--seq {Seq} / --seq-long {SeqLong}: sequence lengths must be at least 8");
         if (LongFraction > 0 && SeqLong <= Seq)
-            throw new UserException($"--seq-long {SeqLong}: must be longer than --seq {Seq} (for one sequence length, pass --long-fraction 0)");
+            throw new UserException($"--seq {Seq} / --seq-long {SeqLong}: the long phase's sequence length (--seq-long) must be longer than the short one's (--seq); for one sequence length, pass --long-fraction 0");
         if (LearningRate > 1e3)
             throw new UserException($"--lr {LearningRate.ToString(CultureInfo.InvariantCulture)}: must be at most 1000 (BERT uses 1e-4)");
         if (Threads > MaxThreads)
@@ -483,7 +487,7 @@ public sealed record PretrainSettings
     {
         var settings = new Dictionary<string, string>
     {
-        ["preset"] = ModelConfig is null ? Preset ?? "tiny" : "config " + Path.GetFullPath(ModelConfig),
+        ["preset"] = ModelConfig is null ? Preset ?? PretrainCommand.DefaultModelName : "config " + Path.GetFullPath(ModelConfig),
         ["steps"] = Steps.ToString(CultureInfo.InvariantCulture),
         // The global batch sizes only: the micro-batch splits a step's batch (differently on another number of
         // ranks) without changing what the step computes, so a resume may change it. (Checkpoints before

@@ -43,6 +43,12 @@ public static class AtomicFile
                 throw new IOException($"cannot write '{full}': the directory '{directory}' does not exist", e);
             if (e is UnauthorizedAccessException)
                 throw new UnauthorizedAccessException($"cannot write '{full}': permission denied in '{directory}'", e);
+            // ENOENT although the directory exists (a directory that takes no new files, such as /proc): not a
+            // missing input, which is what a FileNotFoundException means to callers.
+            if (e is FileNotFoundException)
+                throw new IOException($"cannot write '{full}': no file can be created in '{directory}'", e);
+            if (e is IOException && e.Message.Contains(temp, StringComparison.Ordinal))
+                throw new IOException($"cannot write '{full}': {e.Message.Replace(temp, full, StringComparison.Ordinal)}", e);
             throw;
         }
         fs.FlushDirectory(directory);

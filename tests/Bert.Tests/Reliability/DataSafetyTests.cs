@@ -176,6 +176,30 @@ public class DataSafetyTests
     }
 
     [Test]
+    public void ExportThroughTheLatestPointerOntoItsCheckpointIsRefused()
+    {
+        // Found trying issue 17 again: `--checkpoint RUN/checkpoints/latest --out RUN/checkpoints/step-N` passed the
+        // overlap check (a pointer file is not the directory) and overwrote the checkpoint's model.safetensors.
+        string root = _dir["ckpt"];
+        string step = FuzzSamples.WriteCheckpoint(root, 4);
+        string latest = Path.Combine(root, CheckpointWriter.LatestFile);
+        Assert.That(File.Exists(latest), Is.True);
+        string model = Path.Combine(step, CheckpointWriter.ModelFile);
+        var before = File.ReadAllBytes(model);
+        foreach (var output in new[] { step, Path.Combine(step, "sub") })
+        {
+            var (code, message) = Cli("export", "--checkpoint", latest, "--out", output, "--dtype", "bf16");
+            Assert.That(code, Is.EqualTo(ExitCodes.Usage), message);
+            Assert.That(message, Does.Contain("--checkpoint " + latest).And.Contain("overwrite"));
+        }
+        Assert.That(File.ReadAllBytes(model), Is.EqualTo(before));
+        Assert.That(Directory.Exists(Path.Combine(step, "sub")), Is.False);
+        // Beside the checkpoints is fine.
+        var (ok, okMessage) = Cli("export", "--checkpoint", latest, "--out", _dir["exported"]);
+        Assert.That(ok, Is.EqualTo(ExitCodes.Ok), okMessage);
+    }
+
+    [Test]
     public void AnAtomicWriteGoesThroughASymlinkAndRefusesDevices()
     {
         string target = _dir["target.txt"];
@@ -195,7 +219,7 @@ public class DataSafetyTests
         Assert.That(d.Message, Does.Contain("is a directory"));
     }
 
-    private static (int Code, string Message) Cli(params string[] args)
+    internal static (int Code, string Message) Cli(params string[] args)
     {
         var oldOut = Console.Out;
         var oldErr = Console.Error;
@@ -228,6 +252,27 @@ public class WriteFailureTests
         Assert.That(e, Is.Not.InstanceOf<DirectoryNotFoundException>(), "exit 4 (an output), not 3 (a missing input)");
         Assert.That(e.Message, Does.Contain(target).And.Not.Contain(AtomicFile.TempMarker));
         Assert.That(Bert.Cli.CliErrors.Translate(e)!.ExitCode, Is.EqualTo(ExitCodes.Io));
+    }
+
+    [Test]
+    public void AnOutputWhereNoFileCanBeCreatedIsAnIoErrorNamingTheTarget()
+    {
+        // Found trying issue 17 again: `embed --out /proc/e.npy` exited 3 (a missing input) with .NET's
+        // "Could not find file '/proc/e.npy.tmp-…'", and `export --out /proc/x` exited 3 likewise.
+        if (!Directory.Exists("/proc/self")) Assert.Ignore("needs Linux's /proc, a directory that takes no new files");
+        string target = "/proc/bert-test-" + Guid.NewGuid().ToString("N")[..8] + ".npy";
+        var e = Assert.Throws<IOException>(() => Bert.Runtime.FineTuning.NpyFile.Write(target, new float[4], 2, 2))!;
+        Assert.That(e, Is.Not.InstanceOf<FileNotFoundException>(), "exit 4 (an output), not 3 (a missing input)");
+        Assert.That(e.Message, Does.Contain(target).And.Not.Contain(AtomicFile.TempMarker));
+        Assert.That(Bert.Cli.CliErrors.Translate(e)!.ExitCode, Is.EqualTo(ExitCodes.Io));
+
+        using var dir = new TempDirectory("writes");
+        string root = dir["ckpt"];
+        FuzzSamples.WriteCheckpoint(root, 2);
+        string output = "/proc/bert-test-" + Guid.NewGuid().ToString("N")[..8];
+        var (code, message) = DataSafetyTests.Cli("export", "--checkpoint", root, "--out", output);
+        Assert.That(code, Is.EqualTo(ExitCodes.Io), message);
+        Assert.That(message, Does.Contain("--out " + output).And.Contain("cannot create the output directory"));
     }
 
     [Test]

@@ -98,7 +98,9 @@ public class ErrorTableTests
         C("export: blank checkpoint path", ExitCodes.Usage, ["export", "--checkpoint", "", "--out", Out], "--checkpoint ''", "blank"),
         C("pretrain: blank run directory", ExitCodes.Usage, Pretrain("--out", " "), "--out ' '", "blank"),
         C("export: dtype f64", ExitCodes.Usage, ["export", "--checkpoint", Ckpt, "--out", Out, "--dtype", "f64"], "'f64'", "'bf16'"),
-        C("pretrain: seq-long equal to seq", ExitCodes.Usage, Pretrain("--seq", "32", "--seq-long", "32"), "--seq-long 32", "longer than --seq 32", "--long-fraction 0"),
+        C("pretrain: seq-long equal to seq", ExitCodes.Usage, Pretrain("--seq", "32", "--seq-long", "32"), "--seq 32 / --seq-long 32", "must be longer", "--long-fraction 0"),
+        // Issue 17: --seq alone past --seq-long named only --seq-long, as if the user had set that one.
+        C("pretrain: seq past the default seq-long", ExitCodes.Usage, Pretrain("--seq", "64"), "--seq 64 / --seq-long 32", "(--seq-long) must be longer"),
         C("pretrain: seq beyond the positions", ExitCodes.Usage, Pretrain("--seq", "1000", "--seq-long", "2000"), "--seq 1000", "positions"),
         C("pretrain: lr 1e39", ExitCodes.Usage, Pretrain("--lr", "1e39"), "--lr 1E+39", "at most 1000"),
         C("pretrain: threads 100000", ExitCodes.Usage, Pretrain("--threads", "100000"), "--threads 100000", "cores"),

@@ -40,15 +40,17 @@ public static class BrownPretrainingData
 
         var datasets = new Dictionary<int, string>();
         TokenizedCorpus? tokens = null;
+        int built = 0, toBuild = 2 * seqLengths.Count;
         foreach (int seq in seqLengths)
         {
             var options = new PretrainingDataOptions { SeqLength = seq, DupeFactor = dupeFactor, Seed = seed };
             string dir = PretrainingDataBuilder.DatasetDirectory(Path.Combine(brownDir, $"pretrain-{vocabSize}"), seq);
             datasets[seq] = dir;
-            if (IsCurrent(dir, vocab, options)) continue;
+            if (IsCurrent(dir, vocab, options)) { built++; continue; }
             text ??= TextCorpus.Read(corpus.TrainPath, CorpusFormat.Documents, null, cancellationToken);
             tokens ??= TokenizedCorpus.Tokenize(text, new BertTokenizer(vocab), null, cancellationToken);
-            PretrainingDataBuilder.Build(tokens, corpus.TrainPath, vocab, options, dir, progress, cancellationToken);
+            PretrainingDataBuilder.Build(tokens, corpus.TrainPath, vocab, options, dir,
+                PrepareProgress.ForDataset(progress, $"train seq{seq}", built++, toBuild), cancellationToken);
         }
 
         var heldOut = new Dictionary<int, string>();
@@ -58,10 +60,11 @@ public static class BrownPretrainingData
             var options = new PretrainingDataOptions { SeqLength = seq, DupeFactor = 1, Seed = seed + 1 };
             string dir = PretrainingDataBuilder.DatasetDirectory(Path.Combine(brownDir, $"heldout-{vocabSize}"), seq);
             heldOut[seq] = dir;
-            if (IsCurrent(dir, vocab, options)) continue;
+            if (IsCurrent(dir, vocab, options)) { built++; continue; }
             heldOutTokens ??= TokenizedCorpus.Tokenize(TextCorpus.Read(corpus.HeldOutPath, CorpusFormat.Documents, null, cancellationToken),
                 new BertTokenizer(vocab), null, cancellationToken);
-            PretrainingDataBuilder.Build(heldOutTokens, corpus.HeldOutPath, vocab, options, dir, progress, cancellationToken);
+            PretrainingDataBuilder.Build(heldOutTokens, corpus.HeldOutPath, vocab, options, dir,
+                PrepareProgress.ForDataset(progress, $"held-out seq{seq}", built++, toBuild), cancellationToken);
         }
         return new BrownPretrainingFiles(corpus, vocabPath, datasets, heldOut);
     }

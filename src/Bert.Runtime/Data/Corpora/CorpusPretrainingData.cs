@@ -62,15 +62,17 @@ public static class CorpusPretrainingData
 
         var datasets = new Dictionary<int, string>();
         var heldOut = new Dictionary<int, string>();
-        int trainDocuments = 0, heldDocuments = 0;
+        int trainDocuments = 0, heldDocuments = 0, built = 0, toBuild = 2 * seqLengths.Count;
         foreach (int seq in seqLengths)
         {
             var options = new PretrainingDataOptions { SeqLength = seq, DupeFactor = dupeFactor, Seed = seed };
             string dir = PretrainingDataBuilder.DatasetDirectory(Path.Combine(workDirectory, "data"), seq);
             datasets[seq] = dir;
             if (!BrownPretrainingData.IsCurrent(dir, vocab, options))
-                PretrainingDataBuilder.Build(files, CorpusFormat.Documents, vocab, options, dir, progress, cancellationToken, include: d => !HeldOut(d),
+                PretrainingDataBuilder.Build(files, CorpusFormat.Documents, vocab, options, dir,
+                    PrepareProgress.ForDataset(progress, $"train seq{seq}", built, toBuild), cancellationToken, include: d => !HeldOut(d),
                     corpusName: source);
+            built++;
             trainDocuments = PretrainingStats.FromJson(File.ReadAllText(Path.Combine(dir, PretrainingDataBuilder.StatsFileName))).Documents;
         }
         foreach (int seq in seqLengths)
@@ -80,7 +82,8 @@ public static class CorpusPretrainingData
             try
             {
                 if (!BrownPretrainingData.IsCurrent(dir, vocab, options))
-                    PretrainingDataBuilder.Build(files, CorpusFormat.Documents, vocab, options, dir, progress, cancellationToken, include: HeldOut,
+                    PretrainingDataBuilder.Build(files, CorpusFormat.Documents, vocab, options, dir,
+                        PrepareProgress.ForDataset(progress, $"held-out seq{seq}", built++, toBuild), cancellationToken, include: HeldOut,
                         corpusName: source + " (held out)");
             }
             catch (CorpusFormatException) when (!Directory.Exists(dir))

@@ -9,6 +9,19 @@ namespace Bert.Runtime.Data;
 public readonly record struct PrepareProgress(string Stage, double Fraction, long BytesRead = 0, long TotalBytes = 0, long InstancesWritten = 0)
 {
     public const string Read = "read", Tokenize = "tokenize", Instances = "instances", Write = "write", Stream = "prepare";
+
+    /// <summary>Progress of dataset <paramref name="index"/> of <paramref name="count"/> built one after another
+    /// (train and held-out sets at each sequence length): the stage is prefixed with <paramref name="name"/>
+    /// ("train seq128: instances") and the fraction is of all of them, so a bar does not return to 0 and
+    /// "100% instances" does not repeat without saying which dataset.</summary>
+    public static IProgress<PrepareProgress>? ForDataset(IProgress<PrepareProgress>? progress, string name, int index, int count) =>
+        progress is null ? null : new DatasetProgress(progress, name, index, Math.Max(count, 1));
+
+    private sealed class DatasetProgress(IProgress<PrepareProgress> inner, string name, int index, int count) : IProgress<PrepareProgress>
+    {
+        public void Report(PrepareProgress value) =>
+            inner.Report(value with { Stage = $"{name}: {value.Stage}", Fraction = (index + Math.Clamp(value.Fraction, 0, 1)) / count });
+    }
 }
 
 /// <summary>
