@@ -39,12 +39,7 @@ internal static class DistributedRun
     public static void CheckSameSettings(ICommunicator comm, string settings)
     {
         if (comm.Size == 1) return;
-        ulong mine = XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(settings));
-        Span<ulong> all = stackalloc ulong[comm.Size];
-        comm.AllGather(mine, all, "the comparison of the ranks' settings");
-        var differ = new List<int>();
-        for (int r = 1; r < all.Length; r++)
-            if (all[r] != all[0]) differ.Add(r);
+        var differ = comm.RanksDifferingFromRankZero(XxHash64.HashToUInt64(Encoding.UTF8.GetBytes(settings)), "the comparison of the ranks' settings");
         if (differ.Count > 0)
             throw new DistributedLaunchException($"rank(s) {string.Join(", ", differ)} were started with other settings than rank 0 " +
                                                  $"(this rank's: {settings}); start every rank with the same command");

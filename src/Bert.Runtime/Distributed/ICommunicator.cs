@@ -1,4 +1,32 @@
+using System.Globalization;
+
 namespace Bert.Runtime.Distributed;
+
+/// <summary>What a collective is for, in the messages of a timeout or an error: a fixed text and, for the collectives
+/// of every step, the step. It is formatted only when a message is written, so naming a per-step collective allocates
+/// nothing. A string converts to one without a step.</summary>
+public readonly record struct Collective(string What, long Step = -1)
+{
+    public static implicit operator Collective(string what) => new(what);
+
+    public override string ToString() => Step < 0 ? What : string.Create(CultureInfo.InvariantCulture, $"{What} of step {Step}");
+}
+
+/// <summary>Operations built on <see cref="ICommunicator"/>'s collectives.</summary>
+public static class Communicators
+{
+    /// <summary>Gathers every rank's <paramref name="mine"/> and returns the ranks whose value differs from rank 0's
+    /// (empty when all agree; the same list on every rank).</summary>
+    public static List<int> RanksDifferingFromRankZero(this ICommunicator communicator, ulong mine, Collective what)
+    {
+        var all = new ulong[communicator.Size];
+        communicator.AllGather(mine, all, what);
+        var differing = new List<int>();
+        for (int r = 1; r < all.Length; r++)
+            if (all[r] != all[0]) differing.Add(r);
+        return differing;
+    }
+}
 
 /// <summary>
 /// The collectives data-parallel training needs, over one group of ranks (processes). Tensor collectives
@@ -20,31 +48,31 @@ public interface ICommunicator : IDisposable
     string Name { get; }
 
     /// <summary>In place: every rank's <paramref name="buffer"/> becomes the element-wise sum over ranks.</summary>
-    void AllReduceSum(TensorRef buffer, string what);
+    void AllReduceSum(TensorRef buffer, Collective what);
 
     /// <summary>Rank r receives the sum over ranks of slice r (of length recv.Length) of <paramref name="send"/>;
     /// send.Length = Size · recv.Length.</summary>
-    void ReduceScatterSum(TensorRef send, TensorRef recv, string what);
+    void ReduceScatterSum(TensorRef send, TensorRef recv, Collective what);
 
     /// <summary>recv = the concatenation of every rank's <paramref name="send"/> in rank order.</summary>
-    void AllGather(TensorRef send, TensorRef recv, string what);
+    void AllGather(TensorRef send, TensorRef recv, Collective what);
 
     /// <summary>Every rank's <paramref name="buffer"/> becomes <paramref name="root"/>'s.</summary>
-    void Broadcast(TensorRef buffer, int root, string what);
+    void Broadcast(TensorRef buffer, int root, Collective what);
 
     /// <summary>Host values: every rank's <paramref name="values"/> become the sum over ranks. The result is the
     /// same on every rank (the reduction runs once and is broadcast).</summary>
-    void AllReduceSum(Span<double> values, string what);
+    void AllReduceSum(Span<double> values, Collective what);
 
     /// <summary>Host values: <paramref name="all"/>[r] = rank r's <paramref name="mine"/>.</summary>
-    void AllGather(ulong mine, Span<ulong> all, string what);
+    void AllGather(ulong mine, Span<ulong> all, Collective what);
 
     /// <summary>Host bytes: every rank's <paramref name="bytes"/> become <paramref name="root"/>'s (same length on every rank).</summary>
-    void Broadcast(Span<byte> bytes, int root, string what);
+    void Broadcast(Span<byte> bytes, int root, Collective what);
 
     /// <summary>Returns when every rank has called it. <paramref name="timeout"/> overrides the communicator's
     /// (a barrier that waits for rank 0's data preparation may need longer); <see cref="Timeout.InfiniteTimeSpan"/>: none.</summary>
-    void Barrier(string what, TimeSpan? timeout = null);
+    void Barrier(Collective what, TimeSpan? timeout = null);
 
     /// <summary>Ends every rank of the job now with <paramref name="exitCode"/>, after printing <paramref name="reason"/>.</summary>
     void Abort(int exitCode, string reason);
@@ -59,9 +87,9 @@ public sealed class SingleProcessCommunicator : ICommunicator
     public int Size => 1;
     public string Name => "single process";
 
-    public void AllReduceSum(TensorRef buffer, string what) { }
+    public void AllReduceSum(TensorRef buffer, Collective what) { }
 
-    public void ReduceScatterSum(TensorRef send, TensorRef recv, string what)
+    public void ReduceScatterSum(TensorRef send, TensorRef recv, Collective what)
     {
         if (send.Length != recv.Length)
             throw new ArgumentException($"{what}: a world of 1 reduce-scatters {send.Length} elements into {recv.Length}");
@@ -69,17 +97,17 @@ public sealed class SingleProcessCommunicator : ICommunicator
             throw new NotSupportedException($"{what}: a single-process reduce-scatter must be in place (no backend to copy with)");
     }
 
-    public void AllGather(TensorRef send, TensorRef recv, string what) => ReduceScatterSum(send, recv, what);
+    public void AllGather(TensorRef send, TensorRef recv, Collective what) => ReduceScatterSum(send, recv, what);
 
-    public void Broadcast(TensorRef buffer, int root, string what) => CheckRoot(root);
+    public void Broadcast(TensorRef buffer, int root, Collective what) => CheckRoot(root);
 
-    public void AllReduceSum(Span<double> values, string what) { }
+    public void AllReduceSum(Span<double> values, Collective what) { }
 
-    public void AllGather(ulong mine, Span<ulong> all, string what) => all[0] = mine;
+    public void AllGather(ulong mine, Span<ulong> all, Collective what) => all[0] = mine;
 
-    public void Broadcast(Span<byte> bytes, int root, string what) => CheckRoot(root);
+    public void Broadcast(Span<byte> bytes, int root, Collective what) => CheckRoot(root);
 
-    public void Barrier(string what, TimeSpan? timeout = null) { }
+    public void Barrier(Collective what, TimeSpan? timeout = null) { }
 
     public void Abort(int exitCode, string reason)
     {

@@ -30,7 +30,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
     private readonly nint _world, _float, _double, _uint64, _byte, _sum;
     private readonly Thread _watchdog;
     private long _deadlineTicks; // Stopwatch ticks; 0: nothing in flight
-    private string _inFlight = "";
+    private Collective _inFlight = "";
     private TimeSpan _inFlightLimit;
     private volatile bool _disposed;
 
@@ -89,7 +89,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
     /// <summary>How long one collective may take before the job is aborted.</summary>
     public TimeSpan Timeout { get; set; }
 
-    public void AllReduceSum(TensorRef buffer, string what)
+    public void AllReduceSum(TensorRef buffer, Collective what)
     {
         RequireF32(buffer, what);
         Arm(what, null);
@@ -104,7 +104,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         finally { Disarm(); }
     }
 
-    public void ReduceScatterSum(TensorRef send, TensorRef recv, string what)
+    public void ReduceScatterSum(TensorRef send, TensorRef recv, Collective what)
     {
         RequireF32(send, what);
         RequireF32(recv, what);
@@ -116,7 +116,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         finally { Disarm(); }
     }
 
-    public void AllGather(TensorRef send, TensorRef recv, string what)
+    public void AllGather(TensorRef send, TensorRef recv, Collective what)
     {
         RequireF32(send, what);
         RequireF32(recv, what);
@@ -128,7 +128,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         finally { Disarm(); }
     }
 
-    public void Broadcast(TensorRef buffer, int root, string what)
+    public void Broadcast(TensorRef buffer, int root, Collective what)
     {
         CheckRoot(root);
         if (buffer.IsNull) throw new ArgumentException($"{what}: null buffer");
@@ -145,7 +145,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         finally { Disarm(); }
     }
 
-    public void AllReduceSum(Span<double> values, string what)
+    public void AllReduceSum(Span<double> values, Collective what)
     {
         // Reduce once, then broadcast, so that every rank holds the same bits whatever algorithm MPI picks.
         fixed (double* p = values)
@@ -160,7 +160,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         }
     }
 
-    public void AllGather(ulong mine, Span<ulong> all, string what)
+    public void AllGather(ulong mine, Span<ulong> all, Collective what)
     {
         if (all.Length != Size) throw new ArgumentException($"{what}: {all.Length} slots for {Size} ranks");
         fixed (ulong* p = all)
@@ -171,7 +171,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         }
     }
 
-    public void Broadcast(Span<byte> bytes, int root, string what)
+    public void Broadcast(Span<byte> bytes, int root, Collective what)
     {
         CheckRoot(root);
         fixed (byte* p = bytes)
@@ -182,7 +182,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         }
     }
 
-    public void Barrier(string what, TimeSpan? timeout = null)
+    public void Barrier(Collective what, TimeSpan? timeout = null)
     {
         Arm(what, timeout);
         try { Check(MPI_Barrier(_world), "MPI_Barrier"); }
@@ -198,7 +198,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
     }
 
     /// <summary>Starts the watchdog's clock for one collective; <see cref="Disarm"/> stops it.</summary>
-    private void Arm(string what, TimeSpan? timeout)
+    private void Arm(Collective what, TimeSpan? timeout)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var limit = timeout ?? Timeout;
@@ -228,7 +228,7 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         if ((uint)root >= (uint)Size) throw new ArgumentOutOfRangeException(nameof(root), root, $"root must be a rank in [0, {Size})");
     }
 
-    private static void RequireF32(TensorRef t, string what)
+    private static void RequireF32(TensorRef t, Collective what)
     {
         if (t.IsNull || t.DType != DType.F32) throw new ArgumentException($"{what}: the MPI communicator reduces F32 host tensors, got {t}");
     }

@@ -148,7 +148,7 @@ public sealed class Trainer : IDisposable
         if (ranks > 1)
         {
             Span<double> total = [weightTotal];
-            _comm.AllReduceSum(total, $"the MLM weight total of step {Step}");
+            _comm.AllReduceSum(total, new Collective("the MLM weight total", Step));
             weightTotal = (float)total[0]; // a sum of integer counts: exact
         }
         BatchObserver?.Invoke(Step, host);
@@ -185,14 +185,10 @@ public sealed class Trainer : IDisposable
     {
         if (_comm.Size == 1) return;
         ulong mine = ReplicaHash();
-        Span<ulong> all = stackalloc ulong[_comm.Size];
-        _comm.AllGather(mine, all, $"the replica check {when}");
-        var differing = new List<int>();
-        for (int r = 1; r < all.Length; r++)
-            if (all[r] != all[0]) differing.Add(r);
+        var differing = _comm.RanksDifferingFromRankZero(mine, $"the replica check {when}");
         if (differing.Count > 0)
             throw new ReplicaMismatchException($"step {Step}: the weights, AdamW moments or data cursors of rank(s) {string.Join(", ", differing)} " +
-                $"differ from rank 0's {when} (hash {all[0]:x16}); the ranks no longer train one model");
+                $"differ from rank 0's {when}; the ranks no longer train one model");
     }
 
     /// <summary>XxHash64 of the weights, the AdamW moments, the step and the data cursors on this rank.</summary>
@@ -260,7 +256,7 @@ public sealed class Trainer : IDisposable
         public void Reduce(ICommunicator communicator, long step)
         {
             Span<double> v = [MlmLoss, NspLoss, MlmCorrect, MlmCount, NspCorrect, NspCount, Tokens, Stop ? 1 : 0];
-            communicator.AllReduceSum(v, $"the metrics reduction of step {step}");
+            communicator.AllReduceSum(v, new Collective("the metrics reduction", step));
             (MlmLoss, NspLoss, MlmCorrect, MlmCount, NspCorrect, NspCount, Tokens) = (v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
             Stop = v[7] > 0;
         }

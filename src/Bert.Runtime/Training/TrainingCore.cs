@@ -95,7 +95,7 @@ public sealed class TrainingCore : IDisposable
 
         if (Communicator.Size > 1)
         {
-            Communicator.AllReduceSum(Model.Gradients.View, $"the gradient all-reduce of step {step}");
+            Communicator.AllReduceSum(Model.Gradients.View, new Collective("the gradient all-reduce", step));
             task.Reduce(Communicator, step);
         }
 

@@ -21,7 +21,7 @@ public class ReplicaCheckTests
         public int Size => 2;
         public string Name => "mirror";
 
-        public void AllReduceSum(TensorRef buffer, string what)
+        public void AllReduceSum(TensorRef buffer, Collective what)
         {
             Calls.Add("tensor " + what);
             var host = new float[buffer.Length];
@@ -30,26 +30,26 @@ public class ReplicaCheckTests
             backend.Upload<float>(buffer, host);
         }
 
-        public void AllReduceSum(Span<double> values, string what)
+        public void AllReduceSum(Span<double> values, Collective what)
         {
             Calls.Add("host " + what);
-            bool stopSlot = what.StartsWith("the metrics", StringComparison.Ordinal);
+            bool stopSlot = what.What.StartsWith("the metrics", StringComparison.Ordinal);
             for (int i = 0; i < values.Length; i++) values[i] *= 2;
             if (stopSlot && OtherRankStops) values[^1] += 1;
         }
 
-        public void AllGather(ulong mine, Span<ulong> all, string what)
+        public void AllGather(ulong mine, Span<ulong> all, Collective what)
         {
             Calls.Add("gather " + what);
             all[0] = mine;
             all[1] = mine ^ OtherRankHashXor;
         }
 
-        public void Broadcast(TensorRef buffer, int root, string what) => Calls.Add("broadcast " + what);
-        public void ReduceScatterSum(TensorRef send, TensorRef recv, string what) => throw new NotSupportedException();
-        public void AllGather(TensorRef send, TensorRef recv, string what) => throw new NotSupportedException();
-        public void Broadcast(Span<byte> bytes, int root, string what) => throw new NotSupportedException();
-        public void Barrier(string what, TimeSpan? timeout = null) => Calls.Add("barrier " + what);
+        public void Broadcast(TensorRef buffer, int root, Collective what) => Calls.Add("broadcast " + what);
+        public void ReduceScatterSum(TensorRef send, TensorRef recv, Collective what) => throw new NotSupportedException();
+        public void AllGather(TensorRef send, TensorRef recv, Collective what) => throw new NotSupportedException();
+        public void Broadcast(Span<byte> bytes, int root, Collective what) => throw new NotSupportedException();
+        public void Barrier(Collective what, TimeSpan? timeout = null) => Calls.Add("barrier " + what);
         public void Abort(int exitCode, string reason) => throw new InvalidOperationException(reason);
         public void Dispose() { }
     }
