@@ -172,6 +172,13 @@ public sealed partial class CudaBackend : IBackend
         return false;
     }
 
+    /// <inheritdoc/>
+    public void WrittenExternally(TensorRef written)
+    {
+        using var _ = Op(nameof(WrittenExternally));
+        RefreshShadow(written);
+    }
+
     /// <summary>Re-derives the shadow of whatever part of a shadowed buffer <paramref name="written"/> covers.</summary>
     private void RefreshShadow(TensorRef written)
     {

@@ -69,13 +69,17 @@ public static class PretrainCommand
             Description = "data-parallel runs: compare hashes of every rank's weights and moments every N steps (0: at the start and at each checkpoint)",
             DefaultValueFactory = _ => 0,
         };
+        var shardOptimizer = new Option<bool>("--shard-optimizer")
+        {
+            Description = "data-parallel runs: each rank keeps only its shard of the AdamW moments (ZeRO stage 1: gradients reduce-scattered, weights all-gathered)",
+        };
         var tensorBoard = new Option<bool>("--tensorboard") { Description = "also write the metrics as TensorBoard event files under OUT/tensorboard/ (--tensorboard false: off)", DefaultValueFactory = _ => true };
 
         var cmd = new Command("pretrain", "pretrain BERT (MLM + NSP); with no options, the default job on the Brown corpus")
         {
             runConfig, preset, config, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
             output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize, tensorBoard,
-            distTimeout, checkReplicas, fusedAttention,
+            distTimeout, checkReplicas, shardOptimizer, fusedAttention,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
         {
@@ -111,6 +115,7 @@ public static class PretrainCommand
             TensorBoard = r.GetValue(tensorBoard),
             DistTimeoutSeconds = r.GetValue(distTimeout),
             CheckReplicasEvery = r.GetValue(checkReplicas),
+            ShardOptimizer = r.GetValue(shardOptimizer),
         }, ct)));
         return cmd;
     }
@@ -249,7 +254,7 @@ public static class PretrainCommand
                 }
             }
 
-            using var trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), s.Seed, resume?.State, comm);
+            using var trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), s.Seed, resume?.State, comm, s.ShardOptimizer);
             resume?.RestoreOptimizer(trainer.Optimizer);
             trainer.SynchronizeReplicas();
 
@@ -259,6 +264,7 @@ public static class PretrainCommand
             log.WriteLine(string.Create(inv,
                 $"bert pretrain: {modelName} ({model.ParameterTotal:N0} parameters, vocab {vocabulary.Count}) on {backend.Name}{FusedNote(backend, maxMicro, maxSeq, modelConfig)}; {s.Steps} steps: {plan}; lr {s.LearningRate:G3}, warmup {schedule.WarmupSteps}")
                 + (comm.Size > 1 ? string.Create(inv, $"; {comm.Size} ranks over {comm.Name}, {s.Batch / comm.Size} sequences each per step") : "")
+                + (trainer.Optimizer.Shard is { } shard ? string.Create(inv, $"; AdamW moments sharded (ZeRO-1), {shard.Block:N0} parameters per rank") : "")
                 + (resume is null ? "" : $"; resuming at step {resume.Step} from {resume.Directory}"));
 
             string metricsPath = Path.Combine(s.Output, "metrics.jsonl");
@@ -282,18 +288,18 @@ public static class PretrainCommand
                     if (comm.Size > 1 && (save || (s.CheckReplicasEvery > 0 && trainer.Step % s.CheckReplicasEvery == 0)))
                         trainer.CheckReplicas($"after step {trainer.Step}");
                     // Not cancellable: a stop request ends the loop and the final save follows anyway.
-                    if (save && lead) checkpoints.Save(trainer, vocabulary, settings);
+                    if (save) checkpoints.Save(trainer, vocabulary, settings); // every rank: sharded moments are gathered
                     if (trainer.StopRequestedByAnyRank) { stopped = !trainer.Finished; break; }
                 }
                 return 0;
             });
             if (comm.Size > 1) trainer.CheckReplicas($"after step {trainer.Step}");
+            string? last = checkpoints.Save(trainer, vocabulary, settings);
             if (!lead)
             {
                 // The others have nothing to write; they end with the lead (whose evaluation runs alone).
                 return stopped && stopper.Requested ? stopper.ExitCode : ExitCodes.Ok;
             }
-            string last = checkpoints.Save(trainer, vocabulary, settings);
             Console.WriteLine($"checkpoint: {last}");
             if (!trainer.Finished || stopped)
             {
@@ -439,6 +445,8 @@ public sealed record PretrainSettings
     public double DistTimeoutSeconds { get; init; } = 600;
     /// <summary>--check-replicas: steps between comparisons of the ranks' weights (0: at the start and at checkpoints).</summary>
     public long CheckReplicasEvery { get; init; }
+    /// <summary>--shard-optimizer: ZeRO stage 1 over the ranks (ignored in a world of one).</summary>
+    public bool ShardOptimizer { get; init; }
 
     /// <summary>More worker threads than this only thrash (and creating 100,000 aborts the runtime).</summary>
     public static int MaxThreads => Math.Max(256, 4 * Environment.ProcessorCount);

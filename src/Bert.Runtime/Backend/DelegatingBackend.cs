@@ -40,6 +40,7 @@ public abstract class DelegatingBackend : IBackend
     public virtual void Copy(TensorRef destination, TensorRef source) => Inner.Copy(destination, source);
 
     public virtual void Zero(TensorRef tensor) => Inner.Zero(tensor);
+    public virtual void WrittenExternally(TensorRef written) => Inner.WrittenExternally(written);
 
     public virtual void Synchronize() => Inner.Synchronize();
 

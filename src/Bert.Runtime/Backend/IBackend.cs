@@ -59,6 +59,11 @@ public interface IBackend : IDisposable
     /// <summary>Waits for all queued work.</summary>
     void Synchronize();
 
+    /// <summary>Something other than this backend's own operations (a collective of a communicator) wrote
+    /// <paramref name="written"/>: the backend re-derives whatever it keeps of that memory (the CUDA backend's bf16
+    /// copy of the weights). Nothing to do for a backend that keeps no such copy.</summary>
+    void WrittenExternally(TensorRef written) { }
+
     // ---- GEMM ---------------------------------------------------------------------------------
 
     /// <summary>output[N,O] = act(input[N,K]·weight[O,K]ᵀ + bias[O]). preActivation[N,O] receives the

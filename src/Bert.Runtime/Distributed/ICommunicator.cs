@@ -51,10 +51,12 @@ public interface ICommunicator : IDisposable
     void AllReduceSum(TensorRef buffer, Collective what);
 
     /// <summary>Rank r receives the sum over ranks of slice r (of length recv.Length) of <paramref name="send"/>;
-    /// send.Length = Size · recv.Length.</summary>
+    /// send.Length = Size · recv.Length. In place (as NCCL defines it) when <paramref name="recv"/> is slice Rank of
+    /// <paramref name="send"/>; the other slices of send are then left undefined.</summary>
     void ReduceScatterSum(TensorRef send, TensorRef recv, Collective what);
 
-    /// <summary>recv = the concatenation of every rank's <paramref name="send"/> in rank order.</summary>
+    /// <summary>recv = the concatenation of every rank's <paramref name="send"/> in rank order. In place (as NCCL
+    /// defines it) when <paramref name="send"/> is slice Rank of <paramref name="recv"/>.</summary>
     void AllGather(TensorRef send, TensorRef recv, Collective what);
 
     /// <summary>Every rank's <paramref name="buffer"/> becomes <paramref name="root"/>'s.</summary>
@@ -97,7 +99,13 @@ public sealed class SingleProcessCommunicator : ICommunicator
             throw new NotSupportedException($"{what}: a single-process reduce-scatter must be in place (no backend to copy with)");
     }
 
-    public void AllGather(TensorRef send, TensorRef recv, Collective what) => ReduceScatterSum(send, recv, what);
+    public void AllGather(TensorRef send, TensorRef recv, Collective what)
+    {
+        if (send.Length != recv.Length)
+            throw new ArgumentException($"{what}: a world of 1 all-gathers {send.Length} elements into {recv.Length}");
+        if (send.Address != recv.Address)
+            throw new NotSupportedException($"{what}: a single-process all-gather must be in place (no backend to copy with)");
+    }
 
     public void Broadcast(TensorRef buffer, int root, Collective what) => CheckRoot(root);
 

@@ -111,8 +111,22 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         if (send.Length != recv.Length * Size)
             throw new ArgumentException($"{what}: reduce-scatter of {send.Length} elements over {Size} ranks needs {send.Length / Size}-element slices, got {recv.Length}");
         if (recv.Length > int.MaxValue) throw new ArgumentException($"{what}: {recv.Length} elements per rank exceed MPI's int count");
+        // NCCL's in-place form (recv = slice Rank of send): MPI's MPI_IN_PLACE form reads the whole buffer and leaves
+        // the result in its first slice, so the result then moves to slice Rank (host memory: the CPU backend's).
+        bool inPlace = recv.Address == send.Address + (ulong)(Rank * recv.Bytes);
         Arm(what, null);
-        try { Check(MPI_Reduce_scatter_block((void*)send.Address, (void*)recv.Address, (int)recv.Length, _float, _sum, _world), "MPI_Reduce_scatter_block"); }
+        try
+        {
+            if (inPlace)
+            {
+                Check(MPI_Reduce_scatter_block((void*)InPlace, (void*)send.Address, (int)recv.Length, _float, _sum, _world), "MPI_Reduce_scatter_block");
+                if (Rank > 0) Buffer.MemoryCopy((void*)send.Address, (void*)recv.Address, recv.Bytes, recv.Bytes);
+            }
+            else
+            {
+                Check(MPI_Reduce_scatter_block((void*)send.Address, (void*)recv.Address, (int)recv.Length, _float, _sum, _world), "MPI_Reduce_scatter_block");
+            }
+        }
         finally { Disarm(); }
     }
 
@@ -123,8 +137,10 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         if (recv.Length != send.Length * Size)
             throw new ArgumentException($"{what}: all-gather of {send.Length} elements from {Size} ranks needs {send.Length * Size}, got {recv.Length}");
         if (send.Length > int.MaxValue) throw new ArgumentException($"{what}: {send.Length} elements per rank exceed MPI's int count");
+        // In place (send = slice Rank of recv) is MPI_IN_PLACE's meaning for MPI_Allgather too.
+        bool inPlace = send.Address == recv.Address + (ulong)(Rank * send.Bytes);
         Arm(what, null);
-        try { Check(MPI_Allgather((void*)send.Address, (int)send.Length, _float, (void*)recv.Address, (int)send.Length, _float, _world), "MPI_Allgather"); }
+        try { Check(MPI_Allgather(inPlace ? (void*)InPlace : (void*)send.Address, (int)send.Length, _float, (void*)recv.Address, (int)send.Length, _float, _world), "MPI_Allgather"); }
         finally { Disarm(); }
     }
 

@@ -53,7 +53,8 @@ public sealed class Trainer : IDisposable
 
     /// <param name="datasets">Phase name → its dataset (sequence length and max predictions must match).</param>
     public Trainer(BertModelBase model, IReadOnlyList<Phase> phases, IReadOnlyDictionary<string, PretrainingDataset> datasets,
-        LearningRateSchedule schedule, AdamWOptions adam, ulong seed, TrainerState? resume = null, ICommunicator? communicator = null)
+        LearningRateSchedule schedule, AdamWOptions adam, ulong seed, TrainerState? resume = null, ICommunicator? communicator = null,
+        bool shardOptimizer = false)
     {
         _model = model;
         _phases = phases;
@@ -91,7 +92,7 @@ public sealed class Trainer : IDisposable
         if (resume is not null && resume.Seed != seed)
             throw new ResumeStateException($"the checkpoint's trainer state was trained with seed {resume.Seed}, this run has seed {seed}; " +
                 "resume with the same --seed (dropout and data order derive from it)");
-        _core = new TrainingCore(model, adam, schedule, _comm);
+        _core = new TrainingCore(model, adam, schedule, _comm, shardOptimizer);
         Step = resume?.Step ?? 0;
         _device = new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
         _task = new PretrainingStep(this);
@@ -168,18 +169,24 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>Data-parallel start: every rank takes rank 0's weights and AdamW moments (initialized or restored
-    /// there), then <see cref="CheckReplicas"/>. A no-op in a world of one.</summary>
+    /// there), then <see cref="CheckReplicas"/>. A no-op in a world of one. With sharded moments each rank keeps its
+    /// own shard (zero, or restored from the checkpoint every rank read).</summary>
     public void SynchronizeReplicas()
     {
         if (_comm.Size == 1) return;
         _comm.Broadcast(_model.Parameters.View, 0, "the broadcast of rank 0's weights");
-        _comm.Broadcast(Optimizer.M.View, 0, "the broadcast of rank 0's AdamW first moments");
-        _comm.Broadcast(Optimizer.V.View, 0, "the broadcast of rank 0's AdamW second moments");
+        _model.Backend.WrittenExternally(_model.Parameters.View);
+        if (Optimizer.Shard is null)
+        {
+            _comm.Broadcast(Optimizer.M.View, 0, "the broadcast of rank 0's AdamW first moments");
+            _comm.Broadcast(Optimizer.V.View, 0, "the broadcast of rank 0's AdamW second moments");
+        }
         CheckReplicas("after the broadcast from rank 0");
     }
 
     /// <summary>Data-parallel check: hashes this rank's weights, AdamW moments and data cursors (XxHash64 of their bytes)
-    /// and compares the hashes of all ranks; every rank must hold bit-identical copies.</summary>
+    /// and compares the hashes of all ranks; every rank must hold bit-identical copies. Sharded moments are disjoint
+    /// (each rank holds its own), so only the weights, step and cursors are compared then.</summary>
     /// <exception cref="ReplicaMismatchException">Some rank's copy differs from rank 0's.</exception>
     public void CheckReplicas(string when)
     {
@@ -191,12 +198,12 @@ public sealed class Trainer : IDisposable
                 $"differ from rank 0's {when}; the ranks no longer train one model");
     }
 
-    /// <summary>XxHash64 of the weights, the AdamW moments, the step and the data cursors on this rank.</summary>
+    /// <summary>XxHash64 of the weights, the AdamW moments (unless sharded), the step and the data cursors on this rank.</summary>
     public ulong ReplicaHash()
     {
         var hash = new XxHash64();
         var host = new float[_model.ParameterTotal];
-        foreach (var buffer in new[] { _model.Parameters, Optimizer.M, Optimizer.V })
+        foreach (var buffer in Optimizer.Shard is null ? new[] { _model.Parameters, Optimizer.M, Optimizer.V } : new[] { _model.Parameters })
         {
             _model.Backend.Download<float>(host, buffer.View);
             hash.Append(System.Runtime.InteropServices.MemoryMarshal.AsBytes(host.AsSpan()));

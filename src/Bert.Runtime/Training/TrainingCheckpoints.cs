@@ -39,15 +39,9 @@ public sealed class ResumePoint
     /// <summary>F32[ParameterTotal] second moments.</summary>
     public float[] AdamV { get; }
 
-    /// <summary>Uploads the moments into the trainer's optimizer (after the trainer is built).</summary>
-    public void RestoreOptimizer(AdamWOptimizer optimizer)
-    {
-        if (optimizer.M.Length != AdamM.Length)
-            throw new ArgumentException($"the optimizer holds {optimizer.M.Length} parameters, the checkpoint {AdamM.Length}", nameof(optimizer));
-        var backend = optimizer.Backend;
-        backend.Upload<float>(optimizer.M, AdamM);
-        backend.Upload<float>(optimizer.V, AdamV);
-    }
+    /// <summary>Uploads the moments into the trainer's optimizer (after the trainer is built); a sharded optimizer
+    /// keeps its shard of them.</summary>
+    public void RestoreOptimizer(AdamWOptimizer optimizer) => optimizer.UploadMoments(AdamM, AdamV);
 }
 
 /// <summary>
@@ -79,19 +73,23 @@ public sealed class TrainingCheckpoints
     /// <summary>Complete checkpoints, newest first.</summary>
     public IReadOnlyList<(long Step, string Directory)> Complete => CheckpointReader.ListComplete(_fs, Root);
 
-    /// <summary>Saves the trainer's model, moments and state at its current step; returns the directory.</summary>
+    /// <summary>Saves the trainer's model, moments and state at its current step; returns the directory.
+    /// Data-parallel, every rank calls it (sharded moments are gathered from all ranks first); rank 0 alone writes and
+    /// the others return null.</summary>
     /// <param name="settings">Run settings a resume must repeat (see <see cref="Load"/>).</param>
-    public string Save(Trainer trainer, Vocabulary vocabulary, IReadOnlyDictionary<string, string> settings,
+    public string? Save(Trainer trainer, Vocabulary vocabulary, IReadOnlyDictionary<string, string> settings,
         CancellationToken cancellationToken = default)
     {
         var model = trainer.Model;
         var be = model.Backend;
-        var p = new float[model.ParameterTotal];
+        bool writes = trainer.Communicator.Rank == 0;
+        if (!writes && trainer.Optimizer.Shard is null) return null;
         var m = new float[model.ParameterTotal];
         var v = new float[model.ParameterTotal];
+        trainer.Optimizer.DownloadMoments(m, v);
+        if (!writes) return null;
+        var p = new float[model.ParameterTotal];
         be.Download<float>(p, model.Parameters);
-        be.Download<float>(m, trainer.Optimizer.M);
-        be.Download<float>(v, trainer.Optimizer.V);
         return _writer.Save(new CheckpointContent
         {
             Step = trainer.Step,

@@ -48,7 +48,10 @@ public sealed class TrainingCore : IDisposable
     private readonly float[] _metrics = new float[MetricSlot.Length];
     private readonly float[] _norm = new float[1];
 
-    public TrainingCore(BertModelBase model, AdamWOptions adam, LearningRateSchedule schedule, ICommunicator? communicator = null)
+    /// <param name="shardOptimizer">With several ranks, shard the AdamW moments over them (ZeRO stage 1, see
+    /// <see cref="AdamWOptimizer"/>); the step computes the same update either way, up to the order of float sums.</param>
+    public TrainingCore(BertModelBase model, AdamWOptions adam, LearningRateSchedule schedule, ICommunicator? communicator = null,
+        bool shardOptimizer = false)
     {
         Communicator = communicator ?? SingleProcessCommunicator.Instance;
         ArgumentNullException.ThrowIfNull(model);
@@ -56,7 +59,7 @@ public sealed class TrainingCore : IDisposable
         ArgumentNullException.ThrowIfNull(schedule);
         Model = model;
         Schedule = schedule;
-        Optimizer = new AdamWOptimizer(model, adam);
+        Optimizer = new AdamWOptimizer(model, adam, shardOptimizer ? Communicator : null);
     }
 
     public BertModelBase Model { get; }
@@ -95,11 +98,11 @@ public sealed class TrainingCore : IDisposable
 
         if (Communicator.Size > 1)
         {
-            Communicator.AllReduceSum(Model.Gradients.View, new Collective("the gradient all-reduce", step));
+            Optimizer.ReduceGradients(Communicator, step);
             task.Reduce(Communicator, step);
         }
 
-        Optimizer.ComputeGradientNorm();
+        Optimizer.ComputeGradientNorm(step);
         Model.Backend.Download<float>(_norm, Optimizer.GradNormSquared);
         double gradNorm = Math.Sqrt(_norm[0]);
         double loss = task.Loss;

@@ -162,6 +162,32 @@ public class MpiTrainingTests
     }
 
     [Test]
+    public void ShardedOptimizerStateTrainsAsOneProcessAndItsCheckpointsResumeUnsharded()
+    {
+        // ZeRO-1 on 2 ranks (moments sharded, gradients reduce-scattered, weights all-gathered; --check-replicas 1
+        // compares the weights every step) against one process accumulating; then the sharded run's step-4
+        // checkpoint (whole moments, gathered) resumes in one unsharded process and must end where the sharded run did.
+        string sharded = TrainingData.NewDirectory("mpi-zero1"), one = TrainingData.NewDirectory("mpi-zero1-single"),
+            cut = TrainingData.NewDirectory("mpi-zero1-resume");
+        var r = Run(2, Args(sharded, 8, 4, "--shard-optimizer"));
+        AssertOk(r, "2 ranks, sharded");
+        Assert.That(r.Out, Does.Contain("AdamW moments sharded (ZeRO-1)"));
+        AssertOk(Run(1, Args(one, 8, 4)), "one process");
+        var (weights, where) = Difference(Final(one), Final(sharded), "model.safetensors");
+        var (moments, whereM) = Difference(Final(one), Final(sharded), "optimizer.safetensors");
+        TestContext.Out.WriteLine($"sharded 2 ranks vs one process: max |Δweight| {weights:G3} at {where}, max |Δmoment| {moments:G3} at {whereM}");
+        Assert.That(weights, Is.LessThanOrEqualTo(WeightTolerance), where);
+        Assert.That(moments, Is.LessThanOrEqualTo(WeightTolerance), "the checkpoint holds the whole gathered moments: " + whereM);
+
+        CopyDirectory(Path.Combine(sharded, "checkpoints", CheckpointWriter.DirectoryName(4)), Path.Combine(cut, "checkpoints", CheckpointWriter.DirectoryName(4)));
+        var resumed = Run(1, Args(cut, 8, 4, "--resume"));
+        AssertOk(resumed, "unsharded resume of the sharded checkpoint");
+        var (after, whereAfter) = Difference(Final(sharded), Final(cut), "model.safetensors");
+        TestContext.Out.WriteLine($"sharded → unsharded resume vs the sharded run: max |Δweight| {after:G3} at {whereAfter}");
+        Assert.That(after, Is.LessThanOrEqualTo(WeightTolerance), whereAfter);
+    }
+
+    [Test]
     public void KillingOneRankEndsTheJobAndLeavesTheNewestCheckpointIntact()
     {
         string dir = TrainingData.NewDirectory("mpi-kill");

@@ -177,7 +177,7 @@ public class ResumeTests
             }
             Assert.That(survivedAsStep4, Is.LessThan(operations / 2), "most crash points fall before the checkpoint is complete");
 
-            string last = new TrainingCheckpoints(root).Save(trainer, TrainingData.Vocab, Settings);
+            string last = new TrainingCheckpoints(root).Save(trainer, TrainingData.Vocab, Settings)!;
             Assert.That(Directory.EnumerateFileSystemEntries(root, "*", SearchOption.AllDirectories)
                 .Where(e => Path.GetFileName(e).Contains(AtomicFile.TempMarker, StringComparison.Ordinal)), Is.Empty, "no temp files after a good save");
             Assert.That(new TrainingCheckpoints(root).Complete.Select(c => c.Step), Is.EqualTo(new[] { 4L, 2L }));
@@ -207,7 +207,7 @@ public class ResumeTests
             var checkpoints = new TrainingCheckpoints(root);
             trainer.RunStep();
             trainer.RunStep();
-            string saved = checkpoints.Save(trainer, TrainingData.Vocab, Settings);
+            string saved = checkpoints.Save(trainer, TrainingData.Vocab, Settings)!;
             var files = Directory.GetFiles(saved).ToDictionary(f => Path.GetFileName(f), File.ReadAllBytes);
 
             var weight = model.Parameter(tensor);
