@@ -150,11 +150,12 @@ public sealed class AdamWOptimizer : IDisposable
 
     /// <summary>The whole moments, F32[ParameterTotal] each, into host arrays (a checkpoint). Sharded, the shards are
     /// all-gathered through a bounded device buffer (at most 4 Mi elements per rank at a time): a collective that every
-    /// rank calls.</summary>
+    /// rank calls; a rank that does not need the result (one that does not write the checkpoint) passes empty spans.</summary>
     public void DownloadMoments(Span<float> m, Span<float> v)
     {
         long total = _model.ParameterTotal;
-        if (m.Length != total || v.Length != total)
+        bool wanted = !m.IsEmpty || !v.IsEmpty;
+        if (wanted && (m.Length != total || v.Length != total) || !wanted && Shard is null && total > 0)
             throw new ArgumentException($"the moments have {total} elements each, the host arrays {m.Length} and {v.Length}");
         var be = _model.Backend;
         if (Shard is not { } s)
@@ -165,7 +166,7 @@ public sealed class AdamWOptimizer : IDisposable
         }
         long chunk = Math.Max(1, Math.Min(s.Block, 1L << 22));
         using var staging = be.Allocate(Math.Max(chunk * s.Ranks, Math.Max(s.Tail, 1)), DType.F32, "adam-gather");
-        var host = new float[chunk * s.Ranks];
+        var host = wanted ? new float[chunk * s.Ranks] : [];
         foreach (var (moments, into, name) in new[] { (M, 0, "first"), (V, 1, "second") })
         {
             var target = into == 0 ? m : v;
@@ -173,6 +174,7 @@ public sealed class AdamWOptimizer : IDisposable
             {
                 long c = Math.Min(chunk, s.Block - o);
                 _comm.AllGather(moments.Slice(o, c), staging.Slice(0, c * s.Ranks), $"the all-gather of the AdamW {name} moments");
+                if (!wanted) continue;
                 be.Download<float>(host.AsSpan(0, (int)(c * s.Ranks)), staging.Slice(0, c * s.Ranks));
                 for (int r = 0; r < s.Ranks; r++)
                     host.AsSpan((int)(r * c), (int)c).CopyTo(target.Slice((int)(s.OffsetOf(r) + o), (int)c));
@@ -181,7 +183,7 @@ public sealed class AdamWOptimizer : IDisposable
             {
                 if (s.Rank == s.Ranks - 1) be.Copy(staging.Slice(0, s.Tail), moments.Slice(s.Block, s.Tail));
                 _comm.Broadcast(staging.Slice(0, s.Tail), s.Ranks - 1, $"the broadcast of the AdamW {name} moments' tail");
-                be.Download<float>(target.Slice((int)s.Covered, (int)s.Tail), staging.Slice(0, s.Tail));
+                if (wanted) be.Download<float>(target.Slice((int)s.Covered, (int)s.Tail), staging.Slice(0, s.Tail));
             }
         }
     }

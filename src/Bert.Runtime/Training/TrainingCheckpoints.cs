@@ -84,9 +84,9 @@ public sealed class TrainingCheckpoints
         var be = model.Backend;
         bool writes = trainer.Communicator.Rank == 0;
         if (!writes && trainer.Optimizer.Shard is null) return null;
-        var m = new float[model.ParameterTotal];
-        var v = new float[model.ParameterTotal];
-        trainer.Optimizer.DownloadMoments(m, v);
+        var m = writes ? new float[model.ParameterTotal] : [];
+        var v = writes ? new float[model.ParameterTotal] : [];
+        trainer.Optimizer.DownloadMoments(m, v); // sharded: a collective, in which only rank 0 keeps the result
         if (!writes) return null;
         var p = new float[model.ParameterTotal];
         be.Download<float>(p, model.Parameters);

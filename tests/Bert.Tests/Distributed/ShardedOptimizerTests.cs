@@ -137,6 +137,11 @@ public class ShardedOptimizerTests
             adam.DownloadMoments(m2, v2);
             Assert.That(m2, Is.EqualTo(m));
             Assert.That(v2, Is.EqualTo(v));
+            // A checkpoint: only rank 0 keeps what the others send.
+            var m3 = comm.Rank == 0 ? new float[m.Length] : [];
+            var v3 = comm.Rank == 0 ? new float[m.Length] : [];
+            adam.DownloadMoments(m3, v3);
+            if (comm.Rank == 0) Assert.That((m3, v3), Is.EqualTo((m, v)));
             Assert.Throws<ArgumentException>(() => adam.UploadMoments(m.AsSpan(1), v));
         });
     }
