@@ -143,6 +143,7 @@ public class DelegatingBackendTests
         public void Copy(TensorRef destination, TensorRef source) => Hit(nameof(Copy));
         public void Zero(TensorRef tensor) => Hit(nameof(Zero));
         public void Synchronize() => Hit(nameof(Synchronize));
+        public void WrittenExternally(TensorRef written) => Hit(nameof(WrittenExternally));
 
         public void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
             int rows, int inFeatures, int outFeatures, Activation activation) => Hit(nameof(Linear));
