@@ -17,6 +17,9 @@ namespace Bert.Cli.Commands;
 /// </summary>
 public static class PretrainCommand
 {
+    /// <summary>The options' defaults: one place, the settings record's initializers.</summary>
+    private static readonly PretrainSettings D = new();
+
     public static Command Create()
     {
         var runConfig = new Option<string?>("--config") { Description = "a JSON file of options (keys are option names: {\"steps\": 1000, \"lr\": 1e-4, ...}); options on the command line override it" };
@@ -25,16 +28,16 @@ public static class PretrainCommand
         {
             Description = "a HuggingFace BERT config.json giving the model's sizes (any: layers, hidden, heads, intermediate, positions, segments, activation, dropouts); vocab_size follows the vocabulary",
         };
-        var steps = new Option<long>("--steps") { Description = "optimizer steps in all (both phases)", DefaultValueFactory = _ => 2400 };
-        var batch = new Option<int>("--batch") { Description = "sequences per optimizer step at S=128 (256 at full scale)", DefaultValueFactory = _ => 32 };
-        var micro = new Option<int?>("--micro-batch") { Description = "sequences per forward/backward at S=128; gradients accumulate to --batch (default: --batch)" };
-        var batchLong = new Option<int>("--batch-long") { Description = "sequences per optimizer step at S=512", DefaultValueFactory = _ => 8 };
-        var microLong = new Option<int?>("--micro-batch-long") { Description = "sequences per forward/backward at S=512 (default: --batch-long)" };
-        var lr = new Option<double>("--lr") { Description = "peak learning rate (BERT: 1e-4)", DefaultValueFactory = _ => 1e-3 };
+        var steps = new Option<long>("--steps") { Description = "optimizer steps in all (both phases)", DefaultValueFactory = _ => D.Steps };
+        var batch = new Option<int>("--batch") { Description = "sequences per optimizer step in the short phase (BERT: 256 at S=128)", DefaultValueFactory = _ => D.Batch };
+        var micro = new Option<int?>("--micro-batch") { Description = "sequences per forward/backward in the short phase; gradients accumulate to --batch (default: --batch)" };
+        var batchLong = new Option<int>("--batch-long") { Description = "sequences per optimizer step in the long phase", DefaultValueFactory = _ => D.BatchLong };
+        var microLong = new Option<int?>("--micro-batch-long") { Description = "sequences per forward/backward in the long phase (default: --batch-long)" };
+        var lr = new Option<double>("--lr") { Description = "peak learning rate (BERT: 1e-4)", DefaultValueFactory = _ => D.LearningRate };
         var warmup = new Option<long?>("--warmup") { Description = "linear warmup steps (BERT: 10000 of 1M; default 10% of --steps)" };
-        var longFraction = new Option<double>("--long-fraction") { Description = "fraction of steps at the long sequence length (BERT: 0.1)", DefaultValueFactory = _ => 0.1 };
-        var seq = new Option<int>("--seq") { Description = "short phase sequence length", DefaultValueFactory = _ => 128 };
-        var seqLong = new Option<int>("--seq-long") { Description = "long phase sequence length", DefaultValueFactory = _ => 512 };
+        var longFraction = new Option<double>("--long-fraction") { Description = "fraction of steps at the long sequence length (BERT: 0.1)", DefaultValueFactory = _ => D.LongFraction };
+        var seq = new Option<int>("--seq") { Description = "short phase sequence length (BERT: 128; the default job: 32)", DefaultValueFactory = _ => D.Seq };
+        var seqLong = new Option<int>("--seq-long") { Description = "long phase sequence length (BERT: 512; the default job: 128)", DefaultValueFactory = _ => D.SeqLong };
         var data = new Option<string[]?>("--data")
         {
             Description = "dataset roots holding seqS/ directories made by `bert prepare`, trained on together (default: the Brown corpus)",
@@ -44,36 +47,36 @@ public static class PretrainCommand
         var vocab = new Option<string?>("--vocab") { Description = "vocab.txt the datasets were made with (required with --data); with --corpus, a vocabulary to use instead of learning one" };
         var corpus = new Option<string[]?>("--corpus")
         {
-            Description = "text files (one sentence per line, blank line between documents): learn a vocabulary, write S=128/512 datasets under OUT/corpus/ (every 20th document held out), then train",
+            Description = "text files (one sentence per line, blank line between documents): learn a vocabulary, write datasets at --seq and --seq-long under OUT/corpus/ (every 20th document held out), then train",
             AllowMultipleArgumentsPerToken = true,
         };
-        var output = new Option<string>("--out") { Description = "run directory: checkpoints/, metrics.jsonl, loss.png", DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
+        var output = new Option<string>("--out") { Description = "run directory: checkpoints/, metrics.jsonl, loss.png", DefaultValueFactory = _ => D.Output };
         var resume = new Option<bool>("--resume") { Description = "continue from the newest complete checkpoint in --out" };
-        var seed = new Option<ulong>("--seed") { Description = "seed of initialization, dropout and data order", DefaultValueFactory = _ => 42UL };
-        var threads = new Option<int>("--threads") { Description = "CPU threads (0: all cores)", DefaultValueFactory = _ => 0 };
-        var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => "auto" };
+        var seed = new Option<ulong>("--seed") { Description = "seed of initialization, dropout and data order", DefaultValueFactory = _ => D.Seed };
+        var threads = new Option<int>("--threads") { Description = "CPU threads (0: all cores)", DefaultValueFactory = _ => D.Threads };
+        var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => D.Device };
         var precision = Backends.PrecisionOption();
         var fusedAttention = Backends.FusedAttentionOption();
-        var checkpointEvery = new Option<long>("--checkpoint-every") { Description = "steps between checkpoints (0: only at the end)", DefaultValueFactory = _ => 100 };
-        var keep = new Option<int>("--keep") { Description = "checkpoints kept", DefaultValueFactory = _ => 3 };
-        var evalSequences = new Option<long>("--eval-sequences") { Description = "held-out sequences evaluated at the end (0: none)", DefaultValueFactory = _ => 2000 };
-        var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (default corpus cache)", DefaultValueFactory = _ => "data" };
-        var vocabSize = new Option<int>("--vocab-size") { Description = "vocabulary learned for the default corpus", DefaultValueFactory = _ => 8000 };
+        var checkpointEvery = new Option<long>("--checkpoint-every") { Description = "steps between checkpoints (0: only at the end)", DefaultValueFactory = _ => D.CheckpointEvery };
+        var keep = new Option<int>("--keep") { Description = "checkpoints kept", DefaultValueFactory = _ => D.Keep };
+        var evalSequences = new Option<long>("--eval-sequences") { Description = "held-out sequences evaluated at the end (0: none)", DefaultValueFactory = _ => D.EvalSequences };
+        var dataRoot = new Option<string>("--data-root") { Description = "where setup.sh put the corpora (default corpus cache)", DefaultValueFactory = _ => D.DataRoot };
+        var vocabSize = new Option<int>("--vocab-size") { Description = "vocabulary learned for the default corpus", DefaultValueFactory = _ => D.VocabSize };
         var distTimeout = new Option<double>("--dist-timeout")
         {
             Description = "data-parallel runs: seconds one collective may wait for the other ranks before the job is aborted (a rank died or hangs)",
-            DefaultValueFactory = _ => 600,
+            DefaultValueFactory = _ => D.DistTimeoutSeconds,
         };
         var checkReplicas = new Option<long>("--check-replicas")
         {
             Description = "data-parallel runs: compare hashes of every rank's weights and moments every N steps (0: at the start and at each checkpoint)",
-            DefaultValueFactory = _ => 0,
+            DefaultValueFactory = _ => D.CheckReplicasEvery,
         };
         var shardOptimizer = new Option<bool>("--shard-optimizer")
         {
             Description = "data-parallel runs: each rank keeps only its shard of the AdamW moments (ZeRO stage 1: gradients reduce-scattered, weights all-gathered)",
         };
-        var tensorBoard = new Option<bool>("--tensorboard") { Description = "also write the metrics as TensorBoard event files under OUT/tensorboard/ (--tensorboard false: off)", DefaultValueFactory = _ => true };
+        var tensorBoard = new Option<bool>("--tensorboard") { Description = "also write the metrics as TensorBoard event files under OUT/tensorboard/ (--tensorboard false: off)", DefaultValueFactory = _ => D.TensorBoard };
 
         var cmd = new Command("pretrain", "pretrain BERT (MLM + NSP); with no options, the default job on the Brown corpus")
         {
@@ -393,10 +396,22 @@ public static class PretrainCommand
         if (s.Vocab is null) throw new UserException("--data needs --vocab (the vocab.txt the datasets were made with)");
         var vocabulary = Vocabulary.Load(s.Vocab);
         var roots = s.Data.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries);
-        var train = lengths.ToDictionary(l => l, l => roots.Select(r => PretrainingDataBuilder.DatasetDirectory(r, l)).ToArray());
+        var train = lengths.ToDictionary(l => l, l => roots.Select(r => DatasetAt("--data", r, l)).ToArray());
         var held = s.HeldOut is null ? new Dictionary<int, string>()
-            : lengths.ToDictionary(l => l, l => PretrainingDataBuilder.DatasetDirectory(s.HeldOut, l));
+            : lengths.ToDictionary(l => l, l => DatasetAt("--heldout", s.HeldOut, l));
         return (vocabulary, train, held);
+    }
+
+    /// <summary>The seqS/ directory of a dataset root; when it is missing, an error naming the lengths the root has
+    /// (datasets made for BERT's 128/512 need --seq 128 --seq-long 512: the defaults are the default job's 32/128).</summary>
+    private static string DatasetAt(string option, string root, int seqLength)
+    {
+        string dir = PretrainingDataBuilder.DatasetDirectory(root, seqLength);
+        if (Directory.Exists(dir) || !Directory.Exists(root)) return dir;
+        var have = Directory.GetDirectories(root, "seq*").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray();
+        throw new UserException(
+            $"{option} {root}: {dir} not found (the root has {(have.Length == 0 ? "no seqS/ dataset" : string.Join(", ", have))}); " +
+            "pass --seq and --seq-long matching the lengths it was prepared at (the defaults, 32 and 128, are the default job's)", ExitCodes.BadInput);
     }
 
 }
@@ -408,16 +423,16 @@ public sealed record PretrainSettings
     public string? Preset { get; init; }
     /// <summary>--model-config: a HuggingFace config.json with the model's sizes.</summary>
     public string? ModelConfig { get; init; }
-    public long Steps { get; init; } = 2400;
+    public long Steps { get; init; } = 5500;
     public int Batch { get; init; } = 32;
     public int MicroBatch { get; init; } = 32;
-    public int BatchLong { get; init; } = 8;
-    public int MicroBatchLong { get; init; } = 8;
+    public int BatchLong { get; init; } = 32;
+    public int MicroBatchLong { get; init; } = 32;
     public double LearningRate { get; init; } = 1e-3;
     public long? Warmup { get; init; }
-    public double LongFraction { get; init; } = 0.1;
-    public int Seq { get; init; } = 128;
-    public int SeqLong { get; init; } = 512;
+    public double LongFraction { get; init; } = 0.15;
+    public int Seq { get; init; } = 32;
+    public int SeqLong { get; init; } = 128;
     /// <summary>--data: dataset roots, separated by <see cref="Path.PathSeparator"/> when several.</summary>
     public string? Data { get; init; }
     public string? HeldOut { get; init; }
