@@ -168,6 +168,12 @@ if want ptxas; then
     grep -c "Compiling entry" "$out/ptxas.log" | sed 's/^/   kernels compiled by ptxas: /' | tee -a "$out/summary.log"
   fi
 fi
+# Issue 12's evidence: summary.json / summary.md (one object per configuration and variant, beside the peer).
+if [[ "${DRY_RUN:-0}" != 1 ]] && ls "$out"/*bench*.json > /dev/null 2>&1; then
+  log "summary.json (bench/gpu/summarize.py)"
+  python3 bench/gpu/summarize.py "$out" --commit "$commit" 2>&1 | tee -a "$out/summary.log"
+  cp "$out/summary.json" "$out/summary.md" "$final/" 2>/dev/null
+fi
 log "done"
-(cd "$out" && tar -czf "$final/logs.tar.gz" ./*.log ./*.json 2>/dev/null)
+(cd "$out" && tar -czf "$final/logs.tar.gz" ./*.log ./*.json ./*.md 2>/dev/null)
 cp "$out/summary.log" "$final/summary.log"
