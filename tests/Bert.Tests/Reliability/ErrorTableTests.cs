@@ -166,6 +166,7 @@ public class ErrorTableTests
         C("dataset: not a shard", ExitCodes.BadInput, PretrainOn("{d}/data-magic", Vocab), "{d}/data-magic/seq16/shard-00000.bin", "magic = \"XERTSHRD\""),
         C("dataset: header corrupted", ExitCodes.BadInput, PretrainOn("{d}/data-header", Vocab), "{d}/data-header/seq16/shard-00000.bin", "header checksum"),
         C("dataset: another vocabulary", ExitCodes.BadInput, PretrainOn(Data, "{d}/vocab-other.txt"), "{d}/data/seq16/shard-00000.bin", "vocab_hash", "{d}/vocab-other.txt"),
+        C("dataset: long phase missing", ExitCodes.BadInput, PretrainOn("{d}/data-short", Vocab), "{d}/data-short/seq32 not found", "the root has seq16", "--seq-long"),
         C("dataset: other max predictions", ExitCodes.BadInput, PretrainOn("{d}/data-p3", Vocab), "{d}/data-p3/seq16", "max_predictions 3", "--max-predictions 4"),
         C("prepare: output holds other files", ExitCodes.Io, ["prepare", "--corpus", Corpus, "--vocab", Vocab, "--out", "{d}/occupied", "--seq", "16"],
             "{d}/occupied/seq16", "refusing to replace", "notes.txt"),
@@ -245,6 +246,7 @@ public class ErrorTableTests
         foreach (var name in new[] { "data-flip", "data-trunc", "data-magic", "data-header" })
         {
             Dataset(F(name), 16);
+            Dataset(F(name), 32); // the long phase is intact: the error must come from seq16
             string shard = Path.Combine(F(name), "seq16", "shard-00000.bin");
             var bytes = File.ReadAllBytes(shard);
             switch (name)
@@ -257,7 +259,10 @@ public class ErrorTableTests
             File.WriteAllBytes(shard, bytes);
         }
         Directory.CreateDirectory(Path.Combine(F("data-empty"), "seq16"));
+        Dataset(F("data-empty"), 32);
         Dataset(F("data-p3"), 16, predictions: 3);
+        Dataset(F("data-p3"), 32, predictions: 3);
+        Dataset(F("data-short"), 16);
         Directory.CreateDirectory(Path.Combine(F("occupied"), "seq16"));
         File.WriteAllText(Path.Combine(F("occupied"), "seq16", "notes.txt"), "mine");
 
