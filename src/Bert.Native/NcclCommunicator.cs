@@ -40,16 +40,10 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     private nint _pinned;                // pinned host bytes, the same size
     private long _scratchBytes;
 
-    // Watchdog state: the collective being watched, its deadline (Stopwatch ticks), and a generation number that is
-    // published only after the collective's completion event is recorded (0: nothing to watch).
-    private readonly Thread _watchdog;
-    private long _armed;
-    private long _generation;
-    private long _deadlineTicks;
-    private Collective _inFlight = "";
-    private TimeSpan _inFlightLimit;
+    private readonly CollectiveWatchdog _watchdog;
+    [ThreadStatic] private static nint _watchContext; // the context current on the watchdog's thread
     private volatile bool _disposed;
-    private int _faulted;
+    private int _aborted;
 
     private NcclCommunicator(CudaDriverApi api, nint comm, int rank, int size, int version, TimeSpan timeout, IDisposable? bootstrap)
     {
@@ -75,8 +69,8 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         {
             if (failed) ReleaseNative(abort: true);
         }
-        _watchdog = new Thread(Watch) { IsBackground = true, Name = "nccl-watchdog" };
-        _watchdog.Start();
+        _watchdog = new CollectiveWatchdog(LastFinished, AsyncError, EndJob, TimeSpan.FromMilliseconds(100));
+        _watchdog.Start("nccl-watchdog");
     }
 
     /// <summary>
@@ -253,13 +247,7 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         Wait();
     }
 
-    public void Abort(int exitCode, string reason)
-    {
-        Console.Error.WriteLine($"bert: rank {Rank} of {Size}: {reason}");
-        Console.Error.Flush();
-        if (Interlocked.Exchange(ref _faulted, 1) == 0) Nccl.ncclCommAbort(_comm);
-        Environment.Exit(exitCode);
-    }
+    public void Abort(int exitCode, string reason) => EndJob(reason, exitCode);
 
     // ---- ordering and the watchdog ---------------------------------------------------------------------
 
@@ -269,25 +257,22 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         _api.MakeCurrent();
-        var limit = timeout ?? Timeout;
-        _inFlight = what;
-        _inFlightLimit = limit;
-        Volatile.Write(ref _deadlineTicks, limit == System.Threading.Timeout.InfiniteTimeSpan ? long.MaxValue : Stopwatch.GetTimestamp() + Ticks(limit));
+        long generation = _watchdog.Begin(what, timeout ?? Timeout);
         if (afterCompute)
         {
             Check(CuDriver.cuEventRecord(_computeDone, _api.Stream));
             Check(CuDriver.cuStreamWaitEvent(_stream, _computeDone, 0));
         }
-        return ++_generation;
+        return generation;
     }
 
     /// <summary>Checks one NCCL call's status; a non-blocking communicator may answer ncclInProgress while it connects
     /// lazily, and then is polled (within the deadline) before the next call.</summary>
     private void Enqueue(ncclResult_t status, string call, Collective what)
     {
-        if (status == ncclResult_t.ncclInProgress) status = WaitWhileInProgress(_comm, Volatile.Read(ref _deadlineTicks));
-        if (status == ncclResult_t.ncclInProgress) Fault($"{call} for {what} did not finish within {Seconds(_inFlightLimit)} s: another rank died or hangs (--dist-timeout); aborting the job");
-        if (status != ncclResult_t.ncclSuccess) Fault($"{Nccl.Describe(status, call, _comm)} during {what}; aborting the job");
+        if (status == ncclResult_t.ncclInProgress) status = WaitWhileInProgress(_comm, () => _watchdog.Expired);
+        if (status == ncclResult_t.ncclInProgress) FailNow($"{call}: {_watchdog.TimeoutReason()}");
+        else if (status != ncclResult_t.ncclSuccess) FailNow($"{Nccl.Describe(status, call, _comm)} during {what}; aborting the job");
     }
 
     /// <summary>Records the completion event on NCCL's stream, lets the compute stream wait for it (tensor collectives),
@@ -296,64 +281,62 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     {
         Check(CuDriver.cuEventRecord(_ncclDone, _stream));
         if (computeWaits) Check(CuDriver.cuStreamWaitEvent(_api.Stream, _ncclDone, 0));
-        Volatile.Write(ref _armed, generation);
+        _watchdog.Arm(generation);
     }
 
     /// <summary>Waits for the last collective (host values); a hang is the watchdog's to end.</summary>
     private void Wait()
     {
         var status = CuDriver.cuEventSynchronize(_ncclDone);
-        if (status != CUresult.CUDA_SUCCESS) Fault($"{Failure(status, "cuEventSynchronize").Message} after {_inFlight}; aborting the job");
+        if (status != CUresult.CUDA_SUCCESS) FailNow($"{Failure(status, "cuEventSynchronize").Message} after {_watchdog.InFlight}; aborting the job");
     }
 
-    private void Watch()
+    /// <summary>Ends the job from the calling thread (the throw is reached only if the watchdog is ending it already).</summary>
+    private void FailNow(string reason)
     {
-        bool current = false;
-        while (!_disposed)
-        {
-            Thread.Sleep(100);
-            if (_disposed) return;
-            if (!current)
-            {
-                // Event queries need the context current on this thread too.
-                current = CuDriver.cuCtxSetCurrent(_api.Context) == CUresult.CUDA_SUCCESS;
-                if (!current) continue;
-            }
-            if (Nccl.ncclCommGetAsyncError(_comm, out var async) == ncclResult_t.ncclSuccess
-                && async is not (ncclResult_t.ncclSuccess or ncclResult_t.ncclInProgress))
-                Fault($"NCCL reported {Nccl.Describe(async, "the communicator", _comm)} during {_inFlight} (a peer died or its connection broke); aborting the job");
-            long armed = Volatile.Read(ref _armed);
-            if (armed == 0) continue;
-            var query = CuDriver.cuEventQuery(_ncclDone);
-            if (query == CUresult.CUDA_SUCCESS)
-            {
-                Interlocked.CompareExchange(ref _armed, 0, armed); // a newer collective stays armed
-                continue;
-            }
-            if (query != CUresult.CUDA_ERROR_NOT_READY)
-                Fault($"{Failure(query, "cuEventQuery").Message} while waiting for {_inFlight}; aborting the job");
-            long deadline = Volatile.Read(ref _deadlineTicks);
-            if (deadline != long.MaxValue && Stopwatch.GetTimestamp() > deadline && Volatile.Read(ref _armed) == armed)
-                Fault($"{_inFlight} did not finish within {Seconds(_inFlightLimit)} s: another rank died or hangs (--dist-timeout); aborting the job");
-        }
+        _watchdog.Fault(reason);
+        throw new CommunicatorException(reason);
     }
 
-    /// <summary>Aborts the communicator (so no NCCL kernel keeps spinning) and ends the process with
-    /// <see cref="FaultExitCode"/>, naming this rank.</summary>
-    private void Fault(string reason)
+    /// <summary>The watchdog's poll: whether the event after the last collective has completed. The event query needs
+    /// the backend's context current on the watchdog's thread.</summary>
+    private bool LastFinished()
     {
-        if (Interlocked.Exchange(ref _faulted, 1) != 0)
+        if (_watchContext != _api.Context)
         {
-            Thread.Sleep(System.Threading.Timeout.Infinite); // the other thread is ending the process
-            return;
+            Check(CuDriver.cuCtxSetCurrent(_api.Context));
+            _watchContext = _api.Context;
         }
+        var query = CuDriver.cuEventQuery(_ncclDone);
+        if (query == CUresult.CUDA_ERROR_NOT_READY) return false;
+        Check(query, "cuEventQuery of the event after the last NCCL collective");
+        return true;
+    }
+
+    /// <summary>The communicator's asynchronous error (a peer died, a connection broke), or null.</summary>
+    private string? AsyncError() =>
+        Nccl.ncclCommGetAsyncError(_comm, out var async) == ncclResult_t.ncclSuccess && async is not (ncclResult_t.ncclSuccess or ncclResult_t.ncclInProgress)
+            ? $"NCCL reported {Nccl.Describe(async, "the communicator", _comm)}"
+            : null;
+
+    /// <summary>Ends the job: the reason naming this rank, ncclCommAbort (so that no NCCL kernel keeps spinning and
+    /// the peers' connections close), then exit <paramref name="exitCode"/>.</summary>
+    private void EndJob(string reason) => EndJob(reason, FaultExitCode);
+
+    private void EndJob(string reason, int exitCode)
+    {
         Console.Error.WriteLine($"bert: rank {Rank} of {Size}: {reason}");
         Console.Error.Flush();
-        Nccl.ncclCommAbort(_comm);
-        Environment.Exit(FaultExitCode);
+        if (Interlocked.Exchange(ref _aborted, 1) == 0) Nccl.ncclCommAbort(_comm);
+        Environment.Exit(exitCode);
     }
 
-    private static ncclResult_t WaitWhileInProgress(nint comm, long deadlineTicks)
+    private static ncclResult_t WaitWhileInProgress(nint comm, long deadlineTicks) =>
+        WaitWhileInProgress(comm, () => Stopwatch.GetTimestamp() > deadlineTicks);
+
+    /// <summary>Polls a non-blocking communicator until its pending call has finished or <paramref name="expired"/>;
+    /// returns ncclInProgress when it expired.</summary>
+    private static ncclResult_t WaitWhileInProgress(nint comm, Func<bool> expired)
     {
         var spin = new SpinWait();
         while (true)
@@ -361,7 +344,7 @@ public sealed unsafe class NcclCommunicator : ICommunicator
             var status = Nccl.ncclCommGetAsyncError(comm, out var state);
             if (status != ncclResult_t.ncclSuccess) return status;
             if (state != ncclResult_t.ncclInProgress) return state;
-            if (Stopwatch.GetTimestamp() > deadlineTicks) return ncclResult_t.ncclInProgress;
+            if (expired()) return ncclResult_t.ncclInProgress;
             if (spin.Count < 50) spin.SpinOnce();
             else Thread.Sleep(1);
         }
@@ -429,8 +412,8 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     {
         if (_disposed) return;
         _disposed = true;
-        _watchdog.Join();
-        if (Volatile.Read(ref _faulted) == 0) ReleaseNative(abort: false);
+        _watchdog.Dispose();
+        if (Volatile.Read(ref _aborted) == 0 && !_watchdog.Faulted) ReleaseNative(abort: false);
         _bootstrap?.Dispose();
     }
 }
