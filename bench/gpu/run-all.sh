@@ -180,7 +180,7 @@ if want nccl; then
       NCCL_DIR=${found:+$(dirname "$found")}
     fi
   fi
-  export BERT_CUDA_LIBRARY_PATH="${BERT_CUDA_LIBRARY_PATH:+$BERT_CUDA_LIBRARY_PATH:}${NCCL_DIR:-}"
+  export BERT_CUDA_LIBRARY_PATH="${BERT_CUDA_LIBRARY_PATH:+$BERT_CUDA_LIBRARY_PATH:}${NCCL_DIR:-}" NCCL_DEBUG=${NCCL_DEBUG:-WARN}
   log "nccl: libnccl.so.2 in '${NCCL_DIR:-}' ($(ls "${NCCL_DIR:-/nonexistent}"/libnccl.so* 2>/dev/null | tr '\n' ' '));" \
       "torch's NCCL $(python3 -c 'import torch; print(".".join(map(str, torch.cuda.nccl.version())))' 2>&1 | tail -n 1)"
   log "nccl: NcclBindingTests and the [Gpu] NcclGpuTests"

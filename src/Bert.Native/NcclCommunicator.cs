@@ -61,7 +61,8 @@ public sealed unsafe class NcclCommunicator : ICommunicator
             api.MakeCurrent();
             Check(CuDriver.cuStreamCreate(out _stream, CuDriver.CU_STREAM_NON_BLOCKING));
             Check(CuDriver.cuEventCreate(out _computeDone, CuDriver.CU_EVENT_DISABLE_TIMING));
-            Check(CuDriver.cuEventCreate(out _ncclDone, CuDriver.CU_EVENT_DISABLE_TIMING));
+            // Blocking sync: a rank waiting for a host value (or for rank 0's data preparation) sleeps instead of spinning.
+            Check(CuDriver.cuEventCreate(out _ncclDone, CuDriver.CU_EVENT_DISABLE_TIMING | CuDriver.CU_EVENT_BLOCKING_SYNC));
             Grow(InitialScratchBytes);
             failed = false;
         }

@@ -110,6 +110,8 @@ internal static unsafe partial class CuDriver
 
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
+    /// <summary>cuEventSynchronize yields the CPU instead of spinning.</summary>
+    public const uint CU_EVENT_BLOCKING_SYNC = 1;
     public const uint CU_EVENT_DISABLE_TIMING = 2;
 
     [LibraryImport(Lib)] public static partial CUresult cuInit(uint flags);
