@@ -101,7 +101,16 @@ internal static class NativeLibraries
         foreach (var variable in new[] { "VIRTUAL_ENV", "CONDA_PREFIX" })
         {
             if (environment(variable) is not { Length: > 0 } prefix || !Directory.Exists(Path.Combine(prefix, "lib"))) continue;
-            foreach (var python in Directory.GetDirectories(Path.Combine(prefix, "lib"), "python3*").Order(StringComparer.Ordinal))
+            string[] pythons;
+            try
+            {
+                pythons = Directory.GetDirectories(Path.Combine(prefix, "lib"), "python3*");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue; // an unreadable environment is not a place NCCL can be loaded from either
+            }
+            foreach (var python in pythons.Order(StringComparer.Ordinal))
                 foreach (var sub in new[] { "nccl", "cu13", "cu12" })
                     Add(Path.Combine(python, "site-packages", "nvidia", sub, "lib"));
         }
