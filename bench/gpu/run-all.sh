@@ -13,6 +13,9 @@
 #                      shared memory per kernel of the PTX that NVRTC wrote to the kernel cache (the kernels stage fills it).
 #                      flash (issue 12) checks the fused attention: its GPU tests, ptxas over its kernels, compute-sanitizer
 #                      memcheck and racecheck over them, and bert bench with --fused-attention off and on.
+#                      nccl (issue 15) checks data parallelism over NCCL on the one GPU: the library and its version, the
+#                      NCCL tests, a 1-rank pretrain with and without BERT_FORCE_NCCL=1 (bitwise), two ranks on the one
+#                      GPU (refused; then as two NCCL hosts), 2 ranks against 1 rank accumulating, dist-check bandwidth.
 # Check the plan:      DRY_RUN=1 STAGES="flash" bash bench/gpu/run-all.sh   (logs every command, runs none of them)
 set -uo pipefail
 # Logs go to a work folder; $OUT receives summary.log and logs.tar.gz (the device tool returns at most 8 files).
@@ -167,6 +170,66 @@ if want ptxas; then
     grep -B1 -E "[1-9][0-9]* bytes spill (stores|loads)" "$out/ptxas.log" | head -n 40 | tee -a "$out/summary.log"
     grep -c "Compiling entry" "$out/ptxas.log" | sed 's/^/   kernels compiled by ptxas: /' | tee -a "$out/summary.log"
   fi
+fi
+if want nccl; then
+  # Issue 15: data parallelism over NCCL on the one GPU. libnccl.so.2 comes from torch's nvidia-nccl wheel (NCCL_DIR overrides).
+  if [[ -z "${NCCL_DIR:-}" ]]; then
+    NCCL_DIR=$(python3 -c 'import os, nvidia.nccl as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null)
+    if [[ ! -f "$NCCL_DIR/libnccl.so.2" ]]; then
+      found=$(find / -xdev -name libnccl.so.2 -not -path '/proc/*' 2>/dev/null | head -n 1)
+      NCCL_DIR=${found:+$(dirname "$found")}
+    fi
+  fi
+  export BERT_CUDA_LIBRARY_PATH="${BERT_CUDA_LIBRARY_PATH:+$BERT_CUDA_LIBRARY_PATH:}${NCCL_DIR:-}" NCCL_DEBUG=${NCCL_DEBUG:-WARN}
+  log "nccl: libnccl.so.2 in '${NCCL_DIR:-}' ($(ls "${NCCL_DIR:-/nonexistent}"/libnccl.so* 2>/dev/null | tr '\n' ' '));" \
+      "torch's NCCL $(python3 -c 'import torch; print(".".join(map(str, torch.cuda.nccl.version())))' 2>&1 | tail -n 1)"
+  log "nccl: NcclBindingTests and the [Gpu] NcclGpuTests"
+  run "${NCCL_TESTS_LIMIT:-300}" nccl-tests.log dotnet "$app/Bert.Tests.dll" --filter "FullyQualifiedName~NcclGpuTests|FullyQualifiedName~NcclBindingTests"
+  grep -E "NCCL 2\.|^(failed|skipped|Test run summary|  total|  failed|  succeeded|  skipped)|failed .*\(" "$out/nccl-tests.log" | head -n 30 | tee -a "$out/summary.log"
+  # A small job: tiny model, global batch 8 in micro-batches of 4 (one rank accumulates 2; two ranks take 1 each).
+  nccl_pt=(pretrain --device cuda --preset tiny --steps "${NCCL_STEPS:-30}" --batch 8 --micro-batch 4 --batch-long 8 --micro-batch-long 4
+           --checkpoint-every 0 --eval-sequences 0 --tensorboard false --seed 9 --data-root data --dist-timeout 120)
+  for precision in f32 bf16; do
+    for force in 0 1; do
+      rm -rf "/tmp/nccl-pt-$precision-$force"
+      log "nccl: 1-rank pretrain $precision with BERT_FORCE_NCCL=$force"
+      run 300 nccl-pretrain.log env BERT_FORCE_NCCL=$force dotnet "$app/bert.dll" "${nccl_pt[@]}" --precision "$precision" --out "/tmp/nccl-pt-$precision-$force"
+    done
+    log "nccl: weights and moments, 1 rank without NCCL vs over NCCL ($precision; expected: bitwise identical)"
+    run 120 nccl-compare.log python3 bench/gpu/compare_checkpoints.py "/tmp/nccl-pt-$precision-0" "/tmp/nccl-pt-$precision-1"
+    tail -n 3 "$out/nccl-compare.log" | tee -a "$out/summary.log"
+  done
+  log "nccl: two ranks on the one GPU without an override (expected: refused, naming the GPU)"
+  run 120 nccl-two-ranks.log bash bench/gpu/nccl-ranks.sh 2 dotnet "$app/bert.dll" dist-check --device cuda --max-bytes 1048576 --dist-timeout 60
+  grep -E "\[rank [01]\] bert: error" "$out/nccl-two-ranks.log" | tail -n 2 | tee -a "$out/summary.log"
+  # NCCL up to 2.29 refuses two ranks on one GPU ("Duplicate GPU detected"); per-rank NCCL_HOSTIDs may make them two
+  # hosts (no shared memory, no P2P: the network transport); 2.30+ has NCCL_MULTI_RANK_GPU_ENABLE.
+  shared=""
+  for variant in "HOSTID_PER_RANK=1 NCCL_SHM_DISABLE=1 NCCL_P2P_DISABLE=1" "NCCL_MULTI_RANK_GPU_ENABLE=1"; do
+    log "nccl: two ranks on the one GPU with $variant BERT_ALLOW_SHARED_GPU=1: dist-check"
+    # shellcheck disable=SC2086
+    if run 240 nccl-two-ranks.log env $variant BERT_ALLOW_SHARED_GPU=1 NCCL_DEBUG=WARN bash bench/gpu/nccl-ranks.sh 2 \
+         dotnet "$app/bert.dll" dist-check --device cuda --max-bytes "${NCCL_MAX_BYTES:-268435456}" --iterations 5 --dist-timeout 120; then
+      shared=$variant
+      break
+    fi
+    grep -E "NCCL WARN|bert: error|rank [01] of 2" "$out/nccl-two-ranks.log" | tail -n 6 | tee -a "$out/summary.log"
+  done
+  grep -E "^\[rank 0\] (#|  *[0-9])" "$out/nccl-two-ranks.log" | tail -n 12 | tee -a "$out/summary.log"
+  if [[ -n "$shared" ]]; then
+    log "nccl: 2-rank pretrain f32 ($shared) against 1 rank accumulating (expected: within 2e-5, the CPU tests' tolerance)"
+    rm -rf /tmp/nccl-pt-f32-2ranks
+    # shellcheck disable=SC2086
+    run 400 nccl-pretrain.log env $shared BERT_ALLOW_SHARED_GPU=1 NCCL_DEBUG=WARN bash bench/gpu/nccl-ranks.sh 2 \
+      dotnet "$app/bert.dll" "${nccl_pt[@]}" --precision f32 --check-replicas 1 --out /tmp/nccl-pt-f32-2ranks
+    run 120 nccl-compare.log python3 bench/gpu/compare_checkpoints.py /tmp/nccl-pt-f32-0 /tmp/nccl-pt-f32-2ranks --tolerance 2e-5
+    tail -n 3 "$out/nccl-compare.log" | tee -a "$out/summary.log"
+  else
+    log "nccl: two ranks on one GPU did not run with either variant (see nccl-two-ranks.log); the 2-rank comparison needs two GPUs"
+  fi
+  log "nccl: dist-check over NCCL, world of one (BERT_FORCE_NCCL=1: checks the sums; bus bandwidth is 0 for one rank)"
+  run 120 nccl-dist-check.log env BERT_FORCE_NCCL=1 dotnet "$app/bert.dll" dist-check --device cuda --max-bytes 67108864 --iterations 5
+  tail -n 8 "$out/nccl-dist-check.log" | tee -a "$out/summary.log"
 fi
 # Issue 12's evidence: summary.json / summary.md (one object per configuration and variant, beside the peer).
 if [[ "${DRY_RUN:-0}" != 1 ]] && ls "$out"/*bench*.json > /dev/null 2>&1; then

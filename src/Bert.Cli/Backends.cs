@@ -58,7 +58,9 @@ public static class Backends
     /// <param name="fusedAttention">--fused-attention: off, on (fails unless it applies to this GPU and
     /// <paramref name="headDim"/>) or auto.</param>
     /// <param name="headDim">The model's head dimension (hidden / heads); read only with fusedAttention on.</param>
-    public static IBackend Create(string device, int threads, string precision = "auto", string fusedAttention = "off", int headDim = 0)
+    /// <param name="deviceOrdinal">The GPU to use (a data-parallel rank's, <see cref="DistributedRun.DeviceOrdinal"/>).</param>
+    public static IBackend Create(string device, int threads, string precision = "auto", string fusedAttention = "off", int headDim = 0,
+        int deviceOrdinal = 0)
     {
         ValidatePrecision(device, precision);
         ValidateFusedAttention(device, precision, fusedAttention);
@@ -66,6 +68,7 @@ public static class Backends
         {
             ComputeType = precision == "f32" ? DType.F32 : DType.BF16,
             FusedAttention = fusedAttention != "off",
+            DeviceOrdinal = deviceOrdinal,
         };
         IBackend backend;
         switch (device)

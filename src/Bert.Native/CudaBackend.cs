@@ -112,6 +112,9 @@ public sealed partial class CudaBackend : IBackend
     /// <summary>Libraries, kernel architecture and cache in use.</summary>
     public string Description => _api.Description;
 
+    /// <summary>The device behind the backend (a communicator on the real GPU reads its stream and context).</summary>
+    internal IDeviceApi DeviceApi => _api;
+
     public CudaBackendOptions Options => _options;
 
     // ---- memory -------------------------------------------------------------------------------

@@ -107,6 +107,19 @@ public static unsafe class CudaDevice
         };
     }
 
+    /// <summary>The number of devices the driver reports (0 without a usable driver).</summary>
+    public static int Count() => IsAvailable(out _) && CuDriver.cuDeviceGetCount(out int count) == CUresult.CUDA_SUCCESS ? count : 0;
+
+    /// <summary>Device <paramref name="ordinal"/>'s 16-byte UUID, as nvidia-smi -L prints it (GPU-…); unique across machines.</summary>
+    public static byte[] Uuid(int ordinal)
+    {
+        if (!IsAvailable(out var reason)) throw new CudaException(reason);
+        Check(CuDriver.cuDeviceGet(out int device, ordinal));
+        var uuid = new byte[16];
+        fixed (byte* p = uuid) Check(CuDriver.cuDeviceGetUuid(p, device));
+        return uuid;
+    }
+
     internal static CUresult Initialize()
     {
         lock (Gate)

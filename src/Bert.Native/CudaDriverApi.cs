@@ -93,6 +93,18 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
 
     public string Description { get; } = "";
 
+    /// <summary>The stream every op of the backend is queued on (a communicator orders its own stream after it).</summary>
+    internal nint Stream => _stream;
+
+    /// <summary>The device's primary context (NCCL's CUDA runtime shares it).</summary>
+    internal nint Context => _context;
+
+    /// <summary>The CUdevice handle.</summary>
+    internal int DeviceHandle => _device;
+
+    /// <summary>Makes the backend's context current on the calling thread.</summary>
+    internal void MakeCurrent() => EnsureCurrent();
+
     public bool SupportsLt => _cublasLt != 0;
 
     /// <summary>Releases whatever the constructor got before it failed (statuses ignored: already failing).</summary>

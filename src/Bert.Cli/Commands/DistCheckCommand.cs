@@ -19,10 +19,10 @@ public static class DistCheckCommand
         var minBytes = new Option<long>("--min-bytes") { Description = "smallest buffer", DefaultValueFactory = _ => 1024 };
         var maxBytes = new Option<long>("--max-bytes") { Description = "largest buffer (BERT-base's gradients: 440 MB)", DefaultValueFactory = _ => 64L << 20 };
         var iterations = new Option<int>("--iterations") { Description = "timed all-reduces per size (after 2 warm-up calls)", DefaultValueFactory = _ => 10 };
-        var device = new Option<string>("--device") { Description = "cpu (Open MPI); cuda (NCCL) once bound", DefaultValueFactory = _ => "cpu" };
+        var device = new Option<string>("--device") { Description = "cpu (Open MPI, launched by mpirun) or cuda (NCCL, one rank per GPU; launched by mpirun or torchrun)", DefaultValueFactory = _ => "cpu" };
         var threads = new Option<int>("--threads") { Description = "CPU threads per rank (0: the cores shared by the ranks on this machine)", DefaultValueFactory = _ => 0 };
         var timeout = new Option<double>("--dist-timeout") { Description = "seconds one collective may wait before the job is aborted", DefaultValueFactory = _ => 120 };
-        var cmd = new Command("dist-check", "all-reduce check and bandwidth of a data-parallel launch (mpirun -np N bert dist-check)")
+        var cmd = new Command("dist-check", "all-reduce check and bandwidth of a data-parallel launch (mpirun -np N bert dist-check; torchrun --no-python --nproc-per-node N bert dist-check --device cuda)")
         {
             minBytes, maxBytes, iterations, device, threads, timeout,
         };
@@ -53,7 +53,7 @@ public static class DistCheckCommand
         if (device is not ("cpu" or "cuda" or "auto")) throw new UserException($"--device {device}: choose cpu or cuda");
 
         var launch = DistributedLaunch.FromEnvironment();
-        using var backend = Backends.Create(device, DistributedRun.Threads(threads, launch), "f32");
+        using var backend = Backends.Create(device, DistributedRun.Threads(threads, launch), "f32", deviceOrdinal: DistributedRun.DeviceOrdinal(launch, device));
         using var comm = DistributedRun.Open(launch, backend, TimeSpan.FromSeconds(timeoutSeconds));
         var log = comm.Rank == 0 ? output : TextWriter.Null;
         var inv = CultureInfo.InvariantCulture;
@@ -88,6 +88,7 @@ public static class DistCheckCommand
             comm.Barrier("the barrier before timing");
             var clock = Stopwatch.StartNew();
             for (int i = 0; i < iterations; i++) comm.AllReduceSum(view, $"the all-reduce of {bytes} bytes");
+            backend.Synchronize(); // NCCL's all-reduces are queued on the GPU: the clock stops when they are done
             double seconds = clock.Elapsed.TotalSeconds / iterations;
             Array.Clear(slowest);
             slowest[comm.Rank] = seconds;

@@ -180,7 +180,8 @@ public static class PretrainCommand
             throw new UserException($"{(tooLong.SeqLength == seqShort ? "--seq" : "--seq-long")} {tooLong.SeqLength}: the {modelName} model has {modelConfig.MaxPositions} positions");
 
         // ---- device, ranks ---------------------------------------------------------------------
-        using var backend = Backends.Create(s.Device, DistributedRun.Threads(s.Threads, launch), s.Precision, s.FusedAttention, modelConfig.HeadDim);
+        using var backend = Backends.Create(s.Device, DistributedRun.Threads(s.Threads, launch), s.Precision, s.FusedAttention, modelConfig.HeadDim,
+            DistributedRun.DeviceOrdinal(launch, s.Device));
         using var comm = DistributedRun.Open(launch, backend, TimeSpan.FromSeconds(s.DistTimeoutSeconds));
         if (comm.Size > 1)
         {

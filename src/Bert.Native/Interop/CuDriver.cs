@@ -110,6 +110,8 @@ internal static unsafe partial class CuDriver
 
     public const uint CU_STREAM_NON_BLOCKING = 1;
     public const uint CU_EVENT_DEFAULT = 0;
+    /// <summary>cuEventSynchronize yields the CPU instead of spinning.</summary>
+    public const uint CU_EVENT_BLOCKING_SYNC = 1;
     public const uint CU_EVENT_DISABLE_TIMING = 2;
 
     [LibraryImport(Lib)] public static partial CUresult cuInit(uint flags);
@@ -121,6 +123,8 @@ internal static unsafe partial class CuDriver
     [LibraryImport(Lib)] public static partial CUresult cuDeviceGet(out int device, int ordinal);
     [LibraryImport(Lib)] public static partial CUresult cuDeviceGetName(byte* name, int length, int device);
     [LibraryImport(Lib)] public static partial CUresult cuDeviceGetAttribute(out int value, CUdevice_attribute attribute, int device);
+    /// <summary>The device's 16-byte UUID (CUuuid), the one nvidia-smi -L prints; unique across machines.</summary>
+    [LibraryImport(Lib, EntryPoint = "cuDeviceGetUuid_v2")] public static partial CUresult cuDeviceGetUuid(byte* uuid, int device);
     [LibraryImport(Lib, EntryPoint = "cuDeviceTotalMem_v2")] public static partial CUresult cuDeviceTotalMem(out nuint bytes, int device);
 
     [LibraryImport(Lib)] public static partial CUresult cuDevicePrimaryCtxRetain(out nint context, int device);
@@ -145,10 +149,14 @@ internal static unsafe partial class CuDriver
     [LibraryImport(Lib)] public static partial CUresult cuStreamCreate(out nint stream, uint flags);
     [LibraryImport(Lib, EntryPoint = "cuStreamDestroy_v2")] public static partial CUresult cuStreamDestroy(nint stream);
     [LibraryImport(Lib)] public static partial CUresult cuStreamSynchronize(nint stream);
+    /// <summary>Work queued on <paramref name="stream"/> after this call waits for <paramref name="evt"/>'s last record (flags 0).</summary>
+    [LibraryImport(Lib)] public static partial CUresult cuStreamWaitEvent(nint stream, nint evt, uint flags);
 
     [LibraryImport(Lib)] public static partial CUresult cuEventCreate(out nint evt, uint flags);
     [LibraryImport(Lib)] public static partial CUresult cuEventRecord(nint evt, nint stream);
     [LibraryImport(Lib)] public static partial CUresult cuEventSynchronize(nint evt);
+    /// <summary>CUDA_SUCCESS when the event's work is done, CUDA_ERROR_NOT_READY while it is not.</summary>
+    [LibraryImport(Lib)] public static partial CUresult cuEventQuery(nint evt);
     [LibraryImport(Lib)] public static partial CUresult cuEventElapsedTime(out float milliseconds, nint start, nint end);
     [LibraryImport(Lib, EntryPoint = "cuEventDestroy_v2")] public static partial CUresult cuEventDestroy(nint evt);
 

@@ -6,9 +6,10 @@ namespace Bert.Native.Interop;
 /// <summary>
 /// Finds the CUDA libraries for the <c>[LibraryImport]</c> declarations of this assembly. Each binding
 /// names a logical library (<see cref="Cuda"/>, <see cref="Cublas"/>, <see cref="CublasLt"/>,
-/// <see cref="Nvrtc"/>); the resolver tries, in order, every directory of <c>BERT_CUDA_LIBRARY_PATH</c>
+/// <see cref="Nvrtc"/>, <see cref="Nccl"/>); the resolver tries, in order, every directory of <c>BERT_CUDA_LIBRARY_PATH</c>
 /// (colon separated) with every candidate soname, then the loader's default search path with every
-/// candidate soname. Candidates go newest first (CUDA 13, then 12; NVRTC also 11.2, Debian's CUDA 11.8
+/// candidate soname (NCCL also in the directories of <see cref="NcclDirectories"/>: NCCL_HOME's and a Python
+/// environment's nvidia-nccl wheel). Candidates go newest first (CUDA 13, then 12; NVRTC also 11.2, Debian's CUDA 11.8
 /// build, so CI can compile kernels without a GPU). A miss leaves the runtime to throw
 /// <see cref="DllNotFoundException"/>; <see cref="Describe"/> says what was tried.
 /// </summary>
@@ -18,6 +19,7 @@ internal static class NativeLibraries
     public const string Cublas = "bert-cublas";
     public const string CublasLt = "bert-cublaslt";
     public const string Nvrtc = "bert-nvrtc";
+    public const string Nccl = "bert-nccl";
 
     /// <summary>Colon-separated directories searched before the loader's default path.</summary>
     public const string PathVariable = "BERT_CUDA_LIBRARY_PATH";
@@ -39,6 +41,7 @@ internal static class NativeLibraries
                 Cublas => ["cublas64_13.dll", "cublas64_12.dll"],
                 CublasLt => ["cublasLt64_13.dll", "cublasLt64_12.dll"],
                 Nvrtc => ["nvrtc64_130_0.dll", "nvrtc64_120_0.dll", "nvrtc64_112_0.dll"],
+                Nccl => [], // NCCL has no Windows build
                 _ => throw new ArgumentException($"unknown CUDA library '{logical}'", nameof(logical)),
             };
         }
@@ -48,6 +51,7 @@ internal static class NativeLibraries
             Cublas => ["libcublas.so.13", "libcublas.so.12"],
             CublasLt => ["libcublasLt.so.13", "libcublasLt.so.12"],
             Nvrtc => ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"],
+            Nccl => ["libnccl.so.2"],
             _ => throw new ArgumentException($"unknown CUDA library '{logical}'", nameof(logical)),
         };
     }
@@ -74,8 +78,43 @@ internal static class NativeLibraries
                 foreach (var name in names)
                     order.Add(Path.Combine(dir, name));
         }
+        if (logical == Nccl)
+            foreach (var dir in NcclDirectories(Environment.GetEnvironmentVariable))
+                foreach (var name in names)
+                    order.Add(Path.Combine(dir, name));
         if (logical != Cuda) order.AddRange(names);
         return order;
+    }
+
+    /// <summary>Where NCCL may be besides <see cref="PathVariable"/> and the loader's path: <c>$NCCL_HOME/lib</c> (a
+    /// source build, as nccl-tests takes it), then the nvidia-nccl-cu13/-cu12 wheel (torch's dependency) in the Python
+    /// environment that <c>VIRTUAL_ENV</c> or <c>CONDA_PREFIX</c> names (site-packages/nvidia/nccl/lib; CUDA 13
+    /// wheels may use nvidia/cu13/lib). Only existing directories are listed.</summary>
+    public static IReadOnlyList<string> NcclDirectories(Func<string, string?> environment)
+    {
+        var dirs = new List<string>();
+        void Add(string dir)
+        {
+            if (Directory.Exists(dir) && !dirs.Contains(dir)) dirs.Add(dir);
+        }
+        if (environment("NCCL_HOME") is { Length: > 0 } home) Add(Path.Combine(home, "lib"));
+        foreach (var variable in new[] { "VIRTUAL_ENV", "CONDA_PREFIX" })
+        {
+            if (environment(variable) is not { Length: > 0 } prefix || !Directory.Exists(Path.Combine(prefix, "lib"))) continue;
+            string[] pythons;
+            try
+            {
+                pythons = Directory.GetDirectories(Path.Combine(prefix, "lib"), "python3*");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue; // an unreadable environment is not a place NCCL can be loaded from either
+            }
+            foreach (var python in pythons.Order(StringComparer.Ordinal))
+                foreach (var sub in new[] { "nccl", "cu13", "cu12" })
+                    Add(Path.Combine(python, "site-packages", "nvidia", sub, "lib"));
+        }
+        return dirs;
     }
 
     /// <summary>The CUDA major version the installed driver supports (12 for 12.x), or null without a driver.</summary>
@@ -113,7 +152,7 @@ internal static class NativeLibraries
     }
 
     private static nint Resolve(string libraryName, Assembly assembly, DllImportSearchPath? searchPath) =>
-        libraryName is Cuda or Cublas or CublasLt or Nvrtc && TryLoad(libraryName, out var handle, out _) ? handle : 0;
+        libraryName is Cuda or Cublas or CublasLt or Nvrtc or Nccl && TryLoad(libraryName, out var handle, out _) ? handle : 0;
 
     /// <summary>Loads (once) the first candidate that opens. <paramref name="pathOrReason"/> is the file
     /// loaded, or on failure a sentence listing what was tried.</summary>
@@ -171,6 +210,8 @@ internal static class NativeLibraries
             Cublas => "cuBLAS (CUDA 12 or 13 toolkit or the nvidia-cublas wheel)",
             CublasLt => "cuBLASLt (CUDA 12 or 13 toolkit or the nvidia-cublas wheel)",
             Nvrtc => "NVRTC (CUDA toolkit, the nvidia-cuda-nvrtc wheel, or Debian's libnvrtc11.2)",
+            Nccl => OperatingSystem.IsWindows() ? "NCCL (NCCL has no Windows build: data-parallel GPU training needs Linux)"
+                : "NCCL libnccl.so.2 (the system's libnccl2, $NCCL_HOME/lib, or the nvidia-nccl-cu13/-cu12 wheel torch installs, found under $VIRTUAL_ENV or $CONDA_PREFIX)",
             _ => logical,
         };
         var env = Environment.GetEnvironmentVariable(PathVariable);

@@ -96,7 +96,8 @@ public sealed class TrainingCore : IDisposable
             task.Accumulate(_metrics);
         }
 
-        if (Communicator.Size > 1)
+        // Any real communicator reduces, a world of one too (BERT_FORCE_NCCL=1 checks the NCCL path on one GPU).
+        if (Communicator is not SingleProcessCommunicator)
         {
             Optimizer.ReduceGradients(Communicator, step);
             task.Reduce(Communicator, step);
