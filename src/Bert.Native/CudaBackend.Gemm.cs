@@ -81,11 +81,11 @@ public sealed partial class CudaBackend
         }
         else if (activation != Activation.None) return false;
         // Column-major D[O×N] = op(W)[O×K]·X[K×N]: W stored K×O (transposed), X stored K×N.
-        _api.LtMatmul(new LtMatmulCall(true, false, outFeatures, rows, inFeatures,
+        // False when cuBLASLt refuses the shape (logged once): the caller then runs the cuBLAS path.
+        return _api.LtMatmul(new LtMatmulCall(true, false, outFeatures, rows, inFeatures,
             weight.Address, inFeatures, input.Address, inFeatures, output.Address, outFeatures,
             bias.Address, activation == Activation.GeluTanh ? pre.Address : 0,
             activation == Activation.GeluTanh ? LtEpilogue.GeluTanhAuxBias : LtEpilogue.Bias, type));
-        return true;
     }
 
     public void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias,
@@ -98,6 +98,12 @@ public sealed partial class CudaBackend
         if (rows == 0) return;
         long k = inFeatures, o = outFeatures;
 
+        if (_options.UseCublasLt && _api.SupportsLt && TryWeightGradientLt(dWeight, dBias, dOutput, input, rows, inFeatures, outFeatures))
+        {
+            // dWeight and dBias are done; dInput below as usual.
+            dWeight = TensorRef.Null;
+            dBias = TensorRef.Null;
+        }
         if (!dBias.IsNull) ColumnSum(dBias, dOutput, rows, o, TensorRef.Null, 0, op);
         if (dWeight.IsNull && dInput.IsNull) return;
 
@@ -126,6 +132,29 @@ public sealed partial class CudaBackend
                     dInput.Slice(r0 * k, r * k), inFeatures, 0, 1, _options.Fp32Gemm));
             }
         }
+    }
+
+    /// <summary>The bf16 weight gradient with its bias gradient through one cuBLASLt matmul with the BGRADB
+    /// epilogue: dWeight[O,K] += dOutputᵀ·input in fp32, and Σ_n dOutput[n,:] out of the same pass. BGRADB
+    /// overwrites its output, so it goes to the F32 reduction scratch and one ordered pass adds it to dBias
+    /// (parameter gradients accumulate). False when the case is not one it covers (F32, an operand not already
+    /// BF16, unaligned operands, O or K not a multiple of 8) or cuBLASLt refuses the shape.</summary>
+    private bool TryWeightGradientLt(TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input,
+        int rows, int inFeatures, int outFeatures)
+    {
+        if (dWeight.IsNull || dBias.IsNull || input.IsNull) return false;
+        if (dOutput.DType != DType.BF16 || input.DType != DType.BF16 || dWeight.DType != DType.F32 || dBias.DType != DType.F32) return false;
+        if (outFeatures > ReductionScratchElements) return false;
+        if (((dOutput.Address | input.Address | dWeight.Address) & 15UL) != 0 || inFeatures % 8 != 0 || outFeatures % 8 != 0) return false;
+        // Column-major D[K×O] (= row-major dW[O,K]) += X[K×N]·op(dY)[N×O] with dY stored O×N (transposed); BGRADB
+        // reduces op(B) = dYᵀ over the GEMM's k (the rows): scratch[O] = Σ_n dY[n, :].
+        if (!_api.LtMatmul(new LtMatmulCall(false, true, inFeatures, outFeatures, rows,
+                input.Address, inFeatures, dOutput.Address, outFeatures, dWeight.Address, inFeatures,
+                _reductionScratch, 0, LtEpilogue.BiasGradB, DType.BF16, DType.F32, Beta: 1f)))
+            return false;
+        // dBias[O] += scratch[O]: the reduction's stage 2 with one chunk, a fixed order.
+        ReducePartials(dBias, TensorRef.Null, 1, 1, outFeatures);
+        return true;
     }
 
     public void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation)
