@@ -67,6 +67,18 @@ public static class Backends
             ComputeType = precision == "f32" ? DType.F32 : DType.BF16,
             FusedAttention = fusedAttention != "off",
         };
+        if (device != "cpu")
+        {
+            try
+            {
+                // Issue 12's GEMM experiments (BERT_CUBLASLT, BERT_LOGITS_PADDING): off unless the environment says.
+                options = options.WithEnvironment();
+            }
+            catch (ArgumentException e)
+            {
+                throw new UserException(e.Message);
+            }
+        }
         IBackend backend;
         switch (device)
         {
