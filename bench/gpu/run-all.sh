@@ -8,14 +8,16 @@
 #
 # Prepare here first:  RuntimeIdentifier=linux-x64 ../shared/device/pack && git rev-parse HEAD > .device/commit
 # Run there:           bash .device/run bash bench/gpu/run-all.sh
-# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity tokenizer sanitizer ptxas flash" (default: all but ops,
-#                      sanitizer, ptxas and flash); "perf" is another name for "bench". ptxas reports registers, spills and
+# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity tokenizer sanitizer ptxas flash lt" (default: all but
+#                      ops, sanitizer, ptxas, flash and lt); "perf" is another name for "bench". ptxas reports registers, spills and
 #                      shared memory per kernel of the PTX that NVRTC wrote to the kernel cache (the kernels stage fills it).
 #                      flash (issue 12) checks the fused attention: its GPU tests, ptxas over its kernels, compute-sanitizer
 #                      memcheck and racecheck over them, and bert bench with --fused-attention off and on.
 #                      nccl (issue 15) checks data parallelism over NCCL on the one GPU: the library and its version, the
 #                      NCCL tests, a 1-rank pretrain with and without BERT_FORCE_NCCL=1 (bitwise), two ranks on the one
 #                      GPU (refused; then as two NCCL hosts), 2 ranks against 1 rank accumulating, dist-check bandwidth.
+#                      lt (issue 12) checks the cuBLASLt backward (BGRADB) and the padded MLM logits: their GPU tests, then
+#                      bert bench BERT-base S=128 plain, with BERT_CUBLASLT=1, with BERT_LOGITS_PADDING=64 and with both.
 # Check the plan:      DRY_RUN=1 STAGES="flash" bash bench/gpu/run-all.sh   (logs every command, runs none of them)
 set -uo pipefail
 # Logs go to a work folder; $OUT receives summary.log and logs.tar.gz (the device tool returns at most 8 files).
@@ -91,6 +93,28 @@ if want flash; then
         --json "$out/flash-bench-$preset-$seq-$fused.json"
       tail -n 45 "$out/flash-bench.log" | grep -v "^\$ " | grep -E "attention|median|sequences/s|MFU|memory|Attention" | tee -a "$out/summary.log"
     done
+  done
+fi
+if want lt; then
+  # Issue 12's cuBLASLt backward (BGRADB bias gradient) and padded MLM logits, both off by default until measured:
+  # correctness on the GPU, then bert bench with each option against the plain run (about 4 minutes in all).
+  log "lt: LtBackwardTests, PaddedLogitsTests and the cuBLASLt epilogue tests on the GPU"
+  run "${LT_TESTS_LIMIT:-240}" lt-tests.log dotnet "$app/Bert.Tests.dll" \
+    --filter "TestCategory=Gpu&(FullyQualifiedName~LtBackwardTests|FullyQualifiedName~PaddedLogitsTests|FullyQualifiedName~CublasLtEpiloguesMatchTheReference)"
+  grep -E "^(failed|Test run summary|  total|  failed|  succeeded|  skipped)|failed .*\(|padded logits|Lt backward|warning" "$out/lt-tests.log" | head -n 40 | tee -a "$out/summary.log"
+  IFS=: read -r preset seq pred batch <<< "${LT_BENCH_CONFIG:-base:128:20:256}"
+  for mode in ${LT_MODES:-plain cublaslt padding both}; do
+    case $mode in
+      plain) vars=(BERT_CUBLASLT=0 BERT_LOGITS_PADDING=0) ;;
+      cublaslt) vars=(BERT_CUBLASLT=1 BERT_LOGITS_PADDING=0) ;;
+      padding) vars=(BERT_CUBLASLT=0 BERT_LOGITS_PADDING=64) ;;
+      both) vars=(BERT_CUBLASLT=1 BERT_LOGITS_PADDING=64) ;;
+      *) log "lt: unknown mode $mode (plain, cublaslt, padding, both)"; continue ;;
+    esac
+    log "lt: bert bench $preset S=$seq B=$batch bf16, $mode (${vars[*]})"
+    run 150 lt-bench.log env "${vars[@]}" dotnet "$app/bert.dll" bench --device cuda --precision bf16 --preset "$preset" --seq "$seq" \
+      --predictions "$pred" --batch "$batch" --steps 10 --breakdown --json "$out/lt-bench-$preset-$seq-$mode.json"
+    tail -n 45 "$out/lt-bench.log" | grep -v "^\$ " | grep -E "gemm options|median|sequences/s|MFU|memory|Linear|Softmax|warning" | tee -a "$out/summary.log"
   done
 fi
 if want kernels; then

@@ -70,6 +70,18 @@ public static class Backends
             FusedAttention = fusedAttention != "off",
             DeviceOrdinal = deviceOrdinal,
         };
+        if (device != "cpu")
+        {
+            try
+            {
+                // Issue 12's GEMM experiments (BERT_CUBLASLT, BERT_LOGITS_PADDING): off unless the environment says.
+                options = options.WithEnvironment();
+            }
+            catch (ArgumentException e)
+            {
+                throw new UserException(e.Message);
+            }
+        }
         IBackend backend;
         switch (device)
         {

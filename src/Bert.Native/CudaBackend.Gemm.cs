@@ -6,12 +6,22 @@ namespace Bert.Native;
 public sealed partial class CudaBackend
 {
     public void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
-        int rows, int inFeatures, int outFeatures, Activation activation)
+        int rows, int inFeatures, int outFeatures, Activation activation, int outputStride = 0)
     {
         using var _ = Op(nameof(Linear));
-        const string op = nameof(Linear);
-        OpChecks.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation, Activations);
+        OpChecks.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation, Activations, outputStride);
         if (rows == 0) return;
+        if (outputStride != 0 && outputStride != outFeatures)
+            LinearPadded(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation, outputStride);
+        else
+            LinearCore(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation);
+    }
+
+    /// <summary><see cref="Linear"/> on dense rows (checked by the caller; rows &gt; 0).</summary>
+    private void LinearCore(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
+        int rows, int inFeatures, int outFeatures, Activation activation)
+    {
+        const string op = nameof(Linear);
         long n = rows, k = inFeatures, o = outFeatures;
 
         // z[N,O] = input·Wᵀ (+ bias) goes to the pre-activation, or straight to the output without one
@@ -81,24 +91,31 @@ public sealed partial class CudaBackend
         }
         else if (activation != Activation.None) return false;
         // Column-major D[O×N] = op(W)[O×K]·X[K×N]: W stored K×O (transposed), X stored K×N.
-        _api.LtMatmul(new LtMatmulCall(true, false, outFeatures, rows, inFeatures,
+        // False when cuBLASLt refuses the shape (logged once): the caller then runs the cuBLAS path.
+        return _api.LtMatmul(new LtMatmulCall(true, false, outFeatures, rows, inFeatures,
             weight.Address, inFeatures, input.Address, inFeatures, output.Address, outFeatures,
             bias.Address, activation == Activation.GeluTanh ? pre.Address : 0,
             activation == Activation.GeluTanh ? LtEpilogue.GeluTanhAuxBias : LtEpilogue.Bias, type));
-        return true;
     }
 
     public void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias,
         TensorRef dOutput, TensorRef input, TensorRef weight,
-        int rows, int inFeatures, int outFeatures, bool accumulateInput)
+        int rows, int inFeatures, int outFeatures, bool accumulateInput, int dOutputStride = 0)
     {
         using var _ = Op(nameof(LinearBackward));
         const string op = nameof(LinearBackward);
-        OpChecks.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, Activations);
+        OpChecks.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, Activations, dOutputStride);
         if (rows == 0) return;
-        long k = inFeatures, o = outFeatures;
+        // dOutput's rows are ld apart (the padded logits' gradient); every GEMM reads its O columns only.
+        long k = inFeatures, o = outFeatures, ld = dOutputStride == 0 ? outFeatures : dOutputStride;
 
-        if (!dBias.IsNull) ColumnSum(dBias, dOutput, rows, o, TensorRef.Null, 0, op);
+        if (_options.UseCublasLt && _api.SupportsLt && TryWeightGradientLt(dWeight, dBias, dOutput, input, rows, inFeatures, outFeatures, (int)ld))
+        {
+            // dWeight and dBias are done; dInput below as usual.
+            dWeight = TensorRef.Null;
+            dBias = TensorRef.Null;
+        }
+        if (!dBias.IsNull) ColumnSum(dBias, dOutput, rows, o, TensorRef.Null, 0, op, ld);
         if (dWeight.IsNull && dInput.IsNull) return;
 
         var gemmType = GemmType(dOutput, dWeight.IsNull ? TensorRef.Null : input, dInput.IsNull ? TensorRef.Null : weight, dInput);
@@ -106,26 +123,49 @@ public sealed partial class CudaBackend
         var w = dInput.IsNull ? TensorRef.Null : plan.Weight(weight, gemmType, nameof(weight));
         bool convertDOut = dOutput.DType != gemmType;
         bool convertInput = !dWeight.IsNull && input.DType != gemmType;
-        int chunk = plan.ChunkRows(rows, (convertDOut ? o : 0) + (convertInput ? k : 0));
+        int chunk = plan.ChunkRows(rows, (convertDOut ? ld : 0) + (convertInput ? k : 0));
         for (int r0 = 0; r0 < rows; r0 += chunk)
         {
             int r = Math.Min(chunk, rows - r0);
-            var dy = convertDOut ? plan.Rows(dOutput, r0, r, o, 0) : dOutput.Slice(r0 * o, r * o);
+            var dy = convertDOut ? plan.Rows(dOutput, r0, r, ld, 0) : dOutput.Slice(r0 * ld, r * ld);
             if (!dWeight.IsNull)
             {
-                var x = convertInput ? plan.Rows(input, r0, r, k, convertDOut ? r * o : 0) : input.Slice(r0 * k, r * k);
+                var x = convertInput ? plan.Rows(input, r0, r, k, convertDOut ? r * ld : 0) : input.Slice(r0 * k, r * k);
                 // Row-major dW[O, K] += dy[r, O]ᵀ·x[r, K].
                 _api.Gemm(GemmCall.RowMajor(true, false, outFeatures, inFeatures, r, 1f,
-                    dy, outFeatures, 0, x, inFeatures, 0, 1f, dWeight, inFeatures, 0, 1, _options.Fp32Gemm));
+                    dy, (int)ld, 0, x, inFeatures, 0, 1f, dWeight, inFeatures, 0, 1, _options.Fp32Gemm));
             }
             if (!dInput.IsNull)
             {
                 // Row-major dX[r, K] (=|+=) dy[r, O]·W[O, K].
                 _api.Gemm(GemmCall.RowMajor(false, false, r, inFeatures, outFeatures, 1f,
-                    dy, outFeatures, 0, w, inFeatures, 0, accumulateInput ? 1f : 0f,
+                    dy, (int)ld, 0, w, inFeatures, 0, accumulateInput ? 1f : 0f,
                     dInput.Slice(r0 * k, r * k), inFeatures, 0, 1, _options.Fp32Gemm));
             }
         }
+    }
+
+    /// <summary>The bf16 weight gradient with its bias gradient through one cuBLASLt matmul with the BGRADB
+    /// epilogue: dWeight[O,K] += dOutputᵀ·input in fp32, and Σ_n dOutput[n,:] out of the same pass. BGRADB
+    /// overwrites its output, so it goes to the F32 reduction scratch and one ordered pass adds it to dBias
+    /// (parameter gradients accumulate). False when the case is not one it covers (F32, an operand not already
+    /// BF16, unaligned operands, K or dOutput's row stride not a multiple of 8) or cuBLASLt refuses the shape.</summary>
+    private bool TryWeightGradientLt(TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input,
+        int rows, int inFeatures, int outFeatures, int ld)
+    {
+        if (dWeight.IsNull || dBias.IsNull || input.IsNull) return false;
+        if (dOutput.DType != DType.BF16 || input.DType != DType.BF16 || dWeight.DType != DType.F32 || dBias.DType != DType.F32) return false;
+        if (outFeatures > ReductionScratchElements) return false;
+        if (((dOutput.Address | input.Address | dWeight.Address) & 15UL) != 0 || inFeatures % 8 != 0 || ld % 8 != 0) return false;
+        // Column-major D[K×O] (= row-major dW[O,K]) += X[K×N]·op(dY)[N×O] with dY stored O×N (transposed); BGRADB
+        // reduces op(B) = dYᵀ over the GEMM's k (the rows): scratch[O] = Σ_n dY[n, :].
+        if (!_api.LtMatmul(new LtMatmulCall(false, true, inFeatures, outFeatures, rows,
+                input.Address, inFeatures, dOutput.Address, ld, dWeight.Address, inFeatures,
+                _reductionScratch, 0, LtEpilogue.BiasGradB, DType.BF16, DType.F32, Beta: 1f)))
+            return false;
+        // dBias[O] += scratch[O]: the reduction's stage 2 with one chunk, a fixed order.
+        ReducePartials(dBias, TensorRef.Null, 1, 1, outFeatures);
+        return true;
     }
 
     public void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation)

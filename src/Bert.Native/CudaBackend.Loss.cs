@@ -6,10 +6,10 @@ namespace Bert.Native;
 public sealed partial class CudaBackend
 {
     public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale)
+        int rows, int classes, float gradScale, int stride = 0)
     {
         using var _ = Op(nameof(SoftmaxCrossEntropy));
-        OpChecks.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, Activations);
+        OpChecks.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, Activations, stride);
         if (rows == 0)
         {
             // Sums over no rows.
@@ -21,7 +21,8 @@ public sealed partial class CudaBackend
             KernelArg.Ptr("dLogits", dLogits), KernelArg.Type("dLogitsType", dLogits), KernelArg.Ptr("partial", _doubleScratch),
             KernelArg.Ptr("logits", logits), KernelArg.Type("logitsType", logits),
             KernelArg.Ptr("labels", labels), KernelArg.Ptr("weights", weights),
-            KernelArg.I32("rows", rows), KernelArg.I32("classes", classes), KernelArg.F32("gradScale", gradScale));
+            KernelArg.I32("rows", rows), KernelArg.I32("classes", classes), KernelArg.I32("stride", stride == 0 ? classes : stride),
+            KernelArg.F32("gradScale", gradScale));
         Launch(KernelCatalog.SoftmaxXentFinish, new Dim3(1), new Dim3(32),
             KernelArg.Ptr("stats", stats), KernelArg.Ptr("partial", _doubleScratch), KernelArg.I32("blocks", blocks));
     }

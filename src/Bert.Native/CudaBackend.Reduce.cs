@@ -21,8 +21,9 @@ public sealed partial class CudaBackend
     }
 
     /// <summary>output[c] += Σ_r input[r, c] over r &lt; rows (only rows with filterIds[r] = filterValue when
-    /// filterIds is not Null). input[rows, cols] row-major, F32 or BF16; output F32[cols].</summary>
-    private void ColumnSum(TensorRef output, TensorRef input, int rows, long cols, TensorRef filterIds, int filterValue, string op)
+    /// filterIds is not Null). input[rows, cols] row-major with rows <paramref name="ld"/> apart (0: cols), F32 or
+    /// BF16; output F32[cols].</summary>
+    private void ColumnSum(TensorRef output, TensorRef input, int rows, long cols, TensorRef filterIds, int filterValue, string op, long ld = 0)
     {
         if (rows == 0 || cols == 0) return;
         int chunks = ReductionChunks(rows, cols, op);
@@ -32,7 +33,7 @@ public sealed partial class CudaBackend
             KernelArg.Ptr("partial", _reductionScratch),
             KernelArg.Ptr("in", input), KernelArg.Type("inType", input),
             KernelArg.I32("rows", rows), KernelArg.I64("cols", cols), KernelArg.I32("rowsPerChunk", rowsPerChunk),
-            KernelArg.Ptr("filterIds", filterIds), KernelArg.I32("filterValue", filterValue));
+            KernelArg.Ptr("filterIds", filterIds), KernelArg.I32("filterValue", filterValue), KernelArg.I64("ld", ld == 0 ? cols : ld));
         ReducePartials(output, TensorRef.Null, chunks, 1, cols);
     }
 

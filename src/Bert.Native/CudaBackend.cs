@@ -384,6 +384,7 @@ public sealed partial class CudaBackend : IBackend
         try
         {
             _profiler?.Dispose();
+            if (_padding != 0) _api.Free(_padding);
         }
         catch (CudaException) { }
         _disposed = true;

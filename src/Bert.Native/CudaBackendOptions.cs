@@ -36,6 +36,13 @@ public sealed record CudaBackendOptions
     /// (the CLI's --fused-attention).</summary>
     public bool FusedAttention { get; init; }
 
+    /// <summary>Issue 12, not yet measured on a GPU: in BF16 mode, pad the rows of a softmax head's logits (the MLM
+    /// decoder's 30522-wide vocabulary) to a multiple of this many columns (<see cref="CudaBackend.LogitsStride"/>), so
+    /// the vocabulary GEMM runs on aligned rows and whole tiles: its weight is a zero-padded copy inside the GEMM only
+    /// (parameters, checkpoints and exports keep their rows) and the padding columns never count in the loss or the
+    /// gradients. 0 (default): no padding; the CLI takes it from BERT_LOGITS_PADDING.</summary>
+    public int LogitsPadding { get; init; }
+
     /// <summary>Pinned host staging for uploads, split in two halves that alternate. Default 16 MiB.</summary>
     public long StagingBytes { get; init; } = 16L << 20;
 
@@ -54,4 +61,43 @@ public sealed record CudaBackendOptions
     /// GEMMs read as the weight operand; uploads, copies, zeroing and AdamW into them refresh it.
     /// Default: "parameters" (the label <see cref="BertModelBase"/> gives the flat parameter buffer).</summary>
     public IReadOnlyCollection<string> ShadowedLabels { get; init; } = ["parameters"];
+
+    /// <summary>Environment variable that turns <see cref="UseCublasLt"/> on ("1") or off ("0").</summary>
+    public const string CublasLtVariable = "BERT_CUBLASLT";
+
+    /// <summary>Environment variable that sets <see cref="LogitsPadding"/> (a multiple of 8 up to 1024; 0 off).</summary>
+    public const string LogitsPaddingVariable = "BERT_LOGITS_PADDING";
+
+    /// <summary>These options with the GEMM settings the environment gives (issue 12's experiments, off until a GPU
+    /// measures them): BERT_CUBLASLT=1 sets <see cref="UseCublasLt"/>, BERT_LOGITS_PADDING=64 <see cref="LogitsPadding"/>;
+    /// unset or empty variables leave the options as they are. Throws <see cref="ArgumentException"/> naming the
+    /// variable and its value when a value is not one of those.</summary>
+    public CudaBackendOptions WithEnvironment(Func<string, string?>? getVariable = null)
+    {
+        getVariable ??= Environment.GetEnvironmentVariable;
+        var options = this;
+        var lt = getVariable(CublasLtVariable)?.Trim();
+        if (!string.IsNullOrEmpty(lt))
+        {
+            options = lt switch
+            {
+                "1" => options with { UseCublasLt = true },
+                "0" => options with { UseCublasLt = false },
+                _ => throw new ArgumentException($"{CublasLtVariable}={lt}: expected 1 (cuBLASLt epilogues on) or 0 (off)"),
+            };
+        }
+        var pad = getVariable(LogitsPaddingVariable)?.Trim();
+        if (!string.IsNullOrEmpty(pad))
+        {
+            if (!int.TryParse(pad, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int columns)
+                || columns > 1024 || columns % 8 != 0)
+                throw new ArgumentException($"{LogitsPaddingVariable}={pad}: expected 0 (off) or a multiple of 8 up to 1024, such as 64");
+            options = options with { LogitsPadding = columns };
+        }
+        return options;
+    }
+
+    /// <summary>The GEMM settings in one line for logs: "cublaslt on|off, logits padding N|off".</summary>
+    public string DescribeGemmOptions() =>
+        $"cublaslt {(UseCublasLt ? "on" : "off")}, logits padding {(LogitsPadding > 0 ? LogitsPadding.ToString(System.Globalization.CultureInfo.InvariantCulture) : "off")}";
 }

@@ -28,7 +28,8 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
     private readonly nint[] _stagingEvents = new nint[2];
     private int _nextStaging;
     private readonly bool _syncEachLaunch;
-    private readonly Dictionary<(int, int, int, LtEpilogue, DType), LtPlan> _ltPlans = [];
+    private readonly ulong _ltWorkspace;
+    private readonly LtPlanCache? _ltPlans;
     private bool _disposed;
 
     public CudaDriverApi(CudaBackendOptions options)
@@ -47,7 +48,13 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
             // TF32 is opt-in per call through the compute type; the handle itself never rounds inputs.
             Check(Cublas.cublasSetMathMode(_cublas, cublasMath_t.CUBLAS_DEFAULT_MATH));
             Check(Cublas.cublasGetVersion_v2(_cublas, out int cublasVersion));
-            if (options.UseCublasLt) Check(CublasLt.cublasLtCreate(out _cublasLt));
+            if (options.UseCublasLt)
+            {
+                Check(CublasLt.cublasLtCreate(out _cublasLt));
+                Check(CuDriver.cuMemAlloc(out _ltWorkspace, (nuint)LtPlanCache.DefaultWorkspaceBytes));
+                _ltPlans = new LtPlanCache(new CublasLtApi(_cublasLt, _stream), _ltWorkspace, LtPlanCache.DefaultWorkspaceBytes,
+                    message => Console.Error.WriteLine($"bert: warning: {message}"));
+            }
 
             var nvrtc = KernelCompiler.Probe();
             int arch = nvrtc.ArchitectureFor(Device.ComputeMajor * 10 + Device.ComputeMinor);
@@ -113,6 +120,7 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
         foreach (var e in _stagingEvents) if (e != 0) CuDriver.cuEventDestroy(e);
         if (_staging != 0) CuDriver.cuMemFreeHost(_staging);
         if (_modules is not null) foreach (var m in _modules) if (m != 0) CuDriver.cuModuleUnload(m);
+        if (_ltWorkspace != 0) CuDriver.cuMemFree(_ltWorkspace);
         if (_cublasLt != 0) CublasLt.cublasLtDestroy(_cublasLt);
         if (_cublas != 0) Cublas.cublasDestroy_v2(_cublas);
         if (_stream != 0) CuDriver.cuStreamDestroy(_stream);
@@ -280,14 +288,14 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
         }
     }
 
-    private static cudaDataType_t DataType(DType t) => t switch
+    internal static cudaDataType_t DataType(DType t) => t switch
     {
         DType.F32 => cudaDataType_t.CUDA_R_32F,
         DType.BF16 => cudaDataType_t.CUDA_R_16BF,
         _ => throw new ArgumentException($"GEMM operand of type {t}"),
     };
 
-    private static cublasOperation_t Op(bool transpose) => transpose ? cublasOperation_t.CUBLAS_OP_T : cublasOperation_t.CUBLAS_OP_N;
+    internal static cublasOperation_t Op(bool transpose) => transpose ? cublasOperation_t.CUBLAS_OP_T : cublasOperation_t.CUBLAS_OP_N;
 
     public void Gemm(in GemmCall g)
     {
@@ -313,80 +321,13 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
         if (_syncEachLaunch) Check(CuDriver.cuStreamSynchronize(_stream));
     }
 
-    /// <summary>Descriptors and the chosen algorithm for one Lt shape, created once.</summary>
-    private sealed class LtPlan
+    public bool LtMatmul(in LtMatmulCall call)
     {
-        public nint Desc, ALayout, BLayout, DLayout;
-        public cublasLtMatmulAlgo_t Algo;
-    }
-
-    public void LtMatmul(in LtMatmulCall call)
-    {
-        if (_cublasLt == 0) throw new InvalidOperationException("cuBLASLt is off (CudaBackendOptions.UseCublasLt)");
+        if (_ltPlans is null) throw new InvalidOperationException("cuBLASLt is off (CudaBackendOptions.UseCublasLt)");
         EnsureCurrent();
-        if (!_ltPlans.TryGetValue((call.M, call.N, call.K, call.Epilogue, call.Type), out var plan))
-        {
-            plan = CreateLtPlan(call);
-            _ltPlans[(call.M, call.N, call.K, call.Epilogue, call.Type)] = plan;
-        }
-        // Pointers change per call; the shape-dependent parts of the plan do not.
-        ulong bias = call.Bias, aux = call.Aux;
-        long auxLd = call.Ldd;
-        Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(ulong)));
-        if (call.Epilogue == LtEpilogue.GeluTanhAuxBias)
-        {
-            Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(ulong)));
-            Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &auxLd, sizeof(long)));
-        }
-        float alpha = 1f, beta = 0f;
-        var algo = plan.Algo;
-        Check(CublasLt.cublasLtMatmul(_cublasLt, plan.Desc, &alpha, call.A, plan.ALayout, call.B, plan.BLayout, &beta,
-            call.D, plan.DLayout, call.D, plan.DLayout, &algo, 0, 0, _stream));
+        if (!_ltPlans.TryMatmul(call)) return false;
         if (_syncEachLaunch) Check(CuDriver.cuStreamSynchronize(_stream));
-    }
-
-    private LtPlan CreateLtPlan(in LtMatmulCall call)
-    {
-        var plan = new LtPlan();
-        Check(CublasLt.cublasLtMatmulDescCreate(out plan.Desc, cublasComputeType_t.CUBLAS_COMPUTE_32F, cudaDataType_t.CUDA_R_32F));
-        int ta = (int)Op(call.TransA), tb = (int)Op(call.TransB);
-        Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(int)));
-        Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(int)));
-        uint epilogue = (uint)(call.Epilogue == LtEpilogue.Bias
-            ? cublasLtEpilogue_t.CUBLASLT_EPILOGUE_BIAS : cublasLtEpilogue_t.CUBLASLT_EPILOGUE_GELU_AUX_BIAS);
-        Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(uint)));
-        // The heuristic checks pointer alignment, so it sees representative pointers.
-        ulong bias = call.Bias, aux = call.Aux;
-        long auxLd = call.Ldd;
-        Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(ulong)));
-        if (call.Epilogue == LtEpilogue.GeluTanhAuxBias)
-        {
-            Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(ulong)));
-            Check(CublasLt.cublasLtMatmulDescSetAttribute(plan.Desc, cublasLtMatmulDescAttributes_t.CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &auxLd, sizeof(long)));
-        }
-        Check(CublasLt.cublasLtMatrixLayoutCreate(out plan.ALayout, DataType(call.Type),
-            (ulong)(call.TransA ? call.K : call.M), (ulong)(call.TransA ? call.M : call.K), call.Lda));
-        Check(CublasLt.cublasLtMatrixLayoutCreate(out plan.BLayout, DataType(call.Type),
-            (ulong)(call.TransB ? call.N : call.K), (ulong)(call.TransB ? call.K : call.N), call.Ldb));
-        Check(CublasLt.cublasLtMatrixLayoutCreate(out plan.DLayout, DataType(call.Type), (ulong)call.M, (ulong)call.N, call.Ldd));
-        Check(CublasLt.cublasLtMatmulPreferenceCreate(out nint preference));
-        try
-        {
-            ulong workspace = 0;
-            Check(CublasLt.cublasLtMatmulPreferenceSetAttribute(preference,
-                cublasLtMatmulPreferenceAttributes_t.CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(ulong)));
-            cublasLtMatmulHeuristicResult_t result;
-            Check(CublasLt.cublasLtMatmulAlgoGetHeuristic(_cublasLt, plan.Desc, plan.ALayout, plan.BLayout, plan.DLayout, plan.DLayout,
-                preference, 1, &result, out int found));
-            if (found == 0 || result.State != cublasStatus_t.CUBLAS_STATUS_SUCCESS)
-                throw new CudaException($"cuBLASLt has no algorithm for {call} (state {result.State})");
-            plan.Algo = result.Algo;
-        }
-        finally
-        {
-            CublasLt.cublasLtMatmulPreferenceDestroy(preference);
-        }
-        return plan;
+        return true;
     }
 
     public nint CreateEvent()
@@ -428,13 +369,8 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
         CuDriver.cuCtxSetCurrent(_context);
         _currentContext = _context;
         CuDriver.cuStreamSynchronize(_stream);
-        foreach (var plan in _ltPlans.Values)
-        {
-            CublasLt.cublasLtMatrixLayoutDestroy(plan.ALayout);
-            CublasLt.cublasLtMatrixLayoutDestroy(plan.BLayout);
-            CublasLt.cublasLtMatrixLayoutDestroy(plan.DLayout);
-            CublasLt.cublasLtMatmulDescDestroy(plan.Desc);
-        }
+        _ltPlans?.Dispose();
+        if (_ltWorkspace != 0) CuDriver.cuMemFree(_ltWorkspace);
         foreach (var e in _stagingEvents) if (e != 0) CuDriver.cuEventDestroy(e);
         if (_staging != 0) CuDriver.cuMemFreeHost(_staging);
         foreach (var m in _modules) if (m != 0) CuDriver.cuModuleUnload(m);

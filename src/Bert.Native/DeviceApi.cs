@@ -77,18 +77,33 @@ internal readonly record struct GemmCall(
 /// <summary>cuBLASLt epilogues the backend uses.</summary>
 internal enum LtEpilogue
 {
-    /// <summary>D = A·B + bias (bias along M).</summary>
+    /// <summary>D = A·B + bias (bias along M, of the call's Type).</summary>
     Bias,
     /// <summary>Aux = A·B + bias; D = gelu_tanh(Aux).</summary>
     GeluTanhAuxBias,
+    /// <summary>D = A·B (+ Beta·D); Bias[N] = Σ_k op(B)[k, n], F32, overwritten (cuBLASLt's BGRADB: the bias
+    /// gradient of a weight-gradient GEMM whose B is dOutput).</summary>
+    BiasGradB,
 }
 
-/// <summary>A single cuBLASLt matmul with an epilogue, column-major like <see cref="GemmCall"/> (beta = 0, no
-/// batch, fp32 accumulation): D[M×N] = epilogue(op(A)·op(B)), bias[M], Aux[M×N] with leading dimension Ldd.
-/// A, B, D, bias and Aux are all of <paramref name="Type"/> (F32, or BF16 with the bias from the bf16 shadow).</summary>
+/// <summary>A single cuBLASLt matmul with an epilogue, column-major like <see cref="GemmCall"/> (no batch, fp32
+/// accumulation): D[M×N] = epilogue(op(A)·op(B)) (+ Beta·D), bias[M] (Bias epilogues) or bias[N] (BiasGradB),
+/// Aux[M×N] with leading dimension Ldd. A and B are of <paramref name="Type"/> (F32, or BF16 with the bias from the
+/// bf16 shadow); D is of <paramref name="OutType"/> (null: Type); the bias of Type, except BiasGradB's F32 output.</summary>
 internal readonly record struct LtMatmulCall(
     bool TransA, bool TransB, int M, int N, int K,
-    ulong A, int Lda, ulong B, int Ldb, ulong D, int Ldd, ulong Bias, ulong Aux, LtEpilogue Epilogue, DType Type = DType.F32);
+    ulong A, int Lda, ulong B, int Ldb, ulong D, int Ldd, ulong Bias, ulong Aux, LtEpilogue Epilogue, DType Type = DType.F32,
+    DType? OutType = null, float Beta = 0f)
+{
+    /// <summary>D's element type.</summary>
+    public DType DType => OutType ?? Type;
+
+    /// <summary>The bias vector's element type: F32 for the BiasGradB output, the operands' type otherwise.</summary>
+    public DType BiasType => Epilogue == LtEpilogue.BiasGradB ? DType.F32 : Type;
+
+    /// <summary>The bias vector's length: N for BiasGradB (one per column of D), M otherwise.</summary>
+    public int BiasLength => Epilogue == LtEpilogue.BiasGradB ? N : M;
+}
 
 /// <summary>
 /// Everything the CUDA backend asks of a device, in stream order: memory, copies, kernel launches,
@@ -137,7 +152,9 @@ internal interface IDeviceApi : IDisposable
 
     void Gemm(in GemmCall call);
 
-    void LtMatmul(in LtMatmulCall call);
+    /// <summary>Queues one cuBLASLt matmul; false, with nothing queued, when cuBLASLt has no algorithm for the
+    /// call's shape and epilogue (the caller then takes the cuBLAS path).</summary>
+    bool LtMatmul(in LtMatmulCall call);
 
     nint CreateEvent();
 

@@ -125,7 +125,7 @@ public static class KernelCatalog
 
     // ---- reduce.cu ----
     public static readonly KernelSpec ColumnSumPartial = Def("reduce.cu", "column_sum_partial", (32, 8),
-        P("partial"), P("in"), I("inType"), I("rows"), L("cols"), I("rowsPerChunk"), P("filterIds"), I("filterValue"));
+        P("partial"), P("in"), I("inType"), I("rows"), L("cols"), I("rowsPerChunk"), P("filterIds"), I("filterValue"), L("ld"));
     public static readonly KernelSpec ReducePartials = Def("reduce.cu", "reduce_partials", null,
         P("out0"), P("out1"), P("partial"), I("chunks"), I("outputs"), L("cols"));
 
@@ -175,7 +175,7 @@ public static class KernelCatalog
     // ---- loss.cu ----
     public static readonly KernelSpec SoftmaxXentForwardBackward = Def("loss.cu", "softmax_xent_forward_backward", (256, 1),
         P("dLogits"), I("dLogitsType"), P("partial"), P("logits"), I("logitsType"), P("labels"), P("weights"),
-        I("rows"), I("classes"), F("gradScale"));
+        I("rows"), I("classes"), I("stride"), F("gradScale"));
     public static readonly KernelSpec SoftmaxXentFinish = Def("loss.cu", "softmax_xent_finish", (32, 1),
         P("stats"), P("partial"), I("blocks"));
 

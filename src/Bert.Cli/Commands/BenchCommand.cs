@@ -58,10 +58,17 @@ public static class BenchCommand
         /// <summary>"fused" or "unfused": how the backend ran attention (--fused-attention as it applied).</summary>
         public string Attention { get; init; } = "unfused";
 
+        /// <summary>The CUDA backend's GEMM options (issue 12: cuBLASLt epilogues, padded logits and the logits' row
+        /// stride they gave); null on the CPU.</summary>
+        public GemmOptions? Gemm { get; init; }
+
         /// <summary>Device memory in use after the timed steps (total − free as the driver reports it, so the
         /// CUDA context is included); every buffer is allocated before the first step, so this is the peak.</summary>
         public long? DeviceMemoryBytes { get; init; }
     }
+
+    /// <summary>What <see cref="Result.Gemm"/> reports: UseCublasLt, LogitsPadding (0 off) and the MLM logits' row stride.</summary>
+    public sealed record GemmOptions(bool CublasLt, int LogitsPadding, int LogitsStride);
 
     public static int Run(string presetName, string deviceName, int batch, int seq, int predictions, int vocab, int steps, int warmup,
         int threads, bool breakdown, bool torch, string? jsonPath, string precision = "auto", string fusedAttention = "off")
@@ -140,6 +147,9 @@ public static class BenchCommand
             Precision = backend.ComputeType == DType.BF16 ? "bf16" : "f32",
             Attention = Backends.AttentionKind(backend, batch, seq, preset.Config),
             DeviceMemoryBytes = deviceMemory,
+            Gemm = backend is Bert.Native.CudaBackend cudaGemm
+                ? new GemmOptions(cudaGemm.Options.UseCublasLt, cudaGemm.Options.LogitsPadding, backend.LogitsStride(vocab))
+                : null,
         };
         Print(result);
         if (jsonPath is not null) WriteJson(result, jsonPath);
@@ -233,6 +243,9 @@ public static class BenchCommand
         table.AddRow("device", Markup.Escape(r.Device));
         table.AddRow("precision", r.Precision);
         table.AddRow("attention", r.Attention);
+        if (r.Gemm is { } g)
+            table.AddRow("gemm options", Markup.Escape($"cublaslt {(g.CublasLt ? "on" : "off")}, logits padding " +
+                (g.LogitsPadding > 0 ? string.Create(inv, $"{g.LogitsPadding} (row stride {g.LogitsStride})") : "off")));
         table.AddRow("median step", string.Create(inv, $"{r.MedianStepSeconds * 1e3:F2} ms"));
         table.AddRow("sequences/s", string.Create(inv, $"{r.SequencesPerSecond:F1}"));
         table.AddRow("tokens/s", string.Create(inv, $"{r.TokensPerSecond:F0}"));
@@ -265,6 +278,15 @@ public static class BenchCommand
             w.WriteString("device", r.Device);
             w.WriteString("precision", r.Precision);
             w.WriteString("attention", r.Attention);
+            if (r.Gemm is { } g)
+            {
+                w.WriteStartObject("gemm_options");
+                w.WriteBoolean("cublaslt", g.CublasLt);
+                w.WriteNumber("logits_padding", g.LogitsPadding);
+                w.WriteNumber("logits_stride", g.LogitsStride);
+                w.WriteEndObject();
+            }
+            else w.WriteNull("gemm_options");
             if (r.DeviceMemoryBytes is { } mem) w.WriteNumber("device_memory_bytes", mem);
             w.WriteNumber("batch", r.Batch);
             w.WriteNumber("seq", r.Seq);

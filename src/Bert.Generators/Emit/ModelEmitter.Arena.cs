@@ -56,7 +56,7 @@ internal static partial class ModelEmitter
                 r.Add(new("MlmNorm", "BP * MT", "[B·P,MT] its LayerNorm: the decoder input"));
                 // In the compute type, so a bf16 GPU writes bf16 logits and the loss turns them into their bf16
                 // gradient in place: the decoder's backward GEMM reads them without a conversion.
-                r.Add(new("MlmLogits", "BP * V", "[B·P,V] masked-LM logits, then their gradient"));
+                r.Add(new("MlmLogits", "BP * logitsStride", "[B·P,V] masked-LM logits, then their gradient; rows LogitsStride apart"));
             }
             if (_s.Pooler)
             {
@@ -119,7 +119,8 @@ internal static partial class ModelEmitter
             {
                 _w.Line("global::System.ArgumentNullException.ThrowIfNull(backend);");
                 _w.Line("var c = ResolveConfig(config);");
-                _w.Line("var a = new ArenaLayout(c, batch, seq, predictions, backend.PlanAttention(batch, seq, c.Heads, c.HeadDim).SavedLength);");
+                _w.Line("var a = new ArenaLayout(c, batch, seq, predictions, backend.PlanAttention(batch, seq, c.Heads, c.HeadDim).SavedLength" +
+                        (_s.Mlm is not null ? ", backend.LogitsStride(c.VocabSize));" : ");"));
                 _w.Line("return (a.ComputeLength, a.F32Length);");
             }
             _w.Line();
@@ -136,6 +137,8 @@ internal static partial class ModelEmitter
             {
                 _w.Line("public readonly int Batch, Seq, Tokens;");
                 _w.Line("public readonly long AttentionSavedLength;  // elements of each layer's AttentionSaved (IBackend.PlanAttention)");
+                if (_s.Mlm is not null)
+                    _w.Line("public readonly int LogitsStride;           // row stride of MlmLogits: V, or V padded inside the GEMM (IBackend.LogitsStride)");
                 _w.Line("// ---- compute arena ----");
                 for (int i = 0; i < compute.Count; i++)
                 {
@@ -157,7 +160,8 @@ internal static partial class ModelEmitter
                 _w.Line("public readonly long F32Length;");
                 _w.Line();
 
-                using (_w.Block("public ArenaLayout(" + Runtime + "BertConfig config, int batch, int seq, int predictions, long attentionSaved)"))
+                using (_w.Block("public ArenaLayout(" + Runtime + "BertConfig config, int batch, int seq, int predictions, long attentionSaved" +
+                                (_s.Mlm is not null ? ", int logitsStride)" : ")")))
                 {
                     Sizes("config", "long");
                     var sizes = "long B = batch, S = seq, N = B * S";
@@ -167,6 +171,7 @@ internal static partial class ModelEmitter
                     _w.Line("Seq = seq;");
                     _w.Line("Tokens = batch * seq;");
                     _w.Line("AttentionSavedLength = attentionSaved;");
+                    if (_s.Mlm is not null) _w.Line("LogitsStride = logitsStride;");
                     _w.Line("long c = 0, f = 0, l = 0;");
                     for (int i = 0; i < compute.Count; i++)
                     {

@@ -40,7 +40,8 @@ internal static partial class ModelEmitter
             if (forward && LossFlags().Count > 0)
                 _w.Line("float micro = batch.MicroBatchScale > 0f ? batch.MicroBatchScale : 1f;  // 1/accumulation: micro-batches sum to the batch mean");
             _w.Line("var none = " + TensorRef + ".Null;");
-            _w.Line("var a = new ArenaLayout(c, B, S, " + (_s.Mlm is not null ? "P" : "0") + ", be.PlanAttention(B, S, NH, HD).SavedLength);");
+            _w.Line("var a = new ArenaLayout(c, B, S, " + (_s.Mlm is not null ? "P" : "0") + ", be.PlanAttention(B, S, NH, HD).SavedLength" +
+                    (_s.Mlm is not null ? ", be.LogitsStride(V));" : ");"));
             _w.Line("var w = _p;");
             if (!forward) _w.Line("var g = _g;");
             var acts = new SortedSet<string>();
@@ -154,14 +155,16 @@ internal static partial class ModelEmitter
                 _w.Line("var mlmInput = A(a.MlmInput, BP, H);");
                 _w.Line("var mlmAct = A(a.MlmAct, BP, MT);");
                 _w.Line("var mlmNorm = A(a.MlmNorm, BP, MT);");
-                _w.Line("var logits = A(a.MlmLogits, BP, V);");
+                _w.Line("int LV = a.LogitsStride;  // the logits' row stride: V, or V padded inside the vocabulary GEMM");
+                _w.Line("var logits = A(a.MlmLogits, BP, LV);");
                 _w.Line("be.GatherRows(mlmInput, x, batch.MlmPositions, B, S, P, H);");
                 _w.Line("be.Linear(mlmAct, A(a.MlmPre, BP, MT), mlmInput, w.ClsPredictionsTransformDenseWeight, w.ClsPredictionsTransformDenseBias, BP, H, MT, mlmActivation);");
                 _w.Line("be.LayerNorm(mlmNorm, F(a.MlmMean, BP, 1), F(a.MlmRstd, BP, 1), mlmAct, w.ClsPredictionsTransformLayerNormWeight, w.ClsPredictionsTransformLayerNormBias, BP, MT, eps);");
-                _w.Line("be.Linear(logits, none, mlmNorm, w.ClsPredictionsDecoderWeight, w.ClsPredictionsBias, BP, MT, V, None);  // decoder" + (tied ? ": the word embeddings [V,H]" : ""));
+                _w.Line("be.Linear(logits, none, mlmNorm, w.ClsPredictionsDecoderWeight, w.ClsPredictionsBias, BP, MT, V, None, LV);  // decoder" + (tied ? ": the word embeddings [V,H]" : ""));
                 _w.Line("MlmLogits = logits;");
+                _w.Line("MlmLogitsStride = LV;");
                 _w.Line("if (mlmLoss)");
-                _w.Line("    be.SoftmaxCrossEntropy(logits, Metrics.Slice(" + Runtime + "MetricSlot.MlmLoss, 3), logits, batch.MlmLabels, batch.MlmWeights, BP, V, batch.MlmGradScale);");
+                _w.Line("    be.SoftmaxCrossEntropy(logits, Metrics.Slice(" + Runtime + "MetricSlot.MlmLoss, 3), logits, batch.MlmLabels, batch.MlmWeights, BP, V, batch.MlmGradScale, LV);");
             }
             _w.Line("else MlmLogits = none;");
         }
@@ -360,7 +363,7 @@ internal static partial class ModelEmitter
                 _w.Line("var dMlmNorm = A(a.DMlmNorm, BP, MT);");
                 _w.Line("var dMlmAct = A(a.DMlmAct, BP, MT);");
                 _w.Line("var dMlmInput = A(a.DMlmInput, BP, H);");
-                _w.Line("be.LinearBackward(dMlmNorm, g.ClsPredictionsDecoderWeight, g.ClsPredictionsBias, A(a.MlmLogits, BP, V), A(a.MlmNorm, BP, MT), w.ClsPredictionsDecoderWeight, BP, MT, V, false);" +
+                _w.Line("be.LinearBackward(dMlmNorm, g.ClsPredictionsDecoderWeight, g.ClsPredictionsBias, A(a.MlmLogits, BP, a.LogitsStride), A(a.MlmNorm, BP, MT), w.ClsPredictionsDecoderWeight, BP, MT, V, false, a.LogitsStride);" +
                         (tied ? "  // tied: += the word embeddings' gradient" : ""));
                 _w.Line("be.LayerNormBackward(dMlmAct, g.ClsPredictionsTransformLayerNormWeight, g.ClsPredictionsTransformLayerNormBias, dMlmNorm, A(a.MlmAct, BP, MT),");
                 _w.Line("    F(a.MlmMean, BP, 1), F(a.MlmRstd, BP, 1), w.ClsPredictionsTransformLayerNormWeight, BP, MT);");

@@ -58,14 +58,16 @@ __device__ __forceinline__ xent_stats xent_warp_merge(xent_stats a)
     return a;
 }
 
-// logits[N,C]; labels[N]; weights[N] or null (all 1). dLogits[N,C] = gradScale·w·(softmax − onehot(label))
+// logits[N,C] with rows `stride` apart (stride ≥ C: the padded vocabulary GEMM's rows); their padding columns
+// [C, stride) are never read, and those of dLogits are set to 0 (the backward GEMMs may read them).
+// labels[N]; weights[N] or null (all 1). dLogits[N,C] = gradScale·w·(softmax − onehot(label))
 // (may alias logits; its type may differ). partial[block][0] = gradScale·Σ w·CE, [1] = Σ w·[first argmax =
 // label], [2] = Σ w. A label outside [0, C) marks a row to ignore: weight 0. A row of weight 0 gets a zero
 // gradient without its logits being read and adds nothing (so non-finite logits there do no harm), as on
 // the CPU. Sums of exponentials in fp32, CE and the statistics in fp64. blockDim.x = 256.
 extern "C" __global__ void softmax_xent_forward_backward(void* dLogits, int dLogitsType, double* partial,
     const void* logits, int logitsType, const int* labels, const float* weights, int rows, int classes,
-    float gradScale)
+    int stride, float gradScale)
 {
     __shared__ float scratchM[32];
     __shared__ float scratchS[32];
@@ -75,7 +77,8 @@ extern "C" __global__ void softmax_xent_forward_backward(void* dLogits, int dLog
     double lossSum = 0.0, correctSum = 0.0, weightSum = 0.0;  // used by thread 0
     for (int r = blockIdx.x; r < rows; r += gridDim.x)
     {
-        long long base = (long long)r * classes;
+        long long base = (long long)r * stride;
+        for (int c = classes + tid; c < stride; c += blockDim.x) store(dLogits, base + c, dLogitsType, 0.0f);
         int label = labels[r];
         bool valid = label >= 0 && label < classes;
         float w = valid ? (weights != 0 ? weights[r] : 1.0f) : 0.0f;

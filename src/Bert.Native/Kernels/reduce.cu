@@ -8,7 +8,7 @@
 // is null). in[rows, cols] row-major. blockDim = (32, 8): column c = blockIdx.x·32 + threadIdx.x, rows of
 // chunk blockIdx.y strided by threadIdx.y. partial[chunk][c].
 extern "C" __global__ void column_sum_partial(float* partial, const void* in, int inType, int rows, long long cols,
-    int rowsPerChunk, const int* filterIds, int filterValue)
+    int rowsPerChunk, const int* filterIds, int filterValue, long long ld)
 {
     __shared__ float s[8][33];
     long long c = (long long)blockIdx.x * 32 + threadIdx.x;
@@ -20,7 +20,7 @@ extern "C" __global__ void column_sum_partial(float* partial, const void* in, in
     {
         for (int r = r0 + threadIdx.y; r < r1; r += 8)
             if (filterIds == 0 || filterIds[r] == filterValue)
-                acc += load(in, (long long)r * cols + c, inType);
+                acc += load(in, (long long)r * ld + c, inType);
     }
     s[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();

@@ -47,13 +47,13 @@ public abstract class DelegatingBackend : IBackend
     // ---- GEMM ---------------------------------------------------------------------------------
 
     public virtual void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
-        int rows, int inFeatures, int outFeatures, Activation activation) =>
-        Inner.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation);
+        int rows, int inFeatures, int outFeatures, Activation activation, int outputStride = 0) =>
+        Inner.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation, outputStride);
 
     public virtual void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias,
         TensorRef dOutput, TensorRef input, TensorRef weight,
-        int rows, int inFeatures, int outFeatures, bool accumulateInput) =>
-        Inner.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput);
+        int rows, int inFeatures, int outFeatures, bool accumulateInput, int dOutputStride = 0) =>
+        Inner.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput, dOutputStride);
 
     public virtual void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation) =>
         Inner.ActivationBackward(dPre, dOut, pre, count, activation);
@@ -119,8 +119,10 @@ public abstract class DelegatingBackend : IBackend
     // ---- loss ---------------------------------------------------------------------------------
 
     public virtual void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale) =>
-        Inner.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale);
+        int rows, int classes, float gradScale, int stride = 0) =>
+        Inner.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, stride);
+
+    public virtual int LogitsStride(int classes) => Inner.LogitsStride(classes);
 
     // ---- optimizer ----------------------------------------------------------------------------
 

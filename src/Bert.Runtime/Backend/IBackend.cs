@@ -68,17 +68,20 @@ public interface IBackend : IDisposable
 
     /// <summary>output[N,O] = act(input[N,K]·weight[O,K]ᵀ + bias[O]). preActivation[N,O] receives the
     /// value before the activation when act ≠ None and it is not Null (Null: not kept, e.g. inference).
-    /// bias may be Null.</summary>
+    /// bias may be Null. <paramref name="outputStride"/>: the row stride of output and preActivation (0: O);
+    /// columns [O, stride) are padding that a backend may overwrite (with zeros: the CUDA backend's padded
+    /// vocabulary GEMM) or leave alone, and that no op reads as values (see <see cref="LogitsStride"/>).</summary>
     void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
-        int rows, int inFeatures, int outFeatures, Activation activation);
+        int rows, int inFeatures, int outFeatures, Activation activation, int outputStride = 0);
 
     /// <summary>Backward of <see cref="Linear"/> without its activation (see <see cref="ActivationBackward"/>):
     /// dWeight[O,K] += dOutput[N,O]ᵀ·input[N,K] (Null: skip); dBias[O] += Σ_n dOutput[n,:] (Null: skip);
     /// dInput[N,K] = dOutput·weight, or += when <paramref name="accumulateInput"/> (Null: skip). input is
-    /// read only for dWeight, weight only for dInput (either may be Null when not read).</summary>
+    /// read only for dWeight, weight only for dInput (either may be Null when not read). dOutput's rows are
+    /// <paramref name="dOutputStride"/> apart (0: O); its columns [O, stride) are never read.</summary>
     void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias,
         TensorRef dOutput, TensorRef input, TensorRef weight,
-        int rows, int inFeatures, int outFeatures, bool accumulateInput);
+        int rows, int inFeatures, int outFeatures, bool accumulateInput, int dOutputStride = 0);
 
     /// <summary>dPre[n] = dOut[n]·act'(pre[n]) for n &lt; count. dPre may alias dOut.</summary>
     void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation);
@@ -158,9 +161,21 @@ public interface IBackend : IDisposable
     /// <summary>Softmax cross-entropy fused with its gradient. logits[N,C]; labels I32[N]; weights
     /// F32[N] or Null (all 1). dLogits[N,C] = gradScale·w·(softmax − onehot(label)) (may alias logits);
     /// stats[0] = gradScale·Σ w·CE, stats[1] = Σ w·[argmax = label], stats[2] = Σ w (overwrite; zeros for
-    /// 0 rows). gradScale is finite.</summary>
+    /// 0 rows). gradScale is finite. logits and dLogits rows are <paramref name="stride"/> apart (0: C); columns
+    /// [C, stride) of logits are never read, and those of dLogits are set to 0.</summary>
     void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale);
+        int rows, int classes, float gradScale, int stride = 0);
+
+    /// <summary>The row stride a model gives the logits of a <paramref name="classes"/>-wide softmax head that it
+    /// passes to <see cref="Linear"/>, <see cref="SoftmaxCrossEntropy"/> and <see cref="LinearBackward"/> (the MLM
+    /// decoder): classes, or more where the backend runs that GEMM padded (the CUDA backend in bf16 with
+    /// CudaBackendOptions.LogitsPadding: the vocabulary rounded up to a multiple of it, inside the GEMM only; the
+    /// parameters keep their rows). The padding columns never count in the loss or a gradient.</summary>
+    int LogitsStride(int classes)
+    {
+        OpChecks.LogitsStride(classes);
+        return classes;
+    }
 
     // ---- optimizer ----------------------------------------------------------------------------
 

@@ -52,16 +52,16 @@ public static class OpChecks
 
     /// <summary><see cref="IBackend.Linear"/>. preActivation and bias may be Null.</summary>
     public static void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
-        int rows, int inFeatures, int outFeatures, Activation activation, ActivationTypes types)
+        int rows, int inFeatures, int outFeatures, Activation activation, ActivationTypes types, int outputStride = 0)
     {
         const string op = nameof(IBackend.Linear);
         NonNegative(rows, op, nameof(rows));
         Positive(inFeatures, op, nameof(inFeatures));
         Positive(outFeatures, op, nameof(outFeatures));
         KnownActivation(activation, op);
-        long n = rows, k = inFeatures, o = outFeatures;
-        Activations(output, n * o, types, op, nameof(output));
-        if (activation != Activation.None && !preActivation.IsNull) Activations(preActivation, n * o, types, op, nameof(preActivation));
+        long n = rows, k = inFeatures, o = outFeatures, ld = Stride(outputStride, outFeatures, op, nameof(outputStride));
+        Activations(output, n * ld, types, op, nameof(output));
+        if (activation != Activation.None && !preActivation.IsNull) Activations(preActivation, n * ld, types, op, nameof(preActivation));
         Activations(input, n * k, types, op, nameof(input));
         Activations(weight, o * k, types, op, nameof(weight));
         if (!bias.IsNull) bias.Require(o, DType.F32, op, nameof(bias));
@@ -71,17 +71,17 @@ public static class OpChecks
     /// computed); input is needed only for dWeight, weight only for dInput.</summary>
     public static void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias,
         TensorRef dOutput, TensorRef input, TensorRef weight,
-        int rows, int inFeatures, int outFeatures, ActivationTypes types)
+        int rows, int inFeatures, int outFeatures, ActivationTypes types, int dOutputStride = 0)
     {
         const string op = nameof(IBackend.LinearBackward);
         NonNegative(rows, op, nameof(rows));
         Positive(inFeatures, op, nameof(inFeatures));
         Positive(outFeatures, op, nameof(outFeatures));
-        long n = rows, k = inFeatures, o = outFeatures;
+        long n = rows, k = inFeatures, o = outFeatures, ld = Stride(dOutputStride, outFeatures, op, nameof(dOutputStride));
         if (!dInput.IsNull) Activations(dInput, n * k, types, op, nameof(dInput));
         if (!dWeight.IsNull) dWeight.Require(o * k, DType.F32, op, nameof(dWeight));
         if (!dBias.IsNull) dBias.Require(o, DType.F32, op, nameof(dBias));
-        Activations(dOutput, n * o, types, op, nameof(dOutput));
+        Activations(dOutput, n * ld, types, op, nameof(dOutput));
         if (!dWeight.IsNull) Activations(input, n * k, types, op, nameof(input));
         if (!dInput.IsNull) Activations(weight, o * k, types, op, nameof(weight));
     }
@@ -311,20 +311,23 @@ public static class OpChecks
     /// <summary><see cref="IBackend.SoftmaxCrossEntropy"/>. weights may be Null; dLogits may alias logits;
     /// gradScale must be finite.</summary>
     public static void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale, ActivationTypes types)
+        int rows, int classes, float gradScale, ActivationTypes types, int stride = 0)
     {
         const string op = nameof(IBackend.SoftmaxCrossEntropy);
         NonNegative(rows, op, nameof(rows));
         Positive(classes, op, nameof(classes));
         if (!float.IsFinite(gradScale))
             throw new ArgumentOutOfRangeException(nameof(gradScale), gradScale, $"{op}: gradScale must be finite");
-        long n = (long)rows * classes;
+        long n = rows * Stride(stride, classes, op, nameof(stride));
         Activations(dLogits, n, types, op, nameof(dLogits));
         stats.Require(3, DType.F32, op, nameof(stats));
         Activations(logits, n, types, op, nameof(logits));
         labels.Require(rows, DType.I32, op, nameof(labels));
         if (!weights.IsNull) weights.Require(rows, DType.F32, op, nameof(weights));
     }
+
+    /// <summary><see cref="IBackend.LogitsStride"/>: a positive class count.</summary>
+    public static void LogitsStride(int classes) => Positive(classes, nameof(IBackend.LogitsStride), nameof(classes));
 
     // ---- optimizer ------------------------------------------------------------------------------
 
@@ -389,6 +392,15 @@ public static class OpChecks
     public static void NonNegative(long value, string op, string argument)
     {
         if (value < 0) throw new ArgumentOutOfRangeException(argument, value, $"{op}: {argument} must be non-negative");
+    }
+
+    /// <summary>A row stride of a [rows, width] tensor: 0 (dense: width) or at least width. Returns the stride.</summary>
+    public static long Stride(int stride, int width, string op, string argument)
+    {
+        if (stride == 0) return width;
+        if (stride < width)
+            throw new ArgumentOutOfRangeException(argument, stride, $"{op}: {argument} must be 0 (dense) or at least the row width {width}");
+        return stride;
     }
 
     /// <summary>A LayerNorm epsilon: positive and finite (0 divides by zero on a constant row).</summary>

@@ -49,18 +49,18 @@ public sealed class ProfilingBackend(IBackend inner) : DelegatingBackend(inner)
     }
 
     public override void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
-        int rows, int inFeatures, int outFeatures, Activation activation)
+        int rows, int inFeatures, int outFeatures, Activation activation, int outputStride = 0)
     {
         long t0 = Start();
-        base.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation);
+        base.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation, outputStride);
         Stop($"Linear {inFeatures}->{outFeatures}", t0);
     }
 
     public override void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input, TensorRef weight,
-        int rows, int inFeatures, int outFeatures, bool accumulateInput)
+        int rows, int inFeatures, int outFeatures, bool accumulateInput, int dOutputStride = 0)
     {
         long t0 = Start();
-        base.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput);
+        base.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput, dOutputStride);
         Stop($"LinearBackward {inFeatures}->{outFeatures}", t0);
     }
 
@@ -165,10 +165,10 @@ public sealed class ProfilingBackend(IBackend inner) : DelegatingBackend(inner)
     }
 
     public override void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale)
+        int rows, int classes, float gradScale, int stride = 0)
     {
         long t0 = Start();
-        base.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale);
+        base.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, stride);
         Stop("SoftmaxCrossEntropy", t0);
     }
 

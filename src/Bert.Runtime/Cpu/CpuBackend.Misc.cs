@@ -102,11 +102,11 @@ public sealed unsafe partial class CpuBackend
     // ---- loss -----------------------------------------------------------------------------------
 
     public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale)
+        int rows, int classes, float gradScale, int stride = 0)
     {
         const string op = nameof(SoftmaxCrossEntropy);
         ThrowIfDisposed();
-        OpChecks.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, Activations);
+        OpChecks.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, Activations, stride);
         int* label = I(labels);
         for (int r = 0; r < rows; r++)
         {
@@ -119,7 +119,8 @@ public sealed unsafe partial class CpuBackend
         var job = new CrossEntropyJob
         {
             DLogits = F(dLogits), Logits = F(logits), Labels = label, Weights = weights.IsNull ? null : F(weights),
-            RowStats = rowStats, Rows = rows, Classes = classes, RowsPerChunk = perChunk, GradScale = gradScale,
+            RowStats = rowStats, Rows = rows, Classes = classes, Stride = stride == 0 ? classes : stride, RowsPerChunk = perChunk,
+            GradScale = gradScale,
         };
         _pool.Run(&job, CeilDiv(rows, perChunk));
 
@@ -141,7 +142,7 @@ public sealed unsafe partial class CpuBackend
         public float* DLogits, Logits, Weights;
         public int* Labels;
         public double* RowStats;
-        public int Rows, Classes, RowsPerChunk;
+        public int Rows, Classes, Stride, RowsPerChunk;
         public float GradScale;
 
         public static void Execute(ref CrossEntropyJob job, int chunk, int worker)
@@ -149,8 +150,10 @@ public sealed unsafe partial class CpuBackend
             int r0 = chunk * job.RowsPerChunk, r1 = Math.Min(job.Rows, r0 + job.RowsPerChunk), c = job.Classes;
             for (int r = r0; r < r1; r++)
             {
-                float* x = job.Logits + (long)r * c;
-                float* d = job.DLogits + (long)r * c;
+                float* x = job.Logits + (long)r * job.Stride;
+                float* d = job.DLogits + (long)r * job.Stride;
+                // The padding columns [C, stride) take no part in the loss; their gradient is 0.
+                new Span<float>(d + c, job.Stride - c).Clear();
                 double* st = job.RowStats + 3 * r;
                 float w = job.Weights == null ? 1f : job.Weights[r];
                 if (w == 0f)

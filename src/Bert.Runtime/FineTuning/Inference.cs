@@ -99,7 +99,11 @@ public static class MaskFiller
                 Batch = 1, Seq = s, Predictions = p,
                 InputIds = idsBuffer, TokenTypeIds = types, AttentionMask = mask, MlmPositions = positionBuffer,
             });
-            be.Download<float>(logits, model.MlmLogits);
+            // Rows MlmLogitsStride apart (a backend may pad the vocabulary GEMM): keep the first V columns of each.
+            int ld = Math.Max(v, model.MlmLogitsStride);
+            var rows = new float[p * ld];
+            be.Download<float>(rows, model.MlmLogits.Slice(0, (long)p * ld));
+            for (int m = 0; m < p; m++) rows.AsSpan(m * ld, v).CopyTo(logits.AsSpan(m * v, v));
         }
         finally
         {

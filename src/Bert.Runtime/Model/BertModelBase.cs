@@ -108,8 +108,12 @@ public abstract class BertModelBase : IDisposable
     /// <summary>Dropout on (training) or off (evaluation).</summary>
     public bool Training { get; set; }
 
-    /// <summary>The last Forward's masked-LM logits F32[B·P, V] (overwritten by their gradient when labels were given).</summary>
+    /// <summary>The last Forward's masked-LM logits [B·P, V] in rows <see cref="MlmLogitsStride"/> apart (overwritten by
+    /// their gradient when labels were given).</summary>
     public TensorRef MlmLogits { get; protected set; }
+    /// <summary>The row stride of <see cref="MlmLogits"/>: the vocabulary size, or more where the backend pads the
+    /// vocabulary GEMM (<see cref="IBackend.LogitsStride"/>); columns past the vocabulary are padding.</summary>
+    public int MlmLogitsStride { get; protected set; }
     /// <summary>The last Forward's NSP logits F32[B, 2].</summary>
     public TensorRef NspLogits { get; protected set; }
     /// <summary>The last Forward's classification logits F32[B, C] or token-classification F32[B·S, C].</summary>

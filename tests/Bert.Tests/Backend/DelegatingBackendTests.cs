@@ -69,6 +69,7 @@ public class DelegatingBackendTests
             Assert.That(outer.ComputeType, Is.EqualTo(DType.BF16));
             Assert.That(((IBackend)outer).AvailableMemoryBytes, Is.EqualTo(12345L));
             Assert.That(outer.PlanAttention(2, 3, 4, 5), Is.EqualTo(new AttentionPlan(2 * 4 * 3 * 3, 2 * 3 * 4 * 5, false)));
+            Assert.That(outer.LogitsStride(30522), Is.EqualTo(30525));
         });
     }
 
@@ -146,10 +147,10 @@ public class DelegatingBackendTests
         public void WrittenExternally(TensorRef written) => Hit(nameof(WrittenExternally));
 
         public void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
-            int rows, int inFeatures, int outFeatures, Activation activation) => Hit(nameof(Linear));
+            int rows, int inFeatures, int outFeatures, Activation activation, int outputStride = 0) => Hit(nameof(Linear));
 
         public void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input, TensorRef weight,
-            int rows, int inFeatures, int outFeatures, bool accumulateInput) => Hit(nameof(LinearBackward));
+            int rows, int inFeatures, int outFeatures, bool accumulateInput, int dOutputStride = 0) => Hit(nameof(LinearBackward));
 
         public void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation) =>
             Hit(nameof(ActivationBackward));
@@ -196,7 +197,13 @@ public class DelegatingBackendTests
             Hit(nameof(ScatterAddRows));
 
         public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-            int rows, int classes, float gradScale) => Hit(nameof(SoftmaxCrossEntropy));
+            int rows, int classes, float gradScale, int stride = 0) => Hit(nameof(SoftmaxCrossEntropy));
+
+        public int LogitsStride(int classes)
+        {
+            Hit(nameof(LogitsStride));
+            return classes + 3;
+        }
 
         public void SquaredNorm(TensorRef result, TensorRef input, long count) => Hit(nameof(SquaredNorm));
 

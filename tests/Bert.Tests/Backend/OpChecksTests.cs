@@ -134,6 +134,7 @@ public abstract class OpCheckParityTests
         });
         // Attention (the workspace length is the backend's own, so it is given generously)
         yield return Bad("PlanAttention", "heads 0", r => r.B.PlanAttention(B, S, 0, HD));
+        yield return Bad("LogitsStride", "classes 0", r => r.B.LogitsStride(0));
         yield return Bad("AttentionForward", "mask F32", r => AttentionForward(r, mask: r.F(B * S)));
         yield return Bad("AttentionForward", "dropout 1.5", r => AttentionForward(r, dropout: new DropoutSpec(1.5f, 1, 2, 3)));
         yield return Bad("AttentionForward", "qkv short", r => AttentionForward(r, qkv: B * S * 3 * H - 1));

@@ -186,13 +186,14 @@ internal sealed class PlanCheckingBackend(DType computeType = DType.F32, bool fu
     // ---- ops --------------------------------------------------------------------------------------
 
     public void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
-        int rows, int inFeatures, int outFeatures, Activation activation)
+        int rows, int inFeatures, int outFeatures, Activation activation, int outputStride = 0)
     {
+        long ld = OpChecks.Stride(outputStride, outFeatures, nameof(Linear), nameof(outputStride));
         var c = Begin(nameof(Linear)).Read(input, (long)rows * inFeatures, "input", Compute)
             .Read(weight, (long)outFeatures * inFeatures, "weight", F32)
             .OptionalRead(bias, outFeatures, "bias", F32)
-            .Write(output, (long)rows * outFeatures, "output", ComputeOrF32);
-        if (activation != Activation.None) c.Write(preActivation, (long)rows * outFeatures, "preActivation", Compute);
+            .Write(output, rows * ld, "output", ComputeOrF32);
+        if (activation != Activation.None) c.Write(preActivation, rows * ld, "preActivation", Compute);
         else if (!preActivation.IsNull) throw new InvalidOperationException("Linear: preActivation given without an activation");
         c.Weight = weight;
         c.Activation = activation;
@@ -200,9 +201,10 @@ internal sealed class PlanCheckingBackend(DType computeType = DType.F32, bool fu
     }
 
     public void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input, TensorRef weight,
-        int rows, int inFeatures, int outFeatures, bool accumulateInput)
+        int rows, int inFeatures, int outFeatures, bool accumulateInput, int dOutputStride = 0)
     {
-        var c = Begin(nameof(LinearBackward)).Read(dOutput, (long)rows * outFeatures, "dOutput", ComputeOrF32)
+        long ld = OpChecks.Stride(dOutputStride, outFeatures, nameof(LinearBackward), nameof(dOutputStride));
+        var c = Begin(nameof(LinearBackward)).Read(dOutput, rows * ld, "dOutput", ComputeOrF32)
             .Read(input, (long)rows * inFeatures, "input", Compute)
             .Read(weight, (long)outFeatures * inFeatures, "weight", F32)
             .Accumulate(dWeight, (long)outFeatures * inFeatures, "dWeight", F32);
@@ -355,13 +357,20 @@ internal sealed class PlanCheckingBackend(DType computeType = DType.F32, bool fu
             .Accumulate(dInput, (long)batch * seq * hidden, "dInput", Compute).Done();
 
     public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale)
+        int rows, int classes, float gradScale, int stride = 0)
     {
         if (!(gradScale > 0) || float.IsInfinity(gradScale)) throw new InvalidOperationException($"SoftmaxCrossEntropy: gradScale {gradScale}");
-        Begin(nameof(SoftmaxCrossEntropy)).Read(logits, (long)rows * classes, "logits", ComputeOrF32).Read(labels, rows, "labels", I32)
+        long ld = OpChecks.Stride(stride, classes, nameof(SoftmaxCrossEntropy), nameof(stride));
+        Begin(nameof(SoftmaxCrossEntropy)).Read(logits, rows * ld, "logits", ComputeOrF32).Read(labels, rows, "labels", I32)
             .OptionalRead(weights, rows, "weights", F32)
-            .Write(stats, 3, "stats", F32).Write(dLogits, (long)rows * classes, "dLogits", ComputeOrF32, "logits").Done();
+            .Write(stats, 3, "stats", F32).Write(dLogits, rows * ld, "dLogits", ComputeOrF32, "logits").Done();
     }
+
+    /// <summary>The stride the checked model's logits get: classes, or <see cref="LogitsPadding"/>'s multiple.</summary>
+    public int LogitsStride(int classes) => LogitsPadding == 0 ? classes : (classes + LogitsPadding - 1) / LogitsPadding * LogitsPadding;
+
+    /// <summary>Pad the logits' rows to a multiple of this (0: no padding), as the CUDA backend's LogitsPadding.</summary>
+    public int LogitsPadding { get; init; }
 
     public void SquaredNorm(TensorRef result, TensorRef input, long count) =>
         throw new NotSupportedException("PlanCheckingBackend checks a model's Forward and Backward, which never call SquaredNorm");

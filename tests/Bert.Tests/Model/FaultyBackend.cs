@@ -26,10 +26,10 @@ internal sealed class FaultyBackend(IBackend inner, BackwardFault fault) : Deleg
     public override string Name => Inner.Name + " with " + fault;
 
     public override void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input, TensorRef weight,
-        int rows, int inFeatures, int outFeatures, bool accumulateInput) =>
+        int rows, int inFeatures, int outFeatures, bool accumulateInput, int dOutputStride = 0) =>
         base.LinearBackward(dInput, dWeight,
             fault == BackwardFault.BiasGradientDropped && outFeatures == BiasFeatures ? TensorRef.Null : dBias,
-            dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput);
+            dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput, dOutputStride);
 
     public override void ResidualLayerNormBackward(TensorRef dResidual, TensorRef dBranch, TensorRef dGamma, TensorRef dBeta, TensorRef dOutput,
         TensorRef sum, TensorRef mean, TensorRef rstd, TensorRef gamma, int rows, int hidden, DropoutSpec dropout) =>

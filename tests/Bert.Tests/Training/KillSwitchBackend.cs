@@ -61,17 +61,17 @@ public sealed class KillSwitchBackend(IBackend inner) : DelegatingBackend(inner)
     }
 
     public override void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
-        int rows, int inFeatures, int outFeatures, Activation activation)
+        int rows, int inFeatures, int outFeatures, Activation activation, int outputStride = 0)
     {
         Alive();
-        base.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation);
+        base.Linear(output, preActivation, input, weight, bias, rows, inFeatures, outFeatures, activation, outputStride);
     }
 
     public override void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input, TensorRef weight,
-        int rows, int inFeatures, int outFeatures, bool accumulateInput)
+        int rows, int inFeatures, int outFeatures, bool accumulateInput, int dOutputStride = 0)
     {
         Alive();
-        base.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput);
+        base.LinearBackward(dInput, dWeight, dBias, dOutput, input, weight, rows, inFeatures, outFeatures, accumulateInput, dOutputStride);
     }
 
     public override void ActivationBackward(TensorRef dPre, TensorRef dOut, TensorRef pre, long count, Activation activation)
@@ -156,7 +156,7 @@ public sealed class KillSwitchBackend(IBackend inner) : DelegatingBackend(inner)
     }
 
     public override void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale)
+        int rows, int classes, float gradScale, int stride = 0)
     {
         Alive();
         LossCalls++;
@@ -165,7 +165,7 @@ public sealed class KillSwitchBackend(IBackend inner) : DelegatingBackend(inner)
             _dead = true;
             throw new SimulatedKillException(LossCalls);
         }
-        base.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale);
+        base.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, stride);
     }
 
     public override void SquaredNorm(TensorRef result, TensorRef input, long count)

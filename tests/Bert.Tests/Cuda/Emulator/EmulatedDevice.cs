@@ -367,8 +367,16 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
         Gemms.Add(g);
     }
 
-    public void LtMatmul(in LtMatmulCall c)
+    /// <summary>Shapes the emulated cuBLASLt refuses (as a real heuristic may): LtMatmul answers false for them
+    /// and queues nothing, so the backend's fallback runs. Null: none.</summary>
+    public Func<LtMatmulCall, bool>? RefuseLt { get; set; }
+
+    /// <summary>Every cuBLASLt matmul the emulator ran (refused ones are not here).</summary>
+    public List<LtMatmulCall> LtLog { get; } = [];
+
+    public bool LtMatmul(in LtMatmulCall c)
     {
+        if (RefuseLt?.Invoke(c) == true) return false;
         Send(Command.Lt);
         _writer.Write(c.TransA ? 1 : 0);
         _writer.Write(c.TransB ? 1 : 0);
@@ -383,10 +391,14 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
         _writer.Write(c.Ldd);
         _writer.Write(c.Bias);
         _writer.Write(c.Aux);
-        _writer.Write(c.Epilogue == LtEpilogue.GeluTanhAuxBias ? 1 : 0);
+        _writer.Write(c.Epilogue switch { LtEpilogue.GeluTanhAuxBias => 1, LtEpilogue.BiasGradB => 2, _ => 0 });
         _writer.Write(c.Type == DType.BF16 ? 1 : 0);
+        _writer.Write(c.DType == DType.BF16 ? 1 : 0);
+        _writer.Write(c.Beta);
         Complete($"cuBLASLt matmul {c}");
         LtCalls++;
+        LtLog.Add(c);
+        return true;
     }
 
     public int LtCalls { get; private set; }

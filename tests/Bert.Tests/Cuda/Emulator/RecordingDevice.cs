@@ -104,17 +104,18 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
         GemmCount++;
     }
 
-    public void LtMatmul(in LtMatmulCall call)
+    public bool LtMatmul(in LtMatmulCall call)
     {
         long extentA = (call.TransA ? (long)call.M - 1 : call.K - 1L) * call.Lda + (call.TransA ? call.K : call.M);
         long extentB = (call.TransB ? (long)call.K - 1 : call.N - 1L) * call.Ldb + (call.TransB ? call.N : call.K);
         int size = call.Type.Size();
         Inside(call.A, extentA * size, "Lt A");
         Inside(call.B, extentB * size, "Lt B");
-        Inside(call.D, ((call.N - 1L) * call.Ldd + call.M) * size, "Lt D");
-        Inside(call.Bias, call.M * (long)size, "Lt bias");
+        Inside(call.D, ((call.N - 1L) * call.Ldd + call.M) * call.DType.Size(), "Lt D");
+        Inside(call.Bias, call.BiasLength * (long)call.BiasType.Size(), "Lt bias");
         if (call.Epilogue == LtEpilogue.GeluTanhAuxBias) Inside(call.Aux, ((call.N - 1L) * call.Ldd + call.M) * size, "Lt aux");
         LtCalls++;
+        return true;
     }
 
     /// <summary>cuBLASLt matmuls so far.</summary>

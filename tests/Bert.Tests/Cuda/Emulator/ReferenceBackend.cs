@@ -115,22 +115,24 @@ internal sealed unsafe class ReferenceBackend : IBackend
     private static double Drop(in DropoutSpec d, long index) => !d.Active ? 1 : d.Keep(index) ? d.Scale : 0;
 
     public void Linear(TensorRef output, TensorRef preActivation, TensorRef input, TensorRef weight, TensorRef bias,
-        int rows, int inFeatures, int outFeatures, Activation activation)
+        int rows, int inFeatures, int outFeatures, Activation activation, int outputStride = 0)
     {
+        int ld = outputStride == 0 ? outFeatures : outputStride;
         var x = F(input); var w = F(weight); var b = F(bias); var y = F(output); var pre = F(preActivation);
         for (int n = 0; n < rows; n++)
             for (int o = 0; o < outFeatures; o++)
             {
                 double z = b.IsEmpty ? 0 : b[o];
                 for (int k = 0; k < inFeatures; k++) z += (double)x[n * inFeatures + k] * w[o * inFeatures + k];
-                if (activation != Activation.None) pre[n * outFeatures + o] = (float)z;
-                y[n * outFeatures + o] = (float)Act((float)z, activation);
+                if (activation != Activation.None) pre[n * ld + o] = (float)z;
+                y[n * ld + o] = (float)Act((float)z, activation);
             }
     }
 
     public void LinearBackward(TensorRef dInput, TensorRef dWeight, TensorRef dBias, TensorRef dOutput, TensorRef input, TensorRef weight,
-        int rows, int inFeatures, int outFeatures, bool accumulateInput)
+        int rows, int inFeatures, int outFeatures, bool accumulateInput, int dOutputStride = 0)
     {
+        int ld = dOutputStride == 0 ? outFeatures : dOutputStride;
         var dy = F(dOutput); var x = F(input); var w = F(weight);
         if (!dWeight.IsNull)
         {
@@ -139,7 +141,7 @@ internal sealed unsafe class ReferenceBackend : IBackend
                 for (int k = 0; k < inFeatures; k++)
                 {
                     double s = 0;
-                    for (int n = 0; n < rows; n++) s += (double)dy[n * outFeatures + o] * x[n * inFeatures + k];
+                    for (int n = 0; n < rows; n++) s += (double)dy[n * ld + o] * x[n * inFeatures + k];
                     dw[o * inFeatures + k] = (float)(dw[o * inFeatures + k] + s);
                 }
         }
@@ -149,7 +151,7 @@ internal sealed unsafe class ReferenceBackend : IBackend
             for (int o = 0; o < outFeatures; o++)
             {
                 double s = 0;
-                for (int n = 0; n < rows; n++) s += dy[n * outFeatures + o];
+                for (int n = 0; n < rows; n++) s += dy[n * ld + o];
                 db[o] = (float)(db[o] + s);
             }
         }
@@ -160,7 +162,7 @@ internal sealed unsafe class ReferenceBackend : IBackend
                 for (int k = 0; k < inFeatures; k++)
                 {
                     double s = accumulateInput ? dx[n * inFeatures + k] : 0;
-                    for (int o = 0; o < outFeatures; o++) s += (double)dy[n * outFeatures + o] * w[o * inFeatures + k];
+                    for (int o = 0; o < outFeatures; o++) s += (double)dy[n * ld + o] * w[o * inFeatures + k];
                     dx[n * inFeatures + k] = (float)s;
                 }
         }
@@ -386,8 +388,9 @@ internal sealed unsafe class ReferenceBackend : IBackend
     }
 
     public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale)
+        int rows, int classes, float gradScale, int stride = 0)
     {
+        int ld = stride == 0 ? classes : stride;
         var z = F(logits); var g = F(dLogits); var y = I(labels); var w = F(weights); var st = F(stats);
         double loss = 0, correct = 0, total = 0;
         var row = new double[classes];
@@ -398,7 +401,7 @@ internal sealed unsafe class ReferenceBackend : IBackend
             int arg = 0;
             for (int c = 0; c < classes; c++)
             {
-                row[c] = z[n * classes + c];
+                row[c] = z[n * ld + c];
                 if (row[c] > max) { max = row[c]; arg = c; }
             }
             double sum = 0;
@@ -407,7 +410,8 @@ internal sealed unsafe class ReferenceBackend : IBackend
             correct += arg == y[n] ? wn : 0;
             total += wn;
             for (int c = 0; c < classes; c++)
-                g[n * classes + c] = (float)(gradScale * wn * (Math.Exp(row[c] - max) / sum - (c == y[n] ? 1 : 0)));
+                g[n * ld + c] = (float)(gradScale * wn * (Math.Exp(row[c] - max) / sum - (c == y[n] ? 1 : 0)));
+            for (int c = classes; c < ld; c++) g[n * ld + c] = 0;
         }
         st[0] = (float)(gradScale * loss);
         st[1] = (float)correct;

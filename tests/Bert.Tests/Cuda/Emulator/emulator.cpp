@@ -397,22 +397,35 @@ std::string run_gemm(const Gemm& g)
     return "";
 }
 
-// cuBLASLt matmul with BIAS or GELU_AUX_BIAS (tanh GELU), beta = 0, fp32 accumulation; A, B, D, bias and aux
-// all F32 or all BF16. The bias is added to the fp32 product before D (and aux) are rounded once.
+// cuBLASLt matmul, fp32 accumulation, D = epilogue(op(A)·op(B)) (+ beta·D). epilogue 0 BIAS, 1 GELU_AUX_BIAS
+// (tanh GELU): bias[m] of A's type added to the fp32 product before D (and aux) are rounded once, beta = 0.
+// epilogue 2 BGRADB: bias[n] = Σ_l op(B)[l, n] in fp32 (overwritten), D = A·B + beta·D. A and B are F32 or BF16;
+// D is outType.
 std::string run_lt(int transA, int transB, int m, int n, int k, std::uint64_t a, int lda, std::uint64_t b, int ldb,
-                   std::uint64_t d, int ldd, std::uint64_t bias, std::uint64_t aux, int epilogue, int type)
+                   std::uint64_t d, int ldd, std::uint64_t bias, std::uint64_t aux, int epilogue, int type, int outType, float beta)
 {
     if (type != F32 && type != BF16) return "Lt: unsupported type";
-    std::uint64_t size = type == BF16 ? 2 : 4;
+    if (outType != F32 && outType != BF16) return "Lt: unsupported output type";
+    if (epilogue != 2 && beta != 0.0f) return "Lt: the bias epilogues run with beta 0";
+    std::uint64_t size = type == BF16 ? 2 : 4, outSize = outType == BF16 ? 2 : 4;
     long long rowsA = transA ? k : m, colsA = transA ? m : k;
     long long rowsB = transB ? n : k, colsB = transB ? k : n;
     std::string e = check_range("Lt A", a, ((colsA - 1) * lda + rowsA) * size);
     if (e.empty()) e = check_range("Lt B", b, ((colsB - 1) * ldb + rowsB) * size);
-    if (e.empty()) e = check_range("Lt D", d, ((n - 1ULL) * ldd + m) * size);
-    if (e.empty()) e = check_range("Lt bias", bias, (std::uint64_t)m * size);
-    if (e.empty() && epilogue == 1) e = check_range("Lt aux", aux, ((n - 1ULL) * ldd + m) * size);
+    if (e.empty()) e = check_range("Lt D", d, ((n - 1ULL) * ldd + m) * outSize);
+    if (e.empty()) e = epilogue == 2 ? check_range("Lt bias gradient", bias, (std::uint64_t)n * 4)
+                                     : check_range("Lt bias", bias, (std::uint64_t)m * size);
+    if (e.empty() && epilogue == 1) e = check_range("Lt aux", aux, ((n - 1ULL) * ldd + m) * outSize);
     if (!e.empty()) return e;
     for (int j = 0; j < n; j++)
+    {
+        if (epilogue == 2)
+        {
+            double g = 0;
+            for (int l = 0; l < k; l++)
+                g += load_elem(b, transB ? j + (long long)l * ldb : l + (long long)j * ldb, type);
+            store_elem(bias, j, F32, (float)g);
+        }
         for (int i = 0; i < m; i++)
         {
             double acc = 0;
@@ -423,15 +436,24 @@ std::string run_lt(int transA, int transB, int m, int n, int k, std::uint64_t a,
                 acc += (double)load_elem(a, ai, type) * load_elem(b, bi, type);
             }
             long long di = i + (long long)j * ldd;
+            if (epilogue == 2)
+            {
+                // cuBLASLt does not read D when beta is 0.
+                double v = acc;
+                if (beta != 0.0f) v += (double)beta * load_elem(d, di, outType);
+                store_elem(d, di, outType, (float)v);
+                continue;
+            }
             float v = (float)acc + load_elem(bias, i, type);
             if (epilogue == 1)
             {
-                store_elem(aux, di, type, v);
+                store_elem(aux, di, outType, v);
                 float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);
                 v = 0.5f * v * (1.0f + std::tanh(u));
             }
-            store_elem(d, di, type, v);
+            store_elem(d, di, outType, v);
         }
+    }
     return "";
 }
 
@@ -613,8 +635,10 @@ int main()
                 auto bias = read_value<std::uint64_t>();
                 auto aux = read_value<std::uint64_t>();
                 int epilogue = read_value<std::int32_t>();
-                int type = read_value<std::int32_t>();
-                reply(run_lt(transA, transB, m, n, k, a, lda, b, ldb, d, ldd, bias, aux, epilogue, type));
+                int type = read_value<std::int32_t>() ? BF16 : F32;
+                int outType = read_value<std::int32_t>() ? BF16 : F32;
+                float beta = read_value<float>();
+                reply(run_lt(transA, transB, m, n, k, a, lda, b, ldb, d, ldd, bias, aux, epilogue, type, outType, beta));
                 break;
             }
             case Quit:
