@@ -33,14 +33,32 @@ public sealed partial class CudaBackend
         // Inside a shadowed buffer the kernel writes the bf16 copy in the same pass; a range only partly
         // inside one is refreshed afterwards.
         var shadow = TryShadow(range, out var s) ? s : TensorRef.Null;
-        float bc1 = 1f - MathF.Pow(step.Beta1, step.Step);
-        float bc2 = 1f - MathF.Pow(step.Beta2, step.Step);
+        float bc1 = StepScalars.BiasCorrection(step.Beta1, step.Step);
+        float bc2 = StepScalars.BiasCorrection(step.Beta2, step.Step);
         Launch(KernelCatalog.AdamWStep, new Dim3(GridFor(count, 256)), new Dim3(256),
             KernelArg.Ptr("param", param), KernelArg.Ptr("shadow", shadow), KernelArg.Ptr("m", m), KernelArg.Ptr("v", v),
             KernelArg.Ptr("grad", grad), KernelArg.Ptr("normSquared", normSquared), KernelArg.I64("count", count),
             KernelArg.F32("lr", step.LearningRate), KernelArg.F32("beta1", step.Beta1), KernelArg.F32("beta2", step.Beta2),
             KernelArg.F32("eps", step.Epsilon), KernelArg.F32("weightDecay", step.WeightDecay),
             KernelArg.F32("bc1", bc1), KernelArg.F32("bc2", bc2), KernelArg.F32("maxNorm", step.MaxGradNorm));
+        if (shadow.IsNull) RefreshShadow(range);
+    }
+
+    public void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+        long count, in AdamWConstants constants)
+    {
+        using var _ = Op(nameof(AdamWDevice));
+        OpChecks.AdamWDevice(param, grad, m, v, normSquared, scalars, count, constants);
+        if (count == 0) return;
+        var range = param.Slice(0, count);
+        var shadow = TryShadow(range, out var s) ? s : TensorRef.Null;
+        Launch(KernelCatalog.AdamWDevice, new Dim3(GridFor(count, 256)), new Dim3(256),
+            KernelArg.Ptr("param", param), KernelArg.Ptr("shadow", shadow), KernelArg.Ptr("m", m), KernelArg.Ptr("v", v),
+            KernelArg.Ptr("grad", grad), KernelArg.Ptr("normSquared", normSquared), KernelArg.Ptr("scalars", scalars),
+            KernelArg.I64("count", count), KernelArg.F32("beta1", constants.Beta1), KernelArg.F32("beta2", constants.Beta2),
+            KernelArg.F32("eps", constants.Epsilon), KernelArg.F32("weightDecay", constants.WeightDecay),
+            KernelArg.F32("maxNorm", constants.MaxGradNorm));
+        // A skipped update (non-finite norm) leaves the weights as they were, so refreshing the shadow is harmless.
         if (shadow.IsNull) RefreshShadow(range);
     }
 }

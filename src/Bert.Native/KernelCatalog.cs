@@ -187,6 +187,9 @@ public static class KernelCatalog
     public static readonly KernelSpec AdamWStep = Def("optimizer.cu", "adamw_step", null,
         P("param"), P("shadow"), P("m"), P("v"), P("grad"), P("normSquared"), L("count"),
         F("lr"), F("beta1"), F("beta2"), F("eps"), F("weightDecay"), F("bc1"), F("bc2"), F("maxNorm"));
+    public static readonly KernelSpec AdamWDevice = Def("optimizer.cu", "adamw_device", null,
+        P("param"), P("shadow"), P("m"), P("v"), P("grad"), P("normSquared"), P("scalars"), L("count"),
+        F("beta1"), F("beta2"), F("eps"), F("weightDecay"), F("maxNorm"));
 
     /// <summary>Every kernel, in <see cref="KernelSpec.Index"/> order.</summary>
     public static IReadOnlyList<KernelSpec> All => Specs;

@@ -541,6 +541,23 @@ public static class KernelCheck
                 return new() { ["param"] = r.Read(p), ["m"] = r.Read(m), ["v"] = r.Read(v) };
             });
         }
+        // The device-scalar step: clipped, unclipped, clipping off (max norm 0) and a non-finite norm (nothing updated).
+        foreach (var (name, norm, maxNorm) in new[] { ("clipped", 9f, 1f), ("unclipped", 0.25f, 1f), ("no-clip", 9f, 0f), ("non-finite", float.PositiveInfinity, 1f) })
+        {
+            const long count = 1007;
+            var p0 = Rand(count); var g = Rand(count); var m0 = Rand(count, 0.1f); var v0 = Rand(count, 0.01f);
+            for (int i = 0; i < count; i++) v0[i] = Math.Abs(v0[i]);
+            var constants = new AdamWConstants(0.9f, 0.999f, 1e-6f, 0.01f, maxNorm);
+            var scalars = new float[StepScalars.Length];
+            StepScalars.For(1e-3f, constants.Beta1, constants.Beta2, 3, 7).WriteTo(scalars);
+            float normSquared = norm;
+            yield return new Case(nameof(IBackend.AdamWDevice), name, Shape(("count", count)), r =>
+            {
+                var p = r.Param(p0); var m = r.F32(m0); var v = r.F32(v0);
+                r.B.AdamWDevice(p, r.F32(g), m, v, r.F32(new[] { normSquared }), r.F32(scalars), count, constants);
+                return new() { ["param"] = r.Read(p), ["m"] = r.Read(m), ["v"] = r.Read(v) };
+            });
+        }
     }
 
     private static (TensorRef Output, TensorRef Sum, TensorRef Mean, TensorRef Rstd) EmbeddingsForward(Rig r, Dims d,

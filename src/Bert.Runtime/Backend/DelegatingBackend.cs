@@ -132,6 +132,10 @@ public abstract class DelegatingBackend : IBackend
         long count, in AdamWStep step) =>
         Inner.AdamW(param, grad, m, v, normSquared, count, step);
 
+    public virtual void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+        long count, in AdamWConstants constants) =>
+        Inner.AdamWDevice(param, grad, m, v, normSquared, scalars, count, constants);
+
     /// <summary>Disposes <see cref="Inner"/> only when this decorator was created owning it.</summary>
     public virtual void Dispose()
     {

@@ -189,6 +189,15 @@ public interface IBackend : IDisposable
     /// param −= lr·(m/(1−β1ᵗ) / (√(v/(1−β2ᵗ)) + ε) + weightDecay·param).</summary>
     void AdamW(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared,
         long count, in AdamWStep step);
+
+    /// <summary><see cref="AdamW"/> with the per-step scalars read on the device, so every step queues the same work
+    /// (a CUDA graph can replay it). scalars: F32[<see cref="StepScalars.Length"/>] as <see cref="StepScalars"/> lays
+    /// it out (learning rate, 1−β1ᵗ, 1−β2ᵗ). normSquared: F32[1], required: a non-finite value skips the update
+    /// (param, m and v unchanged, as the host path never calls AdamW then); otherwise the clip scale
+    /// min(1, maxNorm/(√normSquared[0] + 1e-6)) when MaxGradNorm &gt; 0 (0: no clipping). Bit-identical to
+    /// <see cref="AdamW"/> with the same scalars on the same backend.</summary>
+    void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+        long count, in AdamWConstants constants);
 }
 
 /// <summary>Scalars of one AdamW step. Step is 1-based (bias correction uses it).</summary>

@@ -369,6 +369,33 @@ public static class OpChecks
                 $"{op}: step.MaxGradNorm must be finite and > 0 when normSquared is given");
     }
 
+    /// <summary><see cref="IBackend.AdamWDevice"/>: F32 buffers; normSquared F32[1] and scalars
+    /// F32[<see cref="StepScalars.Length"/>] required; β1, β2 in [0, 1); ε finite and ≥ 0; weight decay finite;
+    /// MaxGradNorm finite and ≥ 0 (0: no clipping). The scalars' values live on the device and are not checked.</summary>
+    public static void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+        long count, in AdamWConstants constants)
+    {
+        const string op = nameof(IBackend.AdamWDevice);
+        NonNegative(count, op, nameof(count));
+        param.Require(count, DType.F32, op, nameof(param));
+        grad.Require(count, DType.F32, op, nameof(grad));
+        m.Require(count, DType.F32, op, nameof(m));
+        v.Require(count, DType.F32, op, nameof(v));
+        normSquared.Require(1, DType.F32, op, nameof(normSquared));
+        scalars.Require(StepScalars.Length, DType.F32, op, nameof(scalars));
+        if (!(constants.Beta1 >= 0f && constants.Beta1 < 1f))
+            throw new ArgumentOutOfRangeException(nameof(constants), constants.Beta1, $"{op}: constants.Beta1 must be in [0, 1)");
+        if (!(constants.Beta2 >= 0f && constants.Beta2 < 1f))
+            throw new ArgumentOutOfRangeException(nameof(constants), constants.Beta2, $"{op}: constants.Beta2 must be in [0, 1)");
+        if (!(constants.Epsilon >= 0f) || float.IsInfinity(constants.Epsilon))
+            throw new ArgumentOutOfRangeException(nameof(constants), constants.Epsilon, $"{op}: constants.Epsilon must be finite and ≥ 0");
+        if (!float.IsFinite(constants.WeightDecay))
+            throw new ArgumentOutOfRangeException(nameof(constants), constants.WeightDecay, $"{op}: constants.WeightDecay must be finite");
+        if (!(constants.MaxGradNorm >= 0f) || float.IsInfinity(constants.MaxGradNorm))
+            throw new ArgumentOutOfRangeException(nameof(constants), constants.MaxGradNorm,
+                $"{op}: constants.MaxGradNorm must be finite and ≥ 0 (0: no clipping)");
+    }
+
     // ---- building blocks ------------------------------------------------------------------------
 
     /// <summary>An activation view: non-Null, one of <paramref name="types"/>, at least <paramref name="needed"/> elements.</summary>

@@ -185,4 +185,12 @@ public sealed class ProfilingBackend(IBackend inner) : DelegatingBackend(inner)
         base.AdamW(param, grad, m, v, normSquared, count, step);
         Stop("AdamW", t0);
     }
+
+    public override void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+        long count, in AdamWConstants constants)
+    {
+        long t0 = Start();
+        base.AdamWDevice(param, grad, m, v, normSquared, scalars, count, constants);
+        Stop("AdamW", t0);
+    }
 }

@@ -273,8 +273,33 @@ public sealed unsafe partial class CpuBackend
         {
             Param = F(param), Grad = F(grad), M = F(m), V = F(v), Count = count, Clip = clip,
             Lr = step.LearningRate, Beta1 = step.Beta1, Beta2 = step.Beta2, Eps = step.Epsilon, Decay = step.WeightDecay,
-            Correction1 = (float)(1.0 - Math.Pow(step.Beta1, step.Step)),
-            Correction2 = (float)(1.0 - Math.Pow(step.Beta2, step.Step)),
+            Correction1 = StepScalars.BiasCorrection(step.Beta1, step.Step),
+            Correction2 = StepScalars.BiasCorrection(step.Beta2, step.Step),
+        };
+        _pool.Run(&job, CeilDiv(count, ElementChunk));
+    }
+
+    public void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+        long count, in AdamWConstants constants)
+    {
+        ThrowIfDisposed();
+        OpChecks.AdamWDevice(param, grad, m, v, normSquared, scalars, count, constants);
+        // The host path's arithmetic exactly (clip in double, then the same job), so both paths agree bit for bit.
+        if (count == 0) return;
+        float normSq = F(normSquared)[0];
+        if (!float.IsFinite(normSq)) return;
+        float clip = 1f;
+        if (constants.MaxGradNorm > 0f)
+        {
+            double norm = Math.Sqrt(normSq);
+            clip = (float)Math.Min(1.0, constants.MaxGradNorm / (norm + 1e-6));
+        }
+        var s = StepScalars.Read(new ReadOnlySpan<float>(F(scalars), StepScalars.Length));
+        var job = new AdamWJob
+        {
+            Param = F(param), Grad = F(grad), M = F(m), V = F(v), Count = count, Clip = clip,
+            Lr = s.LearningRate, Beta1 = constants.Beta1, Beta2 = constants.Beta2, Eps = constants.Epsilon, Decay = constants.WeightDecay,
+            Correction1 = s.BiasCorrection1, Correction2 = s.BiasCorrection2,
         };
         _pool.Run(&job, CeilDiv(count, ElementChunk));
     }

@@ -29,6 +29,8 @@ public sealed class AdamWOptimizer : IDisposable
 {
     private readonly BertModelBase _model;
     private readonly DeviceBuffer _normSquared;
+    private readonly DeviceBuffer _scalars;
+    private readonly float[] _hostScalars = new float[StepScalars.Length];
     private readonly ICommunicator _comm;
 
     /// <param name="shardOver">Shard the moments over these ranks (ZeRO-1); null or a world of one: every rank
@@ -44,6 +46,7 @@ public sealed class AdamWOptimizer : IDisposable
         M = be.Allocate(length, DType.F32, "adam-m");
         V = be.Allocate(length, DType.F32, "adam-v");
         _normSquared = be.Allocate(1, DType.F32, "grad-norm-squared");
+        _scalars = be.Allocate(StepScalars.Length, DType.F32, "adam-step-scalars");
     }
 
     public AdamWOptions Options { get; }
@@ -63,6 +66,13 @@ public sealed class AdamWOptimizer : IDisposable
 
     /// <summary>Squared global gradient norm of the last step (device scalar).</summary>
     public TensorRef GradNormSquared => _normSquared.View;
+
+    /// <summary>F32[<see cref="StepScalars.Length"/>] on the device: the scalars of the step <see cref="ApplyDevice"/>
+    /// applies, written by <see cref="WriteStepScalars"/> (see <see cref="StepScalars"/> for the layout).</summary>
+    public TensorRef Scalars => _scalars.View;
+
+    /// <summary>The AdamW constants of <see cref="Options"/> (what stays fixed from step to step).</summary>
+    public AdamWConstants Constants => new(Options.Beta1, Options.Beta2, Options.Epsilon, Options.WeightDecay, Options.MaxGradNorm);
 
     /// <summary>Applies optimizer step <paramref name="step"/> (1-based for bias correction):
     /// <see cref="ComputeGradientNorm"/>, then <see cref="Apply"/>.</summary>
@@ -134,9 +144,44 @@ public sealed class AdamWOptimizer : IDisposable
         }
     }
 
+    /// <summary>Uploads the scalars of step <paramref name="step"/> (1-based) into <see cref="Scalars"/>: one small staged
+    /// upload per step, queued before the step's <see cref="ApplyDevice"/> (outside a captured graph, which then reads them).
+    /// <paramref name="dropoutStep"/> is the dropout counter a replayed forward pass reads from the same buffer.</summary>
+    public void WriteStepScalars(int step, float learningRate, uint dropoutStep = 0)
+    {
+        StepScalars.For(learningRate, Options.Beta1, Options.Beta2, step, dropoutStep).WriteTo(_hostScalars);
+        _model.Backend.Upload<float>(_scalars, _hostScalars);
+    }
+
+    /// <summary><see cref="Apply"/> with the step's scalars read on the device from <see cref="Scalars"/>: the same
+    /// update bit for bit, except that a non-finite <see cref="GradNormSquared"/> skips it on the device (the weights and
+    /// moments keep their values) instead of needing a host read before it. Nothing is read back, so a step can run
+    /// from the first forward to the update without waiting for the device. Sharded, this rank updates its shard and the
+    /// weights are all-gathered (collective; a skipped update gathers the unchanged weights, the same on every rank since
+    /// the norm is the all-reduced one).</summary>
+    public void ApplyDevice(long step = -1)
+    {
+        var be = _model.Backend;
+        long total = _model.ParameterTotal, decayed = _model.DecayedParameterCount;
+        var decay = Constants;
+        var noDecay = decay with { WeightDecay = 0f };
+        long first = Shard?.Offset ?? 0, end = first + (Shard?.Length ?? total);
+        Update(first, Math.Min(end, decayed), decay);
+        Update(Math.Max(first, decayed), end, noDecay);
+        if (Shard is { } s) GatherParameters(s, step);
+
+        void Update(long from, long to, in AdamWConstants constants)
+        {
+            if (to <= from) return;
+            long n = to - from;
+            be.AdamWDevice(_model.Parameters.Slice(from, n), _model.Gradients.Slice(from, n),
+                M.Slice(from - first, n), V.Slice(from - first, n), _normSquared, _scalars, n, constants);
+        }
+    }
+
     // In place: each rank's updated block goes to every rank, the last rank's tail by a broadcast; then the backend
     // re-derives what it keeps of the weights (the bf16 copy of the CUDA backend) for the parts it did not write.
-    private void GatherParameters(OptimizerShard s, int step)
+    private void GatherParameters(OptimizerShard s, long step)
     {
         var p = _model.Parameters.View;
         if (s.Block > 0)
@@ -202,6 +247,7 @@ public sealed class AdamWOptimizer : IDisposable
 
     public void Dispose()
     {
+        _scalars.Dispose();
         _normSquared.Dispose();
         V.Dispose();
         M.Dispose();

@@ -37,16 +37,23 @@ public interface ITrainingTask
 
 /// <summary>
 /// The optimizer step every task shares: gradients zeroed, the task's micro-batches forward and backward
-/// (dropout on, a fresh dropout counter per forward pass), the global gradient norm read back and checked
-/// with the loss before the update, so a NaN or infinity never reaches the weights or the moments
-/// (<see cref="NonFiniteException"/> names the first non-finite tensor), then global-norm clipping and AdamW
-/// at the schedule's learning rate. Pretraining (<see cref="Trainer"/>) and fine-tuning
-/// (<see cref="FineTuning.FineTuner"/>) differ only in their <see cref="ITrainingTask"/>.
+/// (dropout on, a fresh dropout counter per forward pass), the global gradient norm, then global-norm clipping and
+/// AdamW at the schedule's learning rate with the step's scalars in device memory
+/// (<see cref="AdamWOptimizer.ApplyDevice"/>), so the step queues its work without waiting for the device once. The
+/// metrics of every micro-batch and the norm are read back together, once, after the update, and checked then: the
+/// device skips the update when the norm is not finite, so a NaN or infinity in the gradients never reaches the
+/// weights or the moments (<see cref="NonFiniteException"/> names the first non-finite tensor). A loss that is not
+/// finite while the gradient norm is (not seen in practice: a non-finite loss comes from non-finite logits, whose
+/// gradient is non-finite too), or a finite divergence (<see cref="ITrainingTask.Diverged"/>), is reported after that
+/// step's update. Pretraining (<see cref="Trainer"/>) and fine-tuning (<see cref="FineTuning.FineTuner"/>) differ
+/// only in their <see cref="ITrainingTask"/>.
 /// </summary>
 public sealed class TrainingCore : IDisposable
 {
-    private readonly float[] _metrics = new float[MetricSlot.Length];
-    private readonly float[] _norm = new float[1];
+    // The step's read-back, F32[micro·MetricSlot.Length + 1]: each micro-batch's metrics (copied on the device after its
+    // backward), then the squared gradient norm; grown only when a step has more micro-batches than any before.
+    private DeviceBuffer? _readBack;
+    private float[] _readBackHost = [];
 
     /// <param name="shardOptimizer">With several ranks, shard the AdamW moments over them (ZeRO stage 1, see
     /// <see cref="AdamWOptimizer"/>); the step computes the same update either way, up to the order of float sums.</param>
@@ -76,14 +83,18 @@ public sealed class TrainingCore : IDisposable
     /// the whole batch), then the gradients are summed over the ranks in F32 once, the task's metrics likewise, and every
     /// rank takes the same non-finite, divergence, clipping and update decisions from the same numbers.</summary>
     /// <returns>The learning rate applied and the gradient norm before clipping.</returns>
-    /// <exception cref="NonFiniteException">The loss or the gradient norm is not finite, or the task reports divergence;
-    /// no weight was updated.</exception>
+    /// <exception cref="NonFiniteException">The loss or the gradient norm is not finite, or the task reports divergence.
+    /// With a non-finite gradient norm no weight was updated; with a non-finite loss but a finite norm, or a divergence,
+    /// the step's update was applied (see the class remarks).</exception>
     public (double LearningRate, double GradNorm) Step(long step, ITrainingTask task, int microSteps, int dropoutStride, int dropoutOffset = 0)
     {
         ArgumentNullException.ThrowIfNull(task);
         if (microSteps < 1 || dropoutOffset < 0 || dropoutOffset + microSteps > dropoutStride)
             throw new ArgumentOutOfRangeException(nameof(microSteps), microSteps,
                 $"micro-batches [{dropoutOffset}, {dropoutOffset + microSteps}) of a step must lie in [0, {dropoutStride})");
+        const int slot = MetricSlot.Length;
+        var backend = Model.Backend;
+        var readBack = ReadBack(microSteps);
         Model.Training = true;
         Model.ZeroGradients();
         for (int m = 0; m < microSteps; m++)
@@ -92,30 +103,42 @@ public sealed class TrainingCore : IDisposable
             Model.DropoutStep = (uint)(step * dropoutStride + dropoutOffset + m);
             Model.Forward(batch);
             Model.Backward(batch);
-            Model.ReadMetrics(_metrics);
-            task.Accumulate(_metrics);
+            backend.Copy(readBack.Slice(m * slot, slot), Model.Metrics);
         }
 
         // Any real communicator reduces, a world of one too (BERT_FORCE_NCCL=1 checks the NCCL path on one GPU).
-        if (Communicator is not SingleProcessCommunicator)
-        {
-            Optimizer.ReduceGradients(Communicator, step);
-            task.Reduce(Communicator, step);
-        }
-
+        bool reduces = Communicator is not SingleProcessCommunicator;
+        if (reduces) Optimizer.ReduceGradients(Communicator, step);
         Optimizer.ComputeGradientNorm(step);
-        Model.Backend.Download<float>(_norm, Optimizer.GradNormSquared);
-        double gradNorm = Math.Sqrt(_norm[0]);
+        float lr = (float)Schedule.At(step);
+        Optimizer.WriteStepScalars((int)(step + 1), lr);
+        Optimizer.ApplyDevice(step);
+        backend.Copy(readBack.Slice(microSteps * slot, 1), Optimizer.GradNormSquared);
+
+        var host = _readBackHost.AsSpan(0, microSteps * slot + 1);
+        backend.Download(host, readBack.Slice(0, host.Length));
+        for (int m = 0; m < microSteps; m++) task.Accumulate(host.Slice(m * slot, slot));
+        if (reduces) task.Reduce(Communicator, step);
+        double gradNorm = Math.Sqrt(host[microSteps * slot]);
         double loss = task.Loss;
         if (!double.IsFinite(loss))
             throw new NonFiniteException(step, $"{task.DescribeLoss()}; {FirstNonFiniteTensor()}");
         if (!double.IsFinite(gradNorm))
             throw new NonFiniteException(step, $"gradient norm is {gradNorm}; {FirstNonFiniteTensor()}; no weight was updated");
         if (task.Diverged(loss) is { } reason) throw new NonFiniteException(step, reason);
-
-        float lr = (float)Schedule.At(step);
-        Optimizer.Apply((int)(step + 1), lr);
         return (lr, gradNorm);
+    }
+
+    private TensorRef ReadBack(int microSteps)
+    {
+        long needed = (long)microSteps * MetricSlot.Length + 1;
+        if (_readBack is null || _readBack.View.Length < needed)
+        {
+            _readBack?.Dispose();
+            _readBack = Model.Backend.Allocate(needed, DType.F32, "step-read-back");
+            _readBackHost = new float[needed];
+        }
+        return _readBack.View;
     }
 
     /// <summary>Names the first tensor holding a NaN or infinity: a weight first (the likeliest cause),
@@ -142,5 +165,9 @@ public sealed class TrainingCore : IDisposable
         return null;
     }
 
-    public void Dispose() => Optimizer.Dispose();
+    public void Dispose()
+    {
+        _readBack?.Dispose();
+        Optimizer.Dispose();
+    }
 }

@@ -210,6 +210,10 @@ public class DelegatingBackendTests
         public void AdamW(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, long count, in AdamWStep step) =>
             Hit(nameof(AdamW));
 
+        public void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+            long count, in AdamWConstants constants) =>
+            Hit(nameof(AdamWDevice));
+
         public void Dispose() => Hit(nameof(Dispose));
     }
 }

@@ -166,6 +166,13 @@ public abstract class OpCheckParityTests
         yield return Bad("AdamW", "learning rate ∞", r => AdamW(r, Step() with { LearningRate = float.PositiveInfinity }));
         yield return Bad("AdamW", "m short", r => r.B.AdamW(r.F(N), r.F(N), r.F(N - 1), r.F(N), default, N, Step()));
         yield return Bad("AdamW", "count < 0 with 0 elements", r => r.B.AdamW(r.F(0), r.F(0), r.F(0), r.F(0), default, -1, Step()));
+        yield return Bad("AdamWDevice", "scalars short", r => r.B.AdamWDevice(r.F(N), r.F(N), r.F(N), r.F(N), r.F(1), r.F(StepScalars.Length - 1), N, Constants()));
+        yield return Bad("AdamWDevice", "normSquared null", r => r.B.AdamWDevice(r.F(N), r.F(N), r.F(N), r.F(N), default, r.F(StepScalars.Length), N, Constants()));
+        yield return Bad("AdamWDevice", "max norm < 0", r => r.B.AdamWDevice(r.F(N), r.F(N), r.F(N), r.F(N), r.F(1), r.F(StepScalars.Length), N,
+            Constants() with { MaxGradNorm = -1f }));
+        yield return Bad("AdamWDevice", "beta2 1", r => r.B.AdamWDevice(r.F(N), r.F(N), r.F(N), r.F(N), r.F(1), r.F(StepScalars.Length), N,
+            Constants() with { Beta2 = 1f }));
+        yield return Bad("AdamWDevice", "v short", r => r.B.AdamWDevice(r.F(N), r.F(N), r.F(N), r.F(N - 1), r.F(1), r.F(StepScalars.Length), N, Constants()));
         // Memory
         yield return Bad("Copy", "lengths differ", r => r.B.Copy(r.F(N), r.F(N + 1)));
         yield return Bad("Copy", "dtypes differ", r => r.B.Copy(r.F(N), r.I(N)));
@@ -173,6 +180,8 @@ public abstract class OpCheckParityTests
     }
 
     private static AdamWStep Step() => new(1e-3f, 0.9f, 0.999f, 1e-6f, 0.01f, 1, 1f);
+
+    private static AdamWConstants Constants() => new(0.9f, 0.999f, 1e-6f, 0.01f, 1f);
 
     private static void AdamW(OpRig r, AdamWStep step, bool clip = false) =>
         r.B.AdamW(r.F(N), r.F(N), r.F(N), r.F(N), clip ? r.F(1) : default, N, step);
@@ -266,6 +275,8 @@ public class OpCheckParityRecordingTests : OpCheckParityTests
             ("GatherRows count 0", r => r.B.GatherRows(r.F(0), r.F(2 * S * H), r.I(0), 2, S, 0, H)),
             ("ScatterAddRows", r => r.B.ScatterAddRows(r.F(0), r.F(0), r.I(0), 0, S, 2, H)),
             ("AdamW", r => r.B.AdamW(r.F(0), r.F(0), r.F(0), r.F(0), r.F(1), 0, new AdamWStep(1e-3f, 0.9f, 0.999f, 1e-6f, 0.01f, 1, 1f))),
+            ("AdamWDevice", r => r.B.AdamWDevice(r.F(0), r.F(0), r.F(0), r.F(0), r.F(1), r.F(StepScalars.Length), 0,
+                new AdamWConstants(0.9f, 0.999f, 1e-6f, 0.01f, 1f))),
             ("SoftmaxCrossEntropy", r => r.B.SoftmaxCrossEntropy(r.F(0), r.F(3), r.F(0), r.I(0), default, 0, C, 1f)),
             ("SquaredNorm", r => r.B.SquaredNorm(r.F(1), r.F(0), 0)),
         };

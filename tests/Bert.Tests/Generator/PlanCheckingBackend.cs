@@ -378,5 +378,9 @@ internal sealed class PlanCheckingBackend(DType computeType = DType.F32, bool fu
     public void AdamW(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, long count, in AdamWStep step) =>
         throw new NotSupportedException("PlanCheckingBackend checks a model's Forward and Backward, which never call AdamW");
 
+    public void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+        long count, in AdamWConstants constants) =>
+        throw new NotSupportedException("PlanCheckingBackend checks a model's Forward and Backward, which never call AdamWDevice");
+
     public void Dispose() { }
 }

@@ -95,4 +95,73 @@ public abstract class OptimizerOpTests : OpTestBase
         }
         AssertClose(delta, deltaExpected, 1e-3, "p − p0");
     }
+
+    // AdamWDevice on this backend against AdamW on the same backend: the same bits over three steps (moments carried),
+    // with the clip active (norm² 50 > 1), inactive (norm² 0.25) and off (max norm 0, AdamW without a norm).
+    [TestCase(50f, 1f)]
+    [TestCase(0.25f, 1f)]
+    [TestCase(50f, 0f)]
+    public void AdamWDevice_IsBitIdenticalToAdamW(float normSquared, float maxNorm)
+    {
+        const int n = 10_007;
+        var rng = new Random(82);
+        var p0 = RandomFloats(rng, n, 0.5);
+        var g0 = RandomFloats(rng, n, 0.2);
+        var constants = new AdamWConstants(0.9f, 0.999f, 1e-6f, 0.01f, maxNorm);
+        TensorRef ph = Param(p0), mh = Param(new float[n]), vh = Param(new float[n]);
+        TensorRef pd = Param(p0), md = Param(new float[n]), vd = Param(new float[n]);
+        TensorRef g = Param(g0), ns = Param([normSquared]), scalars = Param(new float[StepScalars.Length]);
+        var host = new float[StepScalars.Length];
+        for (int t = 1; t <= 3; t++)
+        {
+            float lr = 1e-3f * t;
+            Backend.AdamW(ph, g, mh, vh, maxNorm > 0 ? ns : TensorRef.Null, n,
+                new AdamWStep(lr, constants.Beta1, constants.Beta2, constants.Epsilon, constants.WeightDecay, t, maxNorm > 0 ? maxNorm : 1f));
+            StepScalars.For(lr, constants.Beta1, constants.Beta2, t, dropoutStep: 0xFFFF_FFFFu).WriteTo(host);
+            Backend.Upload<float>(scalars, host);
+            Backend.AdamWDevice(pd, g, md, vd, ns, scalars, n, constants);
+        }
+        Assert.Multiple(() =>
+        {
+            Assert.That(Bits(Read(pd)), Is.EqualTo(Bits(Read(ph))), "param");
+            Assert.That(Bits(Read(md)), Is.EqualTo(Bits(Read(mh))), "m");
+            Assert.That(Bits(Read(vd)), Is.EqualTo(Bits(Read(vh))), "v");
+            Assert.That(Read(pd), Is.Not.EqualTo(p0), "the steps moved the weights");
+        });
+    }
+
+    [TestCase(float.NaN)]
+    [TestCase(float.PositiveInfinity)]
+    public void AdamWDevice_NonFiniteNorm_LeavesWeightsAndMomentsUnchanged(float normSquared)
+    {
+        const int n = 1003;
+        var rng = new Random(83);
+        var p0 = RandomFloats(rng, n, 0.5);
+        var m0 = RandomFloats(rng, n, 0.01);
+        var v0 = Array.ConvertAll(RandomFloats(rng, n, 0.01), x => x * x);
+        TensorRef p = Param(p0), m = Param(m0), v = Param(v0);
+        var host = new float[StepScalars.Length];
+        StepScalars.For(1e-2f, 0.9f, 0.999f, 4).WriteTo(host);
+        Backend.AdamWDevice(p, Param(RandomFloats(rng, n, 0.2)), m, v, Param([normSquared]), Param(host), n,
+            new AdamWConstants(0.9f, 0.999f, 1e-6f, 0.01f, 1f));
+        Assert.Multiple(() =>
+        {
+            Assert.That(Bits(Read(p)), Is.EqualTo(Bits(p0)), "param");
+            Assert.That(Bits(Read(m)), Is.EqualTo(Bits(m0)), "m");
+            Assert.That(Bits(Read(v)), Is.EqualTo(Bits(v0)), "v");
+        });
+    }
+
+    [Test]
+    public void StepScalars_RoundTripTheDropoutCounterBits()
+    {
+        var host = new float[StepScalars.Length];
+        var s = StepScalars.For(3e-4f, 0.9f, 0.999f, 2, 0x7FC0_0001u);
+        s.WriteTo(host);
+        var scalars = Param(host);
+        Assert.That(StepScalars.Read(Read(scalars)), Is.EqualTo(s), "a NaN-patterned counter survives upload and download");
+        Assert.That(s.BiasCorrection1, Is.EqualTo(0.19f).Within(1e-7), "1 − β1ᵗ");
+    }
+
+    private static uint[] Bits(float[] x) => Array.ConvertAll(x, BitConverter.SingleToUInt32Bits);
 }

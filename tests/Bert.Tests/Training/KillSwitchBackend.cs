@@ -179,4 +179,11 @@ public sealed class KillSwitchBackend(IBackend inner) : DelegatingBackend(inner)
         Alive();
         base.AdamW(param, grad, m, v, normSquared, count, step);
     }
+
+    public override void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+        long count, in AdamWConstants constants)
+    {
+        Alive();
+        base.AdamWDevice(param, grad, m, v, normSquared, scalars, count, constants);
+    }
 }

@@ -442,6 +442,26 @@ internal sealed unsafe class ReferenceBackend : IBackend
         }
     }
 
+    public void AdamWDevice(TensorRef param, TensorRef grad, TensorRef m, TensorRef v, TensorRef normSquared, TensorRef scalars,
+        long count, in AdamWConstants constants)
+    {
+        float n2 = F(normSquared)[0];
+        if (!float.IsFinite(n2)) return;
+        var s = StepScalars.Read(F(scalars));
+        var p = F(param); var g = F(grad); var mm = F(m); var vv = F(v);
+        double clip = constants.MaxGradNorm > 0 ? Math.Min(1, constants.MaxGradNorm / (Math.Sqrt(n2) + 1e-6)) : 1;
+        for (int i = 0; i < count; i++)
+        {
+            double gi = g[i] * clip;
+            double mi = constants.Beta1 * (double)mm[i] + (1 - constants.Beta1) * gi;
+            double vi = constants.Beta2 * (double)vv[i] + (1 - constants.Beta2) * gi * gi;
+            mm[i] = (float)mi;
+            vv[i] = (float)vi;
+            p[i] = (float)(p[i] - s.LearningRate * (mi / s.BiasCorrection1 / (Math.Sqrt(vi / s.BiasCorrection2) + constants.Epsilon)
+                                                    + constants.WeightDecay * p[i]));
+        }
+    }
+
     public void Dispose()
     {
         foreach (var b in _buffers) b.Dispose();
