@@ -52,6 +52,14 @@ public static class KernelCheck
 
     private sealed record Case(string Op, string Name, string Shape, Func<Rig, Dictionary<string, float[]>> Run);
 
+    /// <summary>The first <paramref name="cols"/> columns of rows <paramref name="stride"/> apart.</summary>
+    private static float[] Columns(float[] all, int rows, int cols, int stride)
+    {
+        var a = new float[(long)rows * cols];
+        for (int i = 0; i < rows; i++) Array.Copy(all, (long)i * stride, a, (long)i * cols, cols);
+        return a;
+    }
+
     private readonly record struct Dims(int B, int S, int H, int NH, int I, int V, int P, int MaxPos, int Types)
     {
         public int HD => H / NH;
@@ -512,6 +520,46 @@ public static class KernelCheck
                 var stats = r.F32(new float[] { 9, 9, 9 });
                 r.B.SoftmaxCrossEntropy(lg, stats, lg, r.I32(labels), r.F32(weights), rows, classes, scale);
                 return new() { ["dLogits"] = r.Read(lg), ["stats"] = r.Read(stats) };
+            });
+        }
+
+        // ---- the MLM head on padded rows (IBackend.LogitsStride; issue 12) ----
+        {
+            // Rows a padded stride apart, the padding holding large garbage that no op may read as a value.
+            int rows = d.B * d.P, k = d.H, classes = d.V, stride = (classes / 64 + 1) * 64;
+            string shape = Shape(("N", rows), ("K", k), ("C", classes), ("stride", stride));
+            float[] Padded(float[] dense)
+            {
+                var a = new float[(long)rows * stride];
+                Array.Fill(a, 4096f);   // exact in bf16 too
+                for (int i = 0; i < rows; i++) Array.Copy(dense, (long)i * classes, a, (long)i * stride, classes);
+                return a;
+            }
+            var x = RandAct((long)rows * k); var w = Rand((long)classes * k, 0.3f); var bias = Rand(classes);
+            yield return new Case(nameof(IBackend.Linear), "padded-rows", shape, r =>
+            {
+                var output = r.ActZeros((long)rows * stride);
+                r.B.Linear(output, TensorRef.Null, r.Act(x), r.Param(w), r.Param(bias), rows, k, classes, Activation.None, stride);
+                // The padding is not specified (the CUDA backend writes zeros): only the real columns count.
+                return new() { ["output"] = Columns(r.Read(output), rows, classes, stride) };
+            });
+            var logits = Padded(RandAct((long)rows * classes, 4f));
+            var labels = new int[rows];
+            for (int i = 0; i < rows; i++) labels[i] = rng.Next(classes);
+            yield return new Case(nameof(IBackend.SoftmaxCrossEntropy), "padded-rows-in-place", shape, r =>
+            {
+                var lg = r.Act(logits);
+                var stats = r.F32(new float[] { 9, 9, 9 });
+                r.B.SoftmaxCrossEntropy(lg, stats, lg, r.I32(labels), TensorRef.Null, rows, classes, 1f / rows, stride);
+                return new() { ["dLogits"] = r.Read(lg), ["stats"] = r.Read(stats) };   // the padding must come out 0
+            });
+            var dy = Padded(RandAct((long)rows * classes, 0.05f));
+            var dw0 = Rand((long)classes * k); var db0 = Rand(classes);
+            yield return new Case(nameof(IBackend.LinearBackward), "padded-rows", shape, r =>
+            {
+                var dx = r.ActZeros((long)rows * k); var dw = r.F32(dw0); var db = r.F32(db0);
+                r.B.LinearBackward(dx, dw, db, r.Act(dy), r.Act(x), r.Param(w), rows, k, classes, false, stride);
+                return new() { ["dInput"] = r.Read(dx), ["dWeight"] = r.Read(dw), ["dBias"] = r.Read(db) };
             });
         }
 
