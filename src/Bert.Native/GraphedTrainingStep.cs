@@ -32,6 +32,8 @@ public sealed class GraphedTrainingStep : IDisposable
     private readonly Action<string> _log;
     private CudaGraph? _graph;
     private BertBatch _capturedBatch;
+    private BertBatch _warmedBatch;
+    private bool _warmed;
     private bool _fellBack;
 
     /// <param name="log">Receives the one line that says why a step runs eagerly under <see cref="CudaGraphMode.Auto"/>.</param>
@@ -67,7 +69,8 @@ public sealed class GraphedTrainingStep : IDisposable
 
     /// <summary>Queues step <paramref name="step"/> (0-based; AdamW step step + 1) on <paramref name="batch"/>, already on
     /// the device, at <paramref name="learningRate"/>, with dropout counter <paramref name="dropoutStep"/>. The first
-    /// step (and a step whose batch views differ from the captured one's) captures before it replays.</summary>
+    /// step on a batch runs eagerly (libraries initialize lazily on a first call: cuBLAS picks its kernels and workspace),
+    /// the second captures and replays, later ones replay; a batch whose views differ from the captured one's starts over.</summary>
     public void Run(long step, in BertBatch batch, float learningRate, uint dropoutStep)
     {
         _model.Training = true;
@@ -83,6 +86,13 @@ public sealed class GraphedTrainingStep : IDisposable
         {
             _graph?.Dispose();
             _graph = null;
+            if (!_warmed || _warmedBatch != batch)
+            {
+                _model.DropoutStep = dropoutStep;
+                Body(batch);
+                (_warmed, _warmedBatch) = (true, batch);
+                return;
+            }
             if (!TryCapture(batch))
             {
                 _model.DropoutStep = dropoutStep;
