@@ -8,16 +8,19 @@
 #
 # Prepare here first:  RuntimeIdentifier=linux-x64 ../shared/device/pack && git rev-parse HEAD > .device/commit
 # Run there:           bash .device/run bash bench/gpu/run-all.sh
-# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity tokenizer sanitizer ptxas flash lt" (default: all but
-#                      ops, sanitizer, ptxas, flash and lt); "perf" is another name for "bench". ptxas reports registers, spills and
-#                      shared memory per kernel of the PTX that NVRTC wrote to the kernel cache (the kernels stage fills it).
+# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity tokenizer sanitizer ptxas flash lt graphs nccl" (default:
+#                      all but ops, sanitizer, ptxas, flash, lt, graphs and nccl); "perf" is another name for "bench". ptxas reports
+#                      registers, spills and shared memory per kernel of the PTX that NVRTC wrote to the kernel cache (the kernels
+#                      stage fills it).
 #                      flash (issue 12) checks the fused attention: its GPU tests, ptxas over its kernels, compute-sanitizer
 #                      memcheck and racecheck over them, and bert bench with --fused-attention off and on.
+#                      lt (issue 12) checks the cuBLASLt backward (BGRADB) and the padded MLM logits: their GPU tests, then
+#                      bert bench BERT-base S=128 plain, with BERT_CUBLASLT=1, with BERT_LOGITS_PADDING=64 and with both.
+#                      graphs (issue 12) runs the CUDA-graph GPU tests and bert bench BERT-base S=128 with --cuda-graphs off
+#                      and on (about 4 minutes).
 #                      nccl (issue 15) checks data parallelism over NCCL on the one GPU: the library and its version, the
 #                      NCCL tests, a 1-rank pretrain with and without BERT_FORCE_NCCL=1 (bitwise), two ranks on the one
 #                      GPU (refused; then as two NCCL hosts), 2 ranks against 1 rank accumulating, dist-check bandwidth.
-#                      lt (issue 12) checks the cuBLASLt backward (BGRADB) and the padded MLM logits: their GPU tests, then
-#                      bert bench BERT-base S=128 plain, with BERT_CUBLASLT=1, with BERT_LOGITS_PADDING=64 and with both.
 # Check the plan:      DRY_RUN=1 STAGES="flash" bash bench/gpu/run-all.sh   (logs every command, runs none of them)
 set -uo pipefail
 # Logs go to a work folder; $OUT receives summary.log and logs.tar.gz (the device tool returns at most 8 files).
@@ -115,6 +118,24 @@ if want lt; then
     run 150 lt-bench.log env "${vars[@]}" dotnet "$app/bert.dll" bench --device cuda --precision bf16 --preset "$preset" --seq "$seq" \
       --predictions "$pred" --batch "$batch" --steps 10 --breakdown --json "$out/lt-bench-$preset-$seq-$mode.json"
     tail -n 45 "$out/lt-bench.log" | grep -v "^\$ " | grep -E "gemm options|median|sequences/s|MFU|memory|Linear|Softmax|warning" | tee -a "$out/summary.log"
+  done
+fi
+if want graphs; then
+  # Issue 12 item 5: one CUDA graph per training step. Replay vs eager on the GPU (bit-identical weights, moments and
+  # metrics over three steps, fp32 and bf16), then the step time of BERT-base S=128 with graphs off and on.
+  log "graphs: CudaGraphTests on the GPU"
+  run "${GRAPHS_TESTS_LIMIT:-180}" graphs-tests.log dotnet "$app/Bert.Tests.dll" \
+    --filter "TestCategory=Gpu&FullyQualifiedName~CudaGraphTests"
+  grep -E "^(failed|Test run summary|  total|  failed|  succeeded|  skipped)|failed .*\(|graph of" "$out/graphs-tests.log" | head -n 30 | tee -a "$out/summary.log"
+  for cfg in ${GRAPHS_BENCH_CONFIGS:-"base:128:20:256"}; do
+    IFS=: read -r preset seq pred batch <<< "$cfg"
+    for graphs in off on; do
+      log "graphs: bert bench $preset S=$seq B=$batch bf16 --cuda-graphs $graphs"
+      run 150 graphs-bench.log dotnet "$app/bert.dll" bench --device cuda --precision bf16 --preset "$preset" --seq "$seq" \
+        --predictions "$pred" --batch "$batch" --steps 20 --cuda-graphs "$graphs" \
+        --json "$out/graphs-bench-$preset-$seq-$graphs.json"
+      tail -n 25 "$out/graphs-bench.log" | grep -v "^\$ " | grep -E "cuda graph|median|sequences/s|MFU|memory" | tee -a "$out/summary.log"
+    done
   done
 fi
 if want kernels; then

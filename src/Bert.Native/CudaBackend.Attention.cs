@@ -112,7 +112,7 @@ public sealed partial class CudaBackend
             KernelArg.Ptr("dropped", separate ? dropped.Address : 0UL), KernelArg.Type("droppedType", dropped),
             KernelArg.Ptr("mask", attentionMask),
             KernelArg.I32("batch", batch), KernelArg.I32("heads", heads), KernelArg.I32("seq", seq),
-            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
         // Row-major ctx_z[S, HD] = D_z[S, S]·v_z[S, HD].
         _api.Gemm(GemmCall.RowMajor(false, false, seq, headDim, seq, 1f,
             dropped, seq, (long)seq * seq, ws.V, headDim, (long)seq * headDim, 0f,
@@ -160,7 +160,7 @@ public sealed partial class CudaBackend
             KernelArg.Ptr("dScores", dScores), KernelArg.Type("dScoresType", dScores),
             KernelArg.Ptr("probs", probsView), KernelArg.Type("probsType", probsView),
             KernelArg.I32("batch", batch), KernelArg.I32("heads", heads), KernelArg.I32("seq", seq),
-            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
         // dq_z = dS_z·k_z / √HD; dk_z = dS_zᵀ·q_z / √HD.
         _api.Gemm(GemmCall.RowMajor(false, false, seq, headDim, seq, scale,
             dScores, seq, sS, ws.K, headDim, sHd, 0f, ws.DQ, headDim, sHd, (int)z, _options.Fp32Gemm));
@@ -205,7 +205,7 @@ public sealed partial class CudaBackend
             KernelArg.Ptr("context", context), KernelArg.Ptr("lse", logSumExp), KernelArg.Ptr("qkv", qkv),
             KernelArg.Ptr("mask", attentionMask), KernelArg.I32("batch", batch), KernelArg.I32("seq", seq),
             KernelArg.I32("heads", heads), KernelArg.F32("scale", 1f / MathF.Sqrt(headDim)),
-            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
     }
 
     /// <summary>
@@ -242,7 +242,7 @@ public sealed partial class CudaBackend
                 KernelArg.Ptr("context", context), KernelArg.Ptr("lse", logSumExp), KernelArg.Ptr("qkv", qkv),
                 KernelArg.Ptr("mask", attentionMask), KernelArg.I32("batch", batch), KernelArg.I32("seq", seq),
                 KernelArg.I32("heads", heads), KernelArg.F32("scale", 1f / MathF.Sqrt(headDim)),
-                KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+                KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
     }
 
     /// <summary>The fused kernels' sizes and device; false for an empty call (0 rows: nothing to do).</summary>
@@ -347,6 +347,6 @@ public sealed partial class CudaBackend
         Launch(KernelCatalog.DropoutForward, new Dim3(GridFor((count + 3) / 4, 256)), new Dim3(256),
             KernelArg.Ptr("out", output), KernelArg.Type("outType", output),
             KernelArg.Ptr("in", input), KernelArg.Type("inType", input), KernelArg.I64("count", count),
-            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
     }
 }

@@ -25,7 +25,7 @@ public sealed partial class CudaBackend
             KernelArg.I32("tokens", (int)tokens), KernelArg.I32("seq", seq), KernelArg.I32("hidden", hidden),
             KernelArg.I32("vocab", vocab), KernelArg.I32("typeVocab", typeVocab), KernelArg.I32("maxPositions", maxPositions),
             KernelArg.F32("eps", eps),
-            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
     }
 
     public void EmbeddingsBackward(TensorRef dWordEmb, TensorRef dPosEmb, TensorRef dTypeEmb, TensorRef dGamma, TensorRef dBeta,

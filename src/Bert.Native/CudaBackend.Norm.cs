@@ -49,7 +49,7 @@ public sealed partial class CudaBackend
             KernelArg.Ptr("branch", branch), KernelArg.Type("branchType", branch),
             KernelArg.Ptr("gamma", gamma), KernelArg.Ptr("beta", beta),
             KernelArg.I32("rows", rows), KernelArg.I32("hidden", hidden), KernelArg.F32("eps", eps),
-            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
     }
 
     public void ResidualLayerNormBackward(TensorRef dResidual, TensorRef dBranch, TensorRef dGamma, TensorRef dBeta,
@@ -88,7 +88,7 @@ public sealed partial class CudaBackend
                 KernelArg.Ptr("mean", mean), KernelArg.Ptr("rstd", rstd), KernelArg.Ptr("gamma", gamma),
                 KernelArg.Ptr("partial", grads ? _reductionScratch : 0),
                 KernelArg.I32("rows", rows), KernelArg.I32("hidden", hidden), KernelArg.I32("rowsPerChunk", rowsPerChunk),
-                KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+                KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
             if (grads) ReducePartials(dGamma, dBeta, chunks, 2, hidden);
             return;
         }
@@ -108,7 +108,7 @@ public sealed partial class CudaBackend
             KernelArg.Ptr("in", input), KernelArg.Type("inType", input),
             KernelArg.Ptr("mean", mean), KernelArg.Ptr("rstd", rstd), KernelArg.Ptr("gamma", gamma),
             KernelArg.I32("rows", rows), KernelArg.I32("hidden", hidden),
-            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
     }
 
     /// <summary>Whether <see cref="KernelCatalog.LayerNormBackwardFused"/> takes the rows: H a multiple of 8 and
@@ -149,7 +149,7 @@ public sealed partial class CudaBackend
             KernelArg.Ptr("in", input), KernelArg.Type("inType", input),
             KernelArg.Ptr("mean", mean), KernelArg.Ptr("rstd", rstd), KernelArg.Ptr("gamma", gamma),
             KernelArg.I32("rows", rows), KernelArg.I32("hidden", hidden),
-            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
     }
 
     /// <summary>dGamma[H] += Σ_n dy·xhat, dBeta[H] += Σ_n dy with dy = dropout(dOut), in two deterministic
@@ -167,7 +167,7 @@ public sealed partial class CudaBackend
             KernelArg.Ptr("in", input), KernelArg.Type("inType", input),
             KernelArg.Ptr("mean", mean), KernelArg.Ptr("rstd", rstd),
             KernelArg.I32("rows", rows), KernelArg.I32("hidden", hidden), KernelArg.I32("rowsPerChunk", rowsPerChunk),
-            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout));
+            KernelArg.DropP(dropout), KernelArg.DropScale(dropout), KernelArg.Seed(dropout), KernelArg.Step(dropout), KernelArg.Stream(dropout), DropoutCounterArg);
         ReducePartials(dGamma, dBeta, chunks, 2, hidden);
     }
 }

@@ -30,6 +30,7 @@ public sealed partial class CudaBackend : IBackend
     private readonly ulong _reductionScratch;      // F32[ReductionScratchElements]
     private readonly ulong _doubleScratch;         // F64[2·MaxReductionBlocks·3]
     private readonly ulong _conversionScratch;     // BF16[ConversionScratchElements]
+    private readonly ulong _zeroCounter;           // U32[1] zero: the dropout counter when none is set (CudaBackend.Graphs.cs)
     private readonly long _conversionElements;
     private readonly OpProfiler? _profiler;
     private float[]? _hostConversion;
@@ -92,6 +93,8 @@ public sealed partial class CudaBackend : IBackend
             _doubleScratch = api.Allocate(2L * MaxReductionBlocks * 3 * 8, "reduction-scratch-f64");
             _conversionElements = Math.Max(1 << 10, options.ConversionScratchElements);
             _conversionScratch = api.Allocate(_conversionElements * 2, "conversion-scratch");
+            _zeroCounter = api.Allocate(4, "dropout-counter-zero");
+            api.Memset(_zeroCounter, 0, 4);
             if (options.Profile) _profiler = new OpProfiler(api);
         }
         catch
@@ -122,6 +125,7 @@ public sealed partial class CudaBackend : IBackend
     public DeviceBuffer Allocate(long length, DType type, string label)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfCapturing(nameof(Allocate));
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         long bytes = length * type.Size();
         ulong address = _api.Allocate(bytes, label);
@@ -148,7 +152,9 @@ public sealed partial class CudaBackend : IBackend
 
     internal void Release(CudaBuffer buffer)
     {
-        if (_disposed || !_live.Remove(buffer)) return;
+        if (_disposed || !_live.Contains(buffer)) return;
+        ThrowIfCapturing("freeing a buffer");
+        _live.Remove(buffer);
         int s = _shadows.FindIndex(x => ReferenceEquals(x.Master, buffer));
         if (s >= 0)
         {
@@ -201,6 +207,7 @@ public sealed partial class CudaBackend : IBackend
     public void Upload<T>(TensorRef destination, ReadOnlySpan<T> source) where T : unmanaged
     {
         using var _ = Op(nameof(Upload));
+        ThrowIfCapturing(nameof(Upload));
         RequireView(destination, nameof(Upload), nameof(destination));
         if (source.Length > destination.Length)
             throw new ArgumentException($"Upload: {source.Length} elements do not fit in destination {destination}", nameof(source));
@@ -231,6 +238,7 @@ public sealed partial class CudaBackend : IBackend
     public void Download<T>(Span<T> destination, TensorRef source) where T : unmanaged
     {
         using var _ = Op(nameof(Download));
+        ThrowIfCapturing(nameof(Download));
         RequireView(source, nameof(Download), nameof(source));
         if (destination.Length > source.Length)
             throw new ArgumentException($"Download: {destination.Length} elements requested from source {source}", nameof(destination));
@@ -272,6 +280,7 @@ public sealed partial class CudaBackend : IBackend
     public void UploadAsync<T>(TensorRef destination, CudaPinnedBuffer<T> source, int count) where T : unmanaged
     {
         using var _ = Op(nameof(UploadAsync));
+        ThrowIfCapturing(nameof(UploadAsync));
         RequireView(destination, nameof(UploadAsync), nameof(destination));
         if (!IsRaw<T>(destination.DType))
             throw new ArgumentException($"UploadAsync: cannot store {typeof(T).Name} elements in a {destination.DType} tensor", nameof(source));
@@ -304,6 +313,7 @@ public sealed partial class CudaBackend : IBackend
     public void Synchronize()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfCapturing(nameof(Synchronize));
         _api.Synchronize();
     }
 

@@ -362,6 +362,55 @@ internal sealed unsafe class CudaDriverApi : IDeviceApi
         Check(CuDriver.cuEventDestroy(evt));
     }
 
+    // ---- CUDA graphs -----------------------------------------------------------------------------
+
+    public void BeginCapture()
+    {
+        EnsureCurrent();
+        if (_syncEachLaunch)
+            throw new CudaException("a step cannot be captured while every launch is synchronized (SynchronizeEachLaunch or CUDA_LAUNCH_BLOCKING=1)");
+        // Thread-local: an unsafe call (an allocation, a synchronization) by this thread breaks the capture, others' do not.
+        Check(CuDriver.cuStreamBeginCapture(_stream, CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+    }
+
+    public (nint Graph, int Nodes) EndCapture()
+    {
+        EnsureCurrent();
+        Check(CuDriver.cuStreamIsCapturing(_stream, out var status));
+        // EndCapture also ends a broken capture (and fails), so the stream is usable again either way.
+        var ended = CuDriver.cuStreamEndCapture(_stream, out nint graph);
+        if (ended != CUresult.CUDA_SUCCESS || status != CUstreamCaptureStatus.CU_STREAM_CAPTURE_STATUS_ACTIVE)
+        {
+            if (graph != 0) CuDriver.cuGraphDestroy(graph);
+            throw Failure(ended != CUresult.CUDA_SUCCESS ? ended : CUresult.CUDA_ERROR_STREAM_CAPTURE_INVALIDATED,
+                $"cuStreamEndCapture (capture status {status}: a call inside the capture synchronized with or waited on the host)");
+        }
+        try
+        {
+            nuint count = 0;
+            Check(CuDriver.cuGraphGetNodes(graph, null, ref count));
+            Check(CuDriver.cuGraphInstantiateWithFlags(out nint exec, graph, 0));
+            return (exec, (int)count);
+        }
+        finally
+        {
+            CuDriver.cuGraphDestroy(graph);
+        }
+    }
+
+    public void LaunchGraph(nint graph)
+    {
+        EnsureCurrent();
+        Check(CuDriver.cuGraphLaunch(graph, _stream));
+        if (_syncEachLaunch) Check(CuDriver.cuStreamSynchronize(_stream));
+    }
+
+    public void DestroyGraph(nint graph)
+    {
+        EnsureCurrent();
+        Check(CuDriver.cuGraphExecDestroy(graph));
+    }
+
     public void Dispose()
     {
         if (_disposed) return;

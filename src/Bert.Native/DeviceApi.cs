@@ -165,4 +165,20 @@ internal interface IDeviceApi : IDisposable
     float ElapsedMilliseconds(nint start, nint end);
 
     void DestroyEvent(nint evt);
+
+    // ---- CUDA graphs (stream capture) ---------------------------------------------------------
+
+    /// <summary>From here until <see cref="EndCapture"/> the stream's work (launches, GEMMs, copies, memsets) is recorded,
+    /// not run. A host synchronization or download in between breaks the capture (the driver reports
+    /// CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, and <see cref="EndCapture"/> then fails).</summary>
+    void BeginCapture();
+
+    /// <summary>Ends the capture and returns the executable graph with the number of operations it holds. Throws
+    /// <see cref="CudaException"/> when the capture was broken; the stream is no longer capturing either way.</summary>
+    (nint Graph, int Nodes) EndCapture();
+
+    /// <summary>Queues one replay of a graph of <see cref="EndCapture"/> on the stream.</summary>
+    void LaunchGraph(nint graph);
+
+    void DestroyGraph(nint graph);
 }

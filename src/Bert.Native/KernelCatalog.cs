@@ -70,9 +70,10 @@ public static class KernelCatalog
     private static KernelParam L(string name) => new(name, KernelArgKind.Int64);
     private static KernelParam F(string name) => new(name, KernelArgKind.Float32);
 
-    /// <summary>The five dropout parameters every dropout-aware kernel ends with.</summary>
+    /// <summary>The six dropout parameters every dropout-aware kernel ends with: the Philox counter the kernel uses is
+    /// step + *stepBase, stepBase a device uint (zero, or the dropout counter of a captured step's scalars).</summary>
     private static readonly KernelParam[] DropoutParams =
-        [F("dropP"), F("dropScale"), new("seed", KernelArgKind.UInt64), U("step"), U("stream")];
+        [F("dropP"), F("dropScale"), new("seed", KernelArgKind.UInt64), U("step"), U("stream"), P("stepBase")];
 
     private static KernelSpec Def(string file, string name, (uint, uint)? block, params KernelParam[] parameters)
     {

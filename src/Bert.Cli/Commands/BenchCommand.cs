@@ -37,14 +37,16 @@ public static class BenchCommand
         var precision = Backends.PrecisionOption();
         var fusedAttention = Backends.FusedAttentionOption();
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
+        var cudaGraphs = BenchGraphs.CreateOption();
         var cmd = new Command("bench", "time pretraining steps of a preset; compare with PyTorch")
         {
             preset, device, batch, seq, predictions, vocab, steps, warmup, threads, breakdown, torch, json, precision, fusedAttention,
+            cudaGraphs,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(r.GetValue(preset)!, r.GetValue(device)!, r.GetValue(batch), r.GetValue(seq),
             r.GetValue(predictions) ?? PretrainingDataOptions.DefaultMaxPredictions(r.GetValue(seq)), r.GetValue(vocab),
             r.GetValue(steps), r.GetValue(warmup), r.GetValue(threads), r.GetValue(breakdown), r.GetValue(torch), r.GetValue(json), r.GetValue(precision)!,
-            r.GetValue(fusedAttention)!)));
+            r.GetValue(fusedAttention)!, r.GetValue(cudaGraphs)!)));
         return cmd;
     }
 
@@ -65,14 +67,19 @@ public static class BenchCommand
         /// <summary>Device memory in use after the timed steps (total − free as the driver reports it, so the
         /// CUDA context is included); every buffer is allocated before the first step, so this is the peak.</summary>
         public long? DeviceMemoryBytes { get; init; }
+
+        /// <summary>"off", "on" (the timed steps replayed a CUDA graph) or "fallback" (--cuda-graphs auto could not capture).</summary>
+        public string CudaGraph { get; init; } = "off";
     }
 
     /// <summary>What <see cref="Result.Gemm"/> reports: UseCublasLt, LogitsPadding (0 off) and the MLM logits' row stride.</summary>
     public sealed record GemmOptions(bool CublasLt, int LogitsPadding, int LogitsStride);
 
     public static int Run(string presetName, string deviceName, int batch, int seq, int predictions, int vocab, int steps, int warmup,
-        int threads, bool breakdown, bool torch, string? jsonPath, string precision = "auto", string fusedAttention = "off")
+        int threads, bool breakdown, bool torch, string? jsonPath, string precision = "auto", string fusedAttention = "off",
+        string cudaGraphs = "off")
     {
+        var graphMode = BenchGraphs.Parse(cudaGraphs);
         if (!ModelPresets.TryGet(presetName, out var preset))
             throw new UserException($"--preset {presetName}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
         if (batch < 1) throw new UserException($"--batch {batch}: must be positive");
@@ -90,24 +97,17 @@ public static class BenchCommand
         var host = SyntheticBatch(batch, seq, predictions, vocab, seed: 7);
         var bertBatch = device.Upload(host, 0, batch, batch * predictions, 1);
         var metrics = new float[MetricSlot.Length];
+        using var stepper = BenchGraphs.Create(model, optimizer, graphMode);
 
-        void Step(BertModelBase m, AdamWOptimizer opt, int i)
-        {
-            m.Training = true;
-            m.DropoutStep = (uint)i;
-            m.ZeroGradients();
-            m.Forward(bertBatch);
-            m.Backward(bertBatch);
-            opt.Step(i + 1, 1e-4f);
-        }
+        void Step(Bert.Native.GraphedTrainingStep s, int i) => BenchGraphs.Run(s, i, bertBatch);
 
-        for (int i = 0; i < warmup; i++) Step(model, optimizer, i);
+        for (int i = 0; i < warmup; i++) Step(stepper, i);
         backend.Synchronize();
         var times = new double[steps];
         for (int i = 0; i < steps; i++)
         {
             long t0 = Stopwatch.GetTimestamp();
-            Step(model, optimizer, warmup + i);
+            Step(stepper, warmup + i);
             backend.Synchronize();
             times[i] = Stopwatch.GetElapsedTime(t0).TotalSeconds;
         }
@@ -131,9 +131,10 @@ public static class BenchCommand
             backend.Copy(profiled.Parameters, model.Parameters);
             profiled.Seed = 1;
             using var opt2 = new AdamWOptimizer(profiled, new AdamWOptions());
-            Step(profiled, opt2, 0);
+            using var eager = BenchGraphs.Create(profiled, opt2, Bert.Native.CudaGraphMode.Off);
+            Step(eager, 0);
             profiler.Reset();
-            Step(profiled, opt2, 1);
+            Step(eager, 1);
             ops = profiler.Breakdown;
         }
 
@@ -150,6 +151,7 @@ public static class BenchCommand
             Gemm = backend is Bert.Native.CudaBackend cudaGemm
                 ? new GemmOptions(cudaGemm.Options.UseCublasLt, cudaGemm.Options.LogitsPadding, backend.LogitsStride(vocab))
                 : null,
+            CudaGraph = stepper.State,
         };
         Print(result);
         if (jsonPath is not null) WriteJson(result, jsonPath);
@@ -246,6 +248,7 @@ public static class BenchCommand
         if (r.Gemm is { } g)
             table.AddRow("gemm options", Markup.Escape($"cublaslt {(g.CublasLt ? "on" : "off")}, logits padding " +
                 (g.LogitsPadding > 0 ? string.Create(inv, $"{g.LogitsPadding} (row stride {g.LogitsStride})") : "off")));
+        table.AddRow("cuda graph", r.CudaGraph);
         table.AddRow("median step", string.Create(inv, $"{r.MedianStepSeconds * 1e3:F2} ms"));
         table.AddRow("sequences/s", string.Create(inv, $"{r.SequencesPerSecond:F1}"));
         table.AddRow("tokens/s", string.Create(inv, $"{r.TokensPerSecond:F0}"));
@@ -287,6 +290,7 @@ public static class BenchCommand
                 w.WriteEndObject();
             }
             else w.WriteNull("gemm_options");
+            w.WriteString("cuda_graph", r.CudaGraph);
             if (r.DeviceMemoryBytes is { } mem) w.WriteNumber("device_memory_bytes", mem);
             w.WriteNumber("batch", r.Batch);
             w.WriteNumber("seq", r.Seq);

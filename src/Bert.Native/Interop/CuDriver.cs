@@ -55,6 +55,15 @@ internal enum CUresult
     CUDA_ERROR_SYSTEM_NOT_READY = 802,
     CUDA_ERROR_SYSTEM_DRIVER_MISMATCH = 803,
     CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE = 804,
+    CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
+    CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
+    CUDA_ERROR_STREAM_CAPTURE_MERGE = 902,
+    CUDA_ERROR_STREAM_CAPTURE_UNMATCHED = 903,
+    CUDA_ERROR_STREAM_CAPTURE_UNJOINED = 904,
+    CUDA_ERROR_STREAM_CAPTURE_ISOLATION = 905,
+    CUDA_ERROR_STREAM_CAPTURE_IMPLICIT = 906,
+    CUDA_ERROR_CAPTURED_EVENT = 907,
+    CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD = 908,
     CUDA_ERROR_UNKNOWN = 999,
 }
 
@@ -85,6 +94,23 @@ internal enum CUfunction_attribute
     CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK = 0,
     CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES = 1,
     CU_FUNC_ATTRIBUTE_NUM_REGS = 4,
+}
+
+/// <summary>CUstreamCaptureMode: which other threads' unsafe calls (allocations, synchronizations) a capture forbids.</summary>
+internal enum CUstreamCaptureMode
+{
+    CU_STREAM_CAPTURE_MODE_GLOBAL = 0,
+    CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1,
+    CU_STREAM_CAPTURE_MODE_RELAXED = 2,
+}
+
+/// <summary>CUstreamCaptureStatus.</summary>
+internal enum CUstreamCaptureStatus
+{
+    CU_STREAM_CAPTURE_STATUS_NONE = 0,
+    CU_STREAM_CAPTURE_STATUS_ACTIVE = 1,
+    /// <summary>Capture began but an illegal call (a synchronization, a legacy-stream use) broke it; EndCapture fails.</summary>
+    CU_STREAM_CAPTURE_STATUS_INVALIDATED = 2,
 }
 
 /// <summary>CUjit_option values used to capture the PTX JIT log at module load.</summary>
@@ -165,6 +191,16 @@ internal static unsafe partial class CuDriver
     [LibraryImport(Lib)] public static partial CUresult cuModuleUnload(nint module);
     [LibraryImport(Lib)] public static partial CUresult cuModuleGetFunction(out nint function, nint module, byte* name);
     [LibraryImport(Lib)] public static partial CUresult cuFuncGetAttribute(out int value, CUfunction_attribute attribute, nint function);
+
+    // CUDA graphs (stream capture): CUgraph and CUgraphExec are handles.
+    [LibraryImport(Lib, EntryPoint = "cuStreamBeginCapture_v2")] public static partial CUresult cuStreamBeginCapture(nint stream, CUstreamCaptureMode mode);
+    [LibraryImport(Lib)] public static partial CUresult cuStreamEndCapture(nint stream, out nint graph);
+    [LibraryImport(Lib)] public static partial CUresult cuStreamIsCapturing(nint stream, out CUstreamCaptureStatus status);
+    [LibraryImport(Lib)] public static partial CUresult cuGraphInstantiateWithFlags(out nint graphExec, nint graph, ulong flags);
+    [LibraryImport(Lib)] public static partial CUresult cuGraphGetNodes(nint graph, nint* nodes, ref nuint count);
+    [LibraryImport(Lib, EntryPoint = "cuGraphLaunch")] public static partial CUresult cuGraphLaunch(nint graphExec, nint stream);
+    [LibraryImport(Lib)] public static partial CUresult cuGraphExecDestroy(nint graphExec);
+    [LibraryImport(Lib)] public static partial CUresult cuGraphDestroy(nint graph);
 
     /// <summary><paramref name="kernelParams"/>: one pointer per kernel parameter, each to that argument's value.</summary>
     [LibraryImport(Lib)]

@@ -93,8 +93,10 @@ extern "C" __global__ void attention_merge_heads(void* out, int outType, const v
 // one Philox evaluation per four keys; other rows re-read memory.
 extern "C" __global__ void attention_softmax_forward(void* probs, int probsType, void* dropped, int droppedType,
     const int* mask, int batch, int heads, int seq,
-    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     long long rows = (long long)batch * heads * seq;
     long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
@@ -175,8 +177,10 @@ extern "C" __global__ void attention_softmax_forward(void* probs, int probsType,
 // rows of at most 512 keys with S a multiple of 4 stay in registers as in the forward.
 extern "C" __global__ void attention_softmax_backward(void* dScores, int dScoresType, const void* probs, int probsType,
     int batch, int heads, int seq, float dropP, float dropScale, unsigned long long seed, unsigned int step,
-    unsigned int stream)
+    unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     long long rows = (long long)batch * heads * seq;
     long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;

@@ -26,8 +26,10 @@ extern "C" __global__ void convert_dtype(void* out, int outType, const void* in,
 // and written by one thread). Each thread takes a group of four consecutive elements: one Philox
 // evaluation gives all four multipliers.
 extern "C" __global__ void dropout_forward(void* out, int outType, const void* in, int inType, long long count,
-    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     long long groups = (count + 3) >> 2;
     bool vector = aligned16(out, in);
     for (long long g = grid_index(); g < groups; g += grid_stride())

@@ -13,8 +13,10 @@ extern "C" __global__ void embeddings_forward(void* out, int outType, void* sum,
     float* mean, float* rstd, const int* inputIds, const int* tokenTypeIds,
     const float* wordEmb, const float* posEmb, const float* typeEmb, const float* gamma, const float* beta,
     int tokens, int seq, int hidden, int vocab, int typeVocab, int maxPositions, float eps,
-    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     int t = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (t >= tokens) return;  // warp-uniform

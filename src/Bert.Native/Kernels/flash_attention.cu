@@ -59,8 +59,10 @@ __device__ __forceinline__ void fa_dropout_pair(float p, float scale, unsigned l
 // qkv and context must be 16-byte aligned (the launcher checks).
 extern "C" __global__ void flash_attention_forward(bf16_t* context, float* lse, const bf16_t* qkv, const int* mask,
     int batch, int seq, int heads, float scale,
-    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     // Two buffers of K, V and the key mask: tile i + 1 is copied (cp.async) while tile i is computed on.
     // Buffer 0's K also stages the query tile at the start. 37 KiB in all.
     __shared__ bf16_t sK[2][FA_KEYS * FA_PITCH] __attribute__((aligned(16)));

@@ -140,8 +140,10 @@ __device__ __forceinline__ void fb_store(void* out, int outType, const float acc
 // of them (g = l>>2) and queries 8n + 2t, 8n + 2t + 1 of each query tile (t = l&3).
 extern "C" __global__ void flash_attention_backward_dkdv(void* dQkv, int dQkvType, const bf16_t* dContext,
     const bf16_t* context, const float* lse, const bf16_t* qkv, const int* mask, int batch, int seq, int heads,
-    float scale, float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float scale, float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     __shared__ bf16_t sQ[FB_TILE * FB_PITCH] __attribute__((aligned(16)));
     __shared__ bf16_t sO[FB_TILE * FB_PITCH] __attribute__((aligned(16)));   // dO
     __shared__ float sLse[FB_TILE], sD[FB_TILE];
@@ -230,8 +232,10 @@ extern "C" __global__ void flash_attention_backward_dkdv(void* dQkv, int dQkvTyp
 // them and keys 8n + 2t, 8n + 2t + 1 of each key tile.
 extern "C" __global__ void flash_attention_backward_dq(void* dQkv, int dQkvType, const bf16_t* dContext,
     const bf16_t* context, const float* lse, const bf16_t* qkv, const int* mask, int batch, int seq, int heads,
-    float scale, float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float scale, float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     __shared__ bf16_t sK[FB_TILE * FB_PITCH] __attribute__((aligned(16)));
     __shared__ bf16_t sV[FB_TILE * FB_PITCH] __attribute__((aligned(16)));
     __shared__ float sLse[FB_TILE], sD[FB_TILE];

@@ -46,8 +46,10 @@ extern "C" __global__ void layernorm_forward(void* out, int outType, float* mean
 extern "C" __global__ void residual_layernorm_forward(void* out, int outType, void* sum, int sumType,
     float* mean, float* rstd, const void* residual, int residualType, const void* branch, int branchType,
     const float* gamma, const float* beta, int rows, int hidden, float eps,
-    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= rows) return;  // warp-uniform
@@ -199,8 +201,10 @@ extern "C" __global__ void residual_layernorm_forward(void* out, int outType, vo
 // registers and one Philox evaluation serves four columns; other sizes re-read memory.
 extern "C" __global__ void layernorm_backward(void* dIn, int dInType, const void* dOut, int dOutType,
     const void* in, int inType, const float* mean, const float* rstd, const float* gamma, int rows, int hidden,
-    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= rows) return;  // warp-uniform
@@ -270,8 +274,10 @@ extern "C" __global__ void layernorm_backward(void* dIn, int dInType, const void
 // one Philox evaluation serves four columns; other sizes re-read memory. dResidual may alias dOut.
 extern "C" __global__ void residual_layernorm_backward(void* dResidual, int dResidualType, void* dBranch, int dBranchType,
     const void* dOut, int dOutType, const void* in, int inType, const float* mean, const float* rstd, const float* gamma,
-    int rows, int hidden, float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    int rows, int hidden, float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= rows) return;  // warp-uniform
@@ -346,8 +352,10 @@ extern "C" __global__ void residual_layernorm_backward(void* dResidual, int dRes
 // partial[chunk][1][c] (beta); the 8 row lanes are added in a fixed order.
 extern "C" __global__ void layernorm_param_grad_partial(float* partial, const void* dOut, int dOutType,
     const void* in, int inType, const float* mean, const float* rstd, int rows, int hidden, int rowsPerChunk,
-    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     __shared__ float sg[8][33];
     __shared__ float sb[8][33];
     int c = blockIdx.x * 32 + threadIdx.x;
@@ -506,8 +514,10 @@ __device__ __forceinline__ void layernorm_backward_rows8(void* dIn, int dInType,
 extern "C" __global__ void __launch_bounds__(256, 2) layernorm_backward_fused(void* dIn, int dInType, void* dBranch, int dBranchType,
     const void* dOut, int dOutType, const void* in, int inType, const float* mean, const float* rstd,
     const float* gamma, float* partial, int rows, int hidden, int rowsPerChunk,
-    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     __shared__ float red[2 * 1024];
     switch ((hidden + 255) >> 8)
     {
@@ -530,8 +540,10 @@ extern "C" __global__ void __launch_bounds__(256, 2) layernorm_backward_fused(vo
 extern "C" __global__ void layernorm_backward_fused_wide(void* dIn, int dInType, void* dBranch, int dBranchType,
     const void* dOut, int dOutType, const void* in, int inType, const float* mean, const float* rstd,
     const float* gamma, float* partial, int rows, int hidden, int rowsPerChunk,
-    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream)
+    float dropP, float dropScale, unsigned long long seed, unsigned int step, unsigned int stream,
+    const unsigned int* stepBase)
 {
+    step += *stepBase; // the device-side dropout counter (0 unless a captured step reads its own)
     __shared__ float red[2 * 1024];
     layernorm_backward_rows8<4>(dIn, dInType, dBranch, dBranchType, dOut, dOutType, in, inType, mean, rstd, gamma,
         partial, rows, hidden, rowsPerChunk, dropP, dropScale, seed, step, stream, red);

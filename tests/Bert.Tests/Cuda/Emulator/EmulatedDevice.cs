@@ -31,6 +31,7 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
     private long _used;
     private nint _nextEvent = 1;
     private string? _broken;
+    private readonly GraphRecorder _graphs = new();
 
     private enum Command : uint { Alloc = 1, Free = 2, Memset = 3, Copy = 4, Write = 5, Read = 6, Launch = 7, Gemm = 8, Lt = 9, Quit = 10 }
 
@@ -238,6 +239,7 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
 
     public ulong Allocate(long bytes, string label)
     {
+        _graphs.Host("cuMemAlloc");
         if (_used + bytes > TotalMemory) throw new CudaOutOfMemoryException(label, bytes, TotalMemory - _used, TotalMemory);
         Send(Command.Alloc);
         _writer.Write((ulong)bytes);
@@ -250,6 +252,7 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
 
     public void Free(ulong address)
     {
+        _graphs.Host("cuMemFree");
         Send(Command.Free);
         _writer.Write(address);
         Complete("free");
@@ -260,6 +263,7 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
 
     public void Memset(ulong destination, byte value, long bytes)
     {
+        if (_graphs.Record(() => Memset(destination, value, bytes))) return;
         Send(Command.Memset);
         _writer.Write(destination);
         _writer.Write(value);
@@ -269,6 +273,7 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
 
     public void Copy(ulong destination, ulong source, long bytes)
     {
+        if (_graphs.Record(() => Copy(destination, source, bytes))) return;
         Send(Command.Copy);
         _writer.Write(destination);
         _writer.Write(source);
@@ -278,6 +283,7 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
 
     public void Upload(ulong destination, ReadOnlySpan<byte> source)
     {
+        _graphs.Host("an upload (cuEventSynchronize on the staging buffer)");
         Send(Command.Write);
         _writer.Write(destination);
         _writer.Write((ulong)source.Length);
@@ -287,6 +293,7 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
 
     public void Download(Span<byte> destination, ulong source)
     {
+        _graphs.Host("a download (cuStreamSynchronize)");
         Send(Command.Read);
         _writer.Write(source);
         _writer.Write((ulong)destination.Length);
@@ -309,12 +316,19 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
 
     public void Synchronize()
     {
+        _graphs.Host("cuStreamSynchronize");
         if (_broken is not null) throw new InvalidOperationException($"the emulator has stopped: {_broken}");
     }
 
     public void Launch(KernelSpec kernel, Dim3 grid, Dim3 block, ReadOnlySpan<KernelArg> args)
     {
         KernelArg.Validate(kernel, grid, block, args, Device);
+        if (_graphs.Capturing)
+        {
+            var kept = args.ToArray();
+            _graphs.Record(() => Launch(kernel, grid, block, kept));
+            return;
+        }
         Send(Command.Launch);
         _writer.Write((uint)kernel.Index);
         _writer.Write(grid.X);
@@ -342,6 +356,8 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
     public void Gemm(in GemmCall g)
     {
         g.Validate();
+        var call = g;
+        if (_graphs.Record(() => Gemm(call))) return;
         Send(Command.Gemm);
         _writer.Write(g.TransA ? 1 : 0);
         _writer.Write(g.TransB ? 1 : 0);
@@ -377,6 +393,8 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
     public bool LtMatmul(in LtMatmulCall c)
     {
         if (RefuseLt?.Invoke(c) == true) return false;
+        var call = c;
+        if (_graphs.Record(() => LtMatmul(call))) return true;
         Send(Command.Lt);
         _writer.Write(c.TransA ? 1 : 0);
         _writer.Write(c.TransB ? 1 : 0);
@@ -418,6 +436,17 @@ internal sealed unsafe class EmulatedDevice : IDeviceApi
         (float)Stopwatch.GetElapsedTime(_events[start], _events[end]).TotalMilliseconds;
 
     public void DestroyEvent(nint evt) => _events.Remove(evt);
+
+    /// <summary>Stream capture and graph replay (see <see cref="GraphRecorder"/>).</summary>
+    public GraphRecorder Graphs => _graphs;
+
+    public void BeginCapture() => _graphs.Begin();
+
+    public (nint Graph, int Nodes) EndCapture() => _graphs.End();
+
+    public void LaunchGraph(nint graph) => _graphs.Launch(graph);
+
+    public void DestroyGraph(nint graph) => _graphs.Destroy(graph);
 
     public void Dispose()
     {

@@ -14,6 +14,7 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
     private readonly SortedDictionary<ulong, long> _allocations = [];
     private ulong _next = 0x7000_0000_0000UL;
     private long _used;
+    private readonly GraphRecorder _graphs = new();
 
     public CudaDeviceInfo Device { get; } = new()
     {
@@ -35,6 +36,7 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
 
     public ulong Allocate(long bytes, string label)
     {
+        _graphs.Host("cuMemAlloc");
         ulong a = _next;
         _allocations[a] = Math.Max(1, bytes);
         _next += (ulong)((Math.Max(1, bytes) + 511) / 256 * 256);
@@ -44,6 +46,7 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
 
     public void Free(ulong address)
     {
+        _graphs.Host("cuMemFree");
         if (!_allocations.Remove(address, out var bytes)) throw new InvalidOperationException($"free of unknown address 0x{address:x}");
         _used -= bytes;
     }
@@ -60,18 +63,28 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
         throw new InvalidOperationException($"{what}: [0x{address:x}, +{bytes}) is not inside one allocation");
     }
 
-    public void Memset(ulong destination, byte value, long bytes) => Inside(destination, bytes, "memset");
+    public void Memset(ulong destination, byte value, long bytes)
+    {
+        Inside(destination, bytes, "memset");
+        if (!_graphs.Record(() => Operations.Add($"memset {bytes}"))) Operations.Add($"memset {bytes}");
+    }
 
     public void Copy(ulong destination, ulong source, long bytes)
     {
         Inside(destination, bytes, "copy destination");
         Inside(source, bytes, "copy source");
+        if (!_graphs.Record(() => Operations.Add($"copy {bytes}"))) Operations.Add($"copy {bytes}");
     }
 
-    public void Upload(ulong destination, ReadOnlySpan<byte> source) => Inside(destination, source.Length, "upload");
+    public void Upload(ulong destination, ReadOnlySpan<byte> source)
+    {
+        _graphs.Host("an upload");
+        Inside(destination, source.Length, "upload");
+    }
 
     public void Download(Span<byte> destination, ulong source)
     {
+        _graphs.Host("a download");
         Inside(source, destination.Length, "download");
         destination.Clear();
     }
@@ -82,16 +95,23 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
 
     public void FreePinned(nint pointer) => System.Runtime.InteropServices.Marshal.FreeHGlobal(pointer);
 
-    public void Synchronize() { }
+    public void Synchronize() => _graphs.Host("cuStreamSynchronize");
 
     public void Launch(KernelSpec kernel, Dim3 grid, Dim3 block, ReadOnlySpan<KernelArg> args)
     {
         KernelArg.Validate(kernel, grid, block, args, Device);
         foreach (var a in args)
             if (a.Kind == KernelArgKind.Pointer && a.Bits != 0) Inside(a.Bits, 1, $"{kernel.Name} argument '{a.Name}'");
+        if (_graphs.Record(() => Launched(kernel, grid, block))) return;
+        Launched(kernel, grid, block);
+    }
+
+    private void Launched(KernelSpec kernel, Dim3 grid, Dim3 block)
+    {
         Launches++;
         KernelNames.Add(kernel.Name);
         MaxGridX = Math.Max(MaxGridX, grid.X);
+        Operations.Add($"{kernel.Name} {grid} {block}");
     }
 
     public void Gemm(in GemmCall call)
@@ -101,7 +121,15 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
         Inside(call.A, a * call.AType.Size(), $"GEMM A ({call})");
         Inside(call.B, b * call.BType.Size(), $"GEMM B ({call})");
         Inside(call.C, c * call.CType.Size(), $"GEMM C ({call})");
+        var text = $"gemm {call}";
+        if (_graphs.Record(() => Gemmed(text))) return;
+        Gemmed(text);
+    }
+
+    private void Gemmed(string text)
+    {
         GemmCount++;
+        Operations.Add(text);
     }
 
     public bool LtMatmul(in LtMatmulCall call)
@@ -114,8 +142,16 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
         Inside(call.D, ((call.N - 1L) * call.Ldd + call.M) * call.DType.Size(), "Lt D");
         Inside(call.Bias, call.BiasLength * (long)call.BiasType.Size(), "Lt bias");
         if (call.Epilogue == LtEpilogue.GeluTanhAuxBias) Inside(call.Aux, ((call.N - 1L) * call.Ldd + call.M) * size, "Lt aux");
-        LtCalls++;
+        var text = $"lt {call}";
+        if (_graphs.Record(() => LtDone(text))) return true;
+        LtDone(text);
         return true;
+    }
+
+    private void LtDone(string text)
+    {
+        LtCalls++;
+        Operations.Add(text);
     }
 
     /// <summary>cuBLASLt matmuls so far.</summary>
@@ -132,4 +168,20 @@ internal sealed class RecordingDevice(int computeMajor = 9) : IDeviceApi
     public void DestroyEvent(nint evt) { }
 
     public void Dispose() { }
+
+    // ---- CUDA graphs: stream capture through a GraphRecorder -------------------------------------
+
+    /// <summary>Every stream operation run so far, in order (kernel name with grid and block, GEMMs, memsets,
+    /// copies); a graph replay appends what it replays.</summary>
+    public List<string> Operations { get; } = [];
+
+    public GraphRecorder Graphs => _graphs;
+
+    public void BeginCapture() => _graphs.Begin();
+
+    public (nint Graph, int Nodes) EndCapture() => _graphs.End();
+
+    public void LaunchGraph(nint graph) => _graphs.Launch(graph);
+
+    public void DestroyGraph(nint graph) => _graphs.Destroy(graph);
 }
