@@ -155,6 +155,33 @@ public sealed unsafe class NcclCommunicator : ICommunicator
         End(generation, computeWaits: true);
     }
 
+    // Whether AllReduceSumStart queued collectives the compute stream does not yet wait for.
+    private bool _startedPending;
+
+    /// <summary>Queued after the compute stream's work so far, as <see cref="AllReduceSum(TensorRef, Collective)"/>,
+    /// but the compute stream does not wait for it: the backward of the layers below runs beside it on the GPU until
+    /// <see cref="CompleteStarted"/>.</summary>
+    public void AllReduceSumStart(TensorRef buffer, Collective what)
+    {
+        RequireF32(buffer, what);
+        if (buffer.Length == 0) return;
+        long generation = Begin(what, null, afterCompute: true);
+        Enqueue(Nccl.ncclAllReduce(buffer.Address, buffer.Address, (nuint)buffer.Length, ncclDataType_t.ncclFloat32, ncclRedOp_t.ncclSum, _comm, _stream), "ncclAllReduce", what);
+        End(generation, computeWaits: false);
+        _startedPending = true;
+    }
+
+    /// <summary>The compute stream waits for every started collective (NCCL's stream runs them in order, so the event
+    /// after the last one covers all); the host does not wait.</summary>
+    public void CompleteStarted(Collective what)
+    {
+        if (!_startedPending) return;
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _api.MakeCurrent();
+        Check(CuDriver.cuStreamWaitEvent(_api.Stream, _ncclDone, 0));
+        _startedPending = false;
+    }
+
     public void ReduceScatterSum(TensorRef send, TensorRef recv, Collective what)
     {
         RequireF32(send, what);

@@ -391,6 +391,7 @@ internal static partial class ModelEmitter
                 _w.Line("be.LinearBackward(dContext, lg.AttentionOutputDenseWeight, lg.AttentionOutputDenseBias, dBranch, la.Context, lw.AttentionOutputDenseWeight, N, H, H, false);");
                 _w.Line("be.AttentionBackward(dQkv, Workspace, dContext, la.Qkv, la.Context, la.AttentionSaved, batch.AttentionMask, B, S, NH, HD, Dropout(attentionP, site));");
                 _w.Line("be.LinearBackward(dx, lg.AttentionSelfQueryKeyValueWeight, lg.AttentionSelfQueryKeyValueBias, dQkv, la.Input, lw.AttentionSelfQueryKeyValueWeight, N, H, 3 * H, true);  // += the residual path");
+                _w.Line("LayerGradientsDone(l);  // layer l's parameter gradients are final: data parallelism starts their all-reduce");
             }
         }
     }

@@ -50,6 +50,16 @@ public interface ICommunicator : IDisposable
     /// <summary>In place: every rank's <paramref name="buffer"/> becomes the element-wise sum over ranks.</summary>
     void AllReduceSum(TensorRef buffer, Collective what);
 
+    /// <summary>Starts <see cref="AllReduceSum(TensorRef, Collective)"/> of <paramref name="buffer"/> without waiting for
+    /// it (the gradient buckets of the backward: layer l's all-reduce runs while layer l − 1's backward computes). The
+    /// buffer must not be read or written until <see cref="CompleteStarted"/>; the sums are the same bits as the blocking
+    /// call's. Every rank starts the same collectives in the same order. The default runs it at once.</summary>
+    void AllReduceSumStart(TensorRef buffer, Collective what) => AllReduceSum(buffer, what);
+
+    /// <summary>Waits for every collective <see cref="AllReduceSumStart"/> began (on a GPU: orders the compute stream
+    /// after them, without blocking the host); <paramref name="what"/> names the wait in a timeout's message.</summary>
+    void CompleteStarted(Collective what) { }
+
     /// <summary>Rank r receives the sum over ranks of slice r (of length recv.Length) of <paramref name="send"/>;
     /// send.Length = Size · recv.Length. In place (as NCCL defines it) when <paramref name="recv"/> is slice Rank of
     /// <paramref name="send"/>; the other slices of send are then left undefined.</summary>

@@ -104,6 +104,44 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
         finally { Disarm(); }
     }
 
+    // Requests of the all-reduces AllReduceSumStart began (MPI_Request is a pointer in Open MPI's ABI); grown, never
+    // shrunk, so a step's buckets allocate nothing once the first step has sized it.
+    private nint[] _started = new nint[64];
+    private int _startedCount;
+
+    public void AllReduceSumStart(TensorRef buffer, Collective what)
+    {
+        RequireF32(buffer, what);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        for (long done = 0; done < buffer.Length; done += MaxChunk)
+        {
+            int n = (int)Math.Min(MaxChunk, buffer.Length - done);
+            if (_startedCount == _started.Length) Array.Resize(ref _started, _started.Length * 2);
+            nint request;
+            Check(MPI_Iallreduce((void*)InPlace, (void*)(buffer.Address + (ulong)done * 4), n, _float, _sum, _world, &request), "MPI_Iallreduce");
+            _started[_startedCount++] = request;
+        }
+        // Open MPI progresses non-blocking collectives inside MPI calls: a test lets the started ones advance while
+        // the backward goes on (the flag is not needed: MPI_Waitall completes them).
+        int flag;
+        fixed (nint* requests = _started) Check(MPI_Testall(_startedCount, requests, &flag, null), "MPI_Testall");
+    }
+
+    public void CompleteStarted(Collective what)
+    {
+        if (_startedCount == 0) return;
+        Arm(what, null);
+        try
+        {
+            fixed (nint* requests = _started) Check(MPI_Waitall(_startedCount, requests, null), "MPI_Waitall");
+        }
+        finally
+        {
+            _startedCount = 0;
+            Disarm();
+        }
+    }
+
     public void ReduceScatterSum(TensorRef send, TensorRef recv, Collective what)
     {
         RequireF32(send, what);
@@ -287,6 +325,10 @@ public sealed unsafe partial class MpiCommunicator : ICommunicator
     [LibraryImport(Library)] private static partial int MPI_Comm_rank(nint comm, int* rank);
     [LibraryImport(Library)] private static partial int MPI_Comm_size(nint comm, int* size);
     [LibraryImport(Library)] private static partial int MPI_Allreduce(void* send, void* recv, int count, nint type, nint op, nint comm);
+    [LibraryImport(Library)] private static partial int MPI_Iallreduce(void* send, void* recv, int count, nint type, nint op, nint comm, nint* request);
+    // statuses: null is Open MPI's MPI_STATUSES_IGNORE
+    [LibraryImport(Library)] private static partial int MPI_Waitall(int count, nint* requests, void* statuses);
+    [LibraryImport(Library)] private static partial int MPI_Testall(int count, nint* requests, int* flag, void* statuses);
     [LibraryImport(Library)] private static partial int MPI_Reduce(void* send, void* recv, int count, nint type, nint op, int root, nint comm);
     [LibraryImport(Library)] private static partial int MPI_Reduce_scatter_block(void* send, void* recv, int count, nint type, nint op, nint comm);
     [LibraryImport(Library)] private static partial int MPI_Allgather(void* send, int sendCount, nint sendType, void* recv, int recvCount, nint recvType, nint comm);

@@ -204,6 +204,15 @@ public abstract class BertModelBase : IDisposable
         }
     }
 
+    /// <summary>Told, during <see cref="Backward"/>, when a layer's parameter gradients are final for this backward
+    /// (layers come last first), so data-parallel training can start their all-reduce while the layers below compute
+    /// (<see cref="Distributed.GradientBuckets"/>). Null: nobody listens.</summary>
+    public ILayerGradientsListener? LayerGradientsListener { get; set; }
+
+    /// <summary>Called by the generated backward after layer <paramref name="layer"/>'s last parameter gradient was
+    /// queued (on a GPU, the kernels may still run: a listener orders its work after them on the device).</summary>
+    protected void LayerGradientsDone(int layer) => LayerGradientsListener?.LayerGradientsDone(layer);
+
     /// <summary>Copies the metrics of the last Forward to the host (waits for the device).</summary>
     public void ReadMetrics(Span<float> destination) => Backend.Download(destination[..MetricSlot.Length], Metrics.View);
 
@@ -249,4 +258,11 @@ public sealed class ModelMemoryException(long needed, long available, int maxBat
 {
     public long Needed { get; } = needed;
     public long Available { get; } = available;
+}
+
+/// <summary>Hears <see cref="BertModelBase.LayerGradientsDone"/>: encoder layer <c>layer</c>'s parameter gradients
+/// (bert.encoder.layer.{layer}.*) are final for the backward in progress.</summary>
+public interface ILayerGradientsListener
+{
+    void LayerGradientsDone(int layer);
 }

@@ -52,9 +52,11 @@ public sealed class Trainer : IDisposable
     private readonly ICommunicator _comm;
 
     /// <param name="datasets">Phase name → its dataset (sequence length and max predictions must match).</param>
+    /// <param name="overlapGradientReduce">All-reduce each encoder layer's gradients during the backward (see
+    /// <see cref="TrainingCore"/>); false: the whole buffer once after it.</param>
     public Trainer(BertModelBase model, IReadOnlyList<Phase> phases, IReadOnlyDictionary<string, PretrainingDataset> datasets,
         LearningRateSchedule schedule, AdamWOptions adam, ulong seed, TrainerState? resume = null, ICommunicator? communicator = null,
-        bool shardOptimizer = false)
+        bool shardOptimizer = false, bool overlapGradientReduce = true)
     {
         _model = model;
         _phases = phases;
@@ -92,7 +94,7 @@ public sealed class Trainer : IDisposable
         if (resume is not null && resume.Seed != seed)
             throw new ResumeStateException($"the checkpoint's trainer state was trained with seed {resume.Seed}, this run has seed {seed}; " +
                 "resume with the same --seed (dropout and data order derive from it)");
-        _core = new TrainingCore(model, adam, schedule, _comm, shardOptimizer);
+        _core = new TrainingCore(model, adam, schedule, _comm, shardOptimizer, overlapGradientReduce);
         Step = resume?.Step ?? 0;
         _device = new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
         _task = new PretrainingStep(this);

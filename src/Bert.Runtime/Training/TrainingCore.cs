@@ -57,8 +57,11 @@ public sealed class TrainingCore : IDisposable
 
     /// <param name="shardOptimizer">With several ranks, shard the AdamW moments over them (ZeRO stage 1, see
     /// <see cref="AdamWOptimizer"/>); the step computes the same update either way, up to the order of float sums.</param>
+    /// <param name="overlapGradientReduce">With a real communicator and unsharded moments, all-reduce each encoder
+    /// layer's gradients during the step's last backward (<see cref="GradientBuckets"/>) instead of the whole buffer
+    /// after it; the sums are the same.</param>
     public TrainingCore(BertModelBase model, AdamWOptions adam, LearningRateSchedule schedule, ICommunicator? communicator = null,
-        bool shardOptimizer = false)
+        bool shardOptimizer = false, bool overlapGradientReduce = true)
     {
         Communicator = communicator ?? SingleProcessCommunicator.Instance;
         ArgumentNullException.ThrowIfNull(model);
@@ -67,7 +70,13 @@ public sealed class TrainingCore : IDisposable
         Model = model;
         Schedule = schedule;
         Optimizer = new AdamWOptimizer(model, adam, shardOptimizer ? Communicator : null);
+        if (overlapGradientReduce && Communicator is not SingleProcessCommunicator && Optimizer.Shard is null)
+            Buckets = GradientBuckets.TryCreate(model, Communicator);
     }
+
+    /// <summary>The per-layer gradient all-reduce overlapped with the backward; null: one all-reduce after it (a world
+    /// of one, sharded moments, or overlap turned off).</summary>
+    public GradientBuckets? Buckets { get; }
 
     public BertModelBase Model { get; }
     public AdamWOptimizer Optimizer { get; }
@@ -102,13 +111,16 @@ public sealed class TrainingCore : IDisposable
             var batch = task.MicroBatch(m);
             Model.DropoutStep = (uint)(step * dropoutStride + dropoutOffset + m);
             Model.Forward(batch);
-            Model.Backward(batch);
+            if (m == microSteps - 1) Buckets?.Arm(step);
+            try { Model.Backward(batch); }
+            catch { Buckets?.Disarm(); throw; }
             backend.Copy(readBack.Slice(m * slot, slot), Model.Metrics);
         }
 
         // Any real communicator reduces, a world of one too (BERT_FORCE_NCCL=1 checks the NCCL path on one GPU).
         bool reduces = Communicator is not SingleProcessCommunicator;
-        if (reduces) Optimizer.ReduceGradients(Communicator, step);
+        if (Buckets is not null) Buckets.Finish();
+        else if (reduces) Optimizer.ReduceGradients(Communicator, step);
         Optimizer.ComputeGradientNorm(step);
         float lr = (float)Schedule.At(step);
         Optimizer.WriteStepScalars((int)(step + 1), lr);

@@ -35,7 +35,15 @@ public class WorldOfOneCommunicatorTests
         var plain = Train(null);
         var one = ThreadCommunicator.Create(1)[0];
         var reduced = Train(one);
-        Assert.That(one.Calls, Is.EqualTo(Enumerable.Range(0, 3).SelectMany(s => new[] { $"the gradient all-reduce of step {s}", $"the metrics reduction of step {s}" })));
+        // The gradients go layer by layer during the backward (GradientBuckets), then the rest, then the metrics.
+        using var backend = NewBackend();
+        using var model = Tiny(backend, 4);
+        var buckets = Bert.Runtime.Distributed.GradientBuckets.TryCreate(model, one)!;
+        var perStep = Enumerable.Range(0, model.Config.Layers).Reverse()
+            .SelectMany(l => buckets.Layers[l].Select(_ => $"the gradient all-reduce of bert.encoder.layer.{l}"))
+            .Concat(buckets.Rest.Select(_ => "the gradient all-reduce of the embeddings and heads"))
+            .Append("the metrics reduction").ToList();
+        Assert.That(one.Calls, Is.EqualTo(Enumerable.Range(0, 3).SelectMany(s => perStep.Select(what => $"{what} of step {s}"))));
         Assert.That(reduced, Is.EqualTo(plain));
     }
 }
