@@ -21,6 +21,8 @@
 #                      nccl (issue 15) checks data parallelism over NCCL on the one GPU: the library and its version, the
 #                      NCCL tests, a 1-rank pretrain with and without BERT_FORCE_NCCL=1 (bitwise), two ranks on the one
 #                      GPU (refused; then as two NCCL hosts), 2 ranks against 1 rank accumulating, dist-check bandwidth.
+# Bench options:       BENCH_CONFIGS="preset:seq:predictions:batch ...", BENCH_ARGS="--fused-attention on --cuda-graphs on"
+#                      (added to every bert bench of the bench stage); BERT_CUBLASLT=1 / BERT_LOGITS_PADDING=64 pass through.
 # Check the plan:      DRY_RUN=1 STAGES="flash" bash bench/gpu/run-all.sh   (logs every command, runs none of them)
 set -uo pipefail
 # Logs go to a work folder; $OUT receives summary.log and logs.tar.gz (the device tool returns at most 8 files).
@@ -158,7 +160,7 @@ if want bench; then
     for precision in ${BENCH_PRECISIONS:-bf16}; do
       log "bert bench $preset S=$seq B=$batch $precision"
       run 150 bench.log dotnet "$app/bert.dll" bench --device cuda --precision "$precision" --preset "$preset" --seq "$seq" \
-        --predictions "$pred" --batch "$batch" --steps 10 --breakdown --json "$out/bench-$preset-$seq-$precision.json"
+        --predictions "$pred" --batch "$batch" --steps 10 --breakdown ${BENCH_ARGS:-} --json "$out/bench-$preset-$seq-$precision.json"
       tail -n 40 "$out/bench.log" | grep -E "median|sequences/s|MFU|memory|Linear|Attention|LayerNorm|Softmax|Activation"
     done
     if want hf; then
