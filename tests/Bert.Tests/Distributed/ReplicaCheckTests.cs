@@ -76,8 +76,8 @@ public class ReplicaCheckTests
                 {
                     "broadcast the broadcast of rank 0's weights", "broadcast the broadcast of rank 0's AdamW first moments",
                     "broadcast the broadcast of rank 0's AdamW second moments", "gather the replica check after the broadcast from rank 0",
-                    "host the MLM weight total of step 0", "tensor the gradient all-reduce of step 0", "host the metrics reduction of step 0",
-                }));
+                    "host the MLM weight total of step 0",
+                }.Concat(GradientsOfStep0(model)).Append("host the metrics reduction of step 0")));
                 Assert.That(rows, Is.EqualTo(new[] { 4 }), "this rank reads its half of the batch of 8");
                 Assert.That(report.Sequences, Is.EqualTo(8), "the report counts the global batch");
                 Assert.That(trainer.StopRequestedByAnyRank, Is.False);
@@ -90,6 +90,16 @@ public class ReplicaCheckTests
         {
             TrainerTests.Close(datasets);
         }
+    }
+
+    /// <summary>The gradient all-reduces of step 0 (<see cref="Bert.Runtime.Distributed.GradientBuckets"/>): each layer's
+    /// slices during the backward, last layer first, then the embeddings and heads.</summary>
+    private static IEnumerable<string> GradientsOfStep0(Bert.Runtime.BertModelBase model)
+    {
+        var buckets = Bert.Runtime.Distributed.GradientBuckets.TryCreate(model, Bert.Runtime.Distributed.SingleProcessCommunicator.Instance)!;
+        return Enumerable.Range(0, model.Config.Layers).Reverse()
+            .SelectMany(l => buckets.Layers[l].Select(_ => $"tensor the gradient all-reduce of bert.encoder.layer.{l} of step 0"))
+            .Concat(buckets.Rest.Select(_ => "tensor the gradient all-reduce of the embeddings and heads of step 0"));
     }
 
     [Test]
