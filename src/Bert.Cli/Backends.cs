@@ -52,6 +52,29 @@ public static class Backends
             throw new UserException("--fused-attention on: the fused kernels are bf16; use --precision bf16 (or auto), or --fused-attention off");
     }
 
+    /// <summary>The --cuda-graphs option shared by the commands that train or time a model.</summary>
+    public static Option<string> CudaGraphsOption() => new("--cuda-graphs")
+    {
+        Description = "run the training step as replayed CUDA graphs: off, on (an error if the step cannot be captured) or auto " +
+                      "(on for the CUDA backend in one process, else op by op after one line saying why)",
+        DefaultValueFactory = _ => "off",
+    };
+
+    /// <summary>Parses --cuda-graphs; 'on' with --device cpu is refused before any work starts.</summary>
+    public static CudaGraphMode ParseCudaGraphs(string value, string device = "auto")
+    {
+        var mode = value switch
+        {
+            "off" => CudaGraphMode.Off,
+            "on" => CudaGraphMode.On,
+            "auto" => CudaGraphMode.Auto,
+            _ => throw new UserException($"--cuda-graphs {value}: choose off, on or auto"),
+        };
+        if (mode == CudaGraphMode.On && device == "cpu")
+            throw new UserException("--cuda-graphs on: CUDA graphs need the CUDA backend; use --device cuda, or --cuda-graphs off");
+        return mode;
+    }
+
     /// <param name="device">--device.</param>
     /// <param name="threads">CPU threads (0: all cores).</param>
     /// <param name="precision">--precision.</param>

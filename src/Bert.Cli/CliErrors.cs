@@ -47,6 +47,7 @@ internal static class CliErrors
         DistributedLaunchException => new UserException(e.Message, ExitCodes.Usage),
         CommunicatorException or ReplicaMismatchException => new UserException(e.Message, ExitCodes.Distributed),
         ModelMemoryException => new UserException(e.Message, ExitCodes.Device),
+        GraphCaptureException => new UserException(e.Message, ExitCodes.Device),
         DllNotFoundException or EntryPointNotFoundException => new UserException(e.Message, ExitCodes.Device),
         _ when e.GetType().Namespace?.StartsWith("Bert.Native", StringComparison.Ordinal) == true
             => new UserException(e.Message, ExitCodes.Device),

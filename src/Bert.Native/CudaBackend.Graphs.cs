@@ -4,7 +4,7 @@ namespace Bert.Native;
 
 // CUDA graphs: a step's queued work captured once and replayed (CudaGraph), and the device-side dropout counter
 // that lets a replay draw fresh masks.
-public sealed partial class CudaBackend
+public sealed partial class CudaBackend : IGraphCapture
 {
     private bool _capturing;
     private TensorRef _dropoutCounter;
@@ -99,6 +99,13 @@ public sealed partial class CudaBackend
         }
     }
 
+    bool IGraphCapture.TryCapture(Action work, out IReplayableGraph? graph, out string reason)
+    {
+        bool captured = TryCapture(work, out var cudaGraph, out reason);
+        graph = cudaGraph;
+        return captured;
+    }
+
     internal void Replay(CudaGraph graph)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -146,7 +153,7 @@ public sealed class CudaGraphCaptureException : CudaException
 
 /// <summary>An executable CUDA graph of one captured step (<see cref="CudaBackend.Capture"/>). <see cref="Replay"/> queues
 /// the whole step on the backend's stream in one call; asynchronous like any op.</summary>
-public sealed class CudaGraph : IDisposable
+public sealed class CudaGraph : IReplayableGraph
 {
     private CudaBackend? _owner;
 

@@ -176,7 +176,7 @@ public static class KernelCatalog
     // ---- loss.cu ----
     public static readonly KernelSpec SoftmaxXentForwardBackward = Def("loss.cu", "softmax_xent_forward_backward", (256, 1),
         P("dLogits"), I("dLogitsType"), P("partial"), P("logits"), I("logitsType"), P("labels"), P("weights"),
-        I("rows"), I("classes"), I("stride"), F("gradScale"));
+        I("rows"), I("classes"), I("stride"), F("gradScale"), P("gradScaleOnDevice"));
     public static readonly KernelSpec SoftmaxXentFinish = Def("loss.cu", "softmax_xent_finish", (32, 1),
         P("stats"), P("partial"), I("blocks"));
 

@@ -37,7 +37,7 @@ public static class BenchCommand
         var precision = Backends.PrecisionOption();
         var fusedAttention = Backends.FusedAttentionOption();
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
-        var cudaGraphs = BenchGraphs.CreateOption();
+        var cudaGraphs = Backends.CudaGraphsOption();
         var cmd = new Command("bench", "time pretraining steps of a preset; compare with PyTorch")
         {
             preset, device, batch, seq, predictions, vocab, steps, warmup, threads, breakdown, torch, json, precision, fusedAttention,
@@ -79,7 +79,7 @@ public static class BenchCommand
         int threads, bool breakdown, bool torch, string? jsonPath, string precision = "auto", string fusedAttention = "off",
         string cudaGraphs = "off")
     {
-        var graphMode = BenchGraphs.Parse(cudaGraphs);
+        var graphMode = Backends.ParseCudaGraphs(cudaGraphs);
         if (!ModelPresets.TryGet(presetName, out var preset))
             throw new UserException($"--preset {presetName}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
         if (batch < 1) throw new UserException($"--batch {batch}: must be positive");
@@ -131,7 +131,7 @@ public static class BenchCommand
             backend.Copy(profiled.Parameters, model.Parameters);
             profiled.Seed = 1;
             using var opt2 = new AdamWOptimizer(profiled, new AdamWOptions());
-            using var eager = BenchGraphs.Create(profiled, opt2, Bert.Native.CudaGraphMode.Off);
+            using var eager = BenchGraphs.Create(profiled, opt2, CudaGraphMode.Off);
             Step(eager, 0);
             profiler.Reset();
             Step(eager, 1);

@@ -14,21 +14,6 @@ namespace Bert.Cli.Commands;
 /// </summary>
 internal static class BenchGraphs
 {
-    public static Option<string> CreateOption() => new("--cuda-graphs")
-    {
-        Description = "run each step as a replayed CUDA graph: off, on (an error if the step cannot be captured) or auto " +
-                      "(on for the CUDA backend, else op by op after one line saying why)",
-        DefaultValueFactory = _ => "off",
-    };
-
-    public static CudaGraphMode Parse(string value) => value switch
-    {
-        "off" => CudaGraphMode.Off,
-        "on" => CudaGraphMode.On,
-        "auto" => CudaGraphMode.Auto,
-        _ => throw new UserException($"--cuda-graphs {value}: choose off, on or auto"),
-    };
-
     /// <summary>The stepper of <paramref name="model"/>; the fallback line of auto goes to stderr.</summary>
     public static GraphedTrainingStep Create(BertModelBase model, AdamWOptimizer optimizer, CudaGraphMode mode)
     {
@@ -36,7 +21,7 @@ internal static class BenchGraphs
         {
             return new GraphedTrainingStep(model, optimizer, mode, line => Console.Error.WriteLine($"bert bench: {line}"));
         }
-        catch (CudaGraphCaptureException e)
+        catch (GraphCaptureException e)
         {
             throw new UserException(e.Message);
         }
@@ -49,7 +34,7 @@ internal static class BenchGraphs
         {
             stepper.Run(step, batch, 1e-4f, (uint)step);
         }
-        catch (CudaGraphCaptureException e)
+        catch (GraphCaptureException e)
         {
             throw new UserException(e.Message);
         }

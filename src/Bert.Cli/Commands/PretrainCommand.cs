@@ -57,6 +57,7 @@ public static class PretrainCommand
         var device = new Option<string>("--device") { Description = "auto (GPU when present), cpu or cuda", DefaultValueFactory = _ => D.Device };
         var precision = Backends.PrecisionOption();
         var fusedAttention = Backends.FusedAttentionOption();
+        var cudaGraphs = Backends.CudaGraphsOption();
         var checkpointEvery = new Option<long>("--checkpoint-every") { Description = "steps between checkpoints (0: only at the end)", DefaultValueFactory = _ => D.CheckpointEvery };
         var keep = new Option<int>("--keep") { Description = "checkpoints kept", DefaultValueFactory = _ => D.Keep };
         var evalSequences = new Option<long>("--eval-sequences") { Description = "held-out sequences evaluated at the end (0: none)", DefaultValueFactory = _ => D.EvalSequences };
@@ -82,7 +83,7 @@ public static class PretrainCommand
         {
             runConfig, preset, config, steps, batch, micro, batchLong, microLong, lr, warmup, longFraction, seq, seqLong, data, heldOut, vocab, corpus,
             output, resume, seed, threads, device, precision, checkpointEvery, keep, evalSequences, dataRoot, vocabSize, tensorBoard,
-            distTimeout, checkReplicas, shardOptimizer, fusedAttention,
+            distTimeout, checkReplicas, shardOptimizer, fusedAttention, cudaGraphs,
         };
         cmd.SetAction((r, ct) => Task.FromResult(Run(new PretrainSettings
         {
@@ -110,6 +111,7 @@ public static class PretrainCommand
             Device = r.GetValue(device)!,
             Precision = r.GetValue(precision)!,
             FusedAttention = r.GetValue(fusedAttention)!,
+            CudaGraphs = r.GetValue(cudaGraphs)!,
             CheckpointEvery = r.GetValue(checkpointEvery),
             Keep = r.GetValue(keep),
             EvalSequences = r.GetValue(evalSequences),
@@ -258,7 +260,8 @@ public static class PretrainCommand
                 }
             }
 
-            using var trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), s.Seed, resume?.State, comm, s.ShardOptimizer);
+            using var trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), s.Seed, resume?.State, comm, s.ShardOptimizer,
+                graphs: Backends.ParseCudaGraphs(s.CudaGraphs, s.Device), log: line => log.WriteLine($"bert pretrain: {line}"));
             resume?.RestoreOptimizer(trainer.Optimizer);
             trainer.SynchronizeReplicas();
 
@@ -298,6 +301,8 @@ public static class PretrainCommand
                 return 0;
             });
             if (comm.Size > 1) trainer.CheckReplicas($"after step {trainer.Step}");
+            if (s.CudaGraphs != "off")
+                log.WriteLine($"bert pretrain: cuda graphs {trainer.GraphState} ({trainer.GraphCaptures} captured: one per phase's micro-batch shape and per update)");
             string? last = checkpoints.Save(trainer, vocabulary, settings);
             if (!lead)
             {
@@ -450,6 +455,8 @@ public sealed record PretrainSettings
     public string Precision { get; init; } = "auto";
     /// <summary>--fused-attention: off, on or auto (see <see cref="Backends.FusedAttentionOption"/>).</summary>
     public string FusedAttention { get; init; } = "off";
+    /// <summary>--cuda-graphs: off, on or auto (see <see cref="Backends.CudaGraphsOption"/>).</summary>
+    public string CudaGraphs { get; init; } = "off";
     public long CheckpointEvery { get; init; } = 100;
     public int Keep { get; init; } = 3;
     public long EvalSequences { get; init; } = 2000;
@@ -504,6 +511,7 @@ public sealed record PretrainSettings
         if (Device is not ("auto" or "cpu" or "cuda")) throw new UserException($"--device {Device}: choose auto, cpu or cuda");
         Backends.ValidatePrecision(Device, Precision);
         Backends.ValidateFusedAttention(Device, Precision, FusedAttention);
+        Backends.ParseCudaGraphs(CudaGraphs, Device);
     }
 
     /// <summary>Settings a resumed run must share with the run it continues.</summary>

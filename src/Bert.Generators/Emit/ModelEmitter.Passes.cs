@@ -164,7 +164,7 @@ internal static partial class ModelEmitter
                 _w.Line("MlmLogits = logits;");
                 _w.Line("MlmLogitsStride = LV;");
                 _w.Line("if (mlmLoss)");
-                _w.Line("    be.SoftmaxCrossEntropy(logits, Metrics.Slice(" + Runtime + "MetricSlot.MlmLoss, 3), logits, batch.MlmLabels, batch.MlmWeights, BP, V, batch.MlmGradScale, LV);");
+                _w.Line("    be.SoftmaxCrossEntropy(logits, Metrics.Slice(" + Runtime + "MetricSlot.MlmLoss, 3), logits, batch.MlmLabels, batch.MlmWeights, BP, V, batch.MlmGradScale, LV, batch.MlmGradScaleOnDevice);");
             }
             _w.Line("else MlmLogits = none;");
         }

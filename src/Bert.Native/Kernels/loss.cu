@@ -60,15 +60,17 @@ __device__ __forceinline__ xent_stats xent_warp_merge(xent_stats a)
 
 // logits[N,C] with rows `stride` apart (stride ≥ C: the padded vocabulary GEMM's rows); their padding columns
 // [C, stride) are never read, and those of dLogits are set to 0 (the backward GEMMs may read them).
-// labels[N]; weights[N] or null (all 1). dLogits[N,C] = gradScale·w·(softmax − onehot(label))
+// labels[N]; weights[N] or null (all 1). gradScaleOnDevice, when not null, replaces gradScale (read here, so a
+// captured graph follows a scale that changes from step to step). dLogits[N,C] = gradScale·w·(softmax − onehot(label))
 // (may alias logits; its type may differ). partial[block][0] = gradScale·Σ w·CE, [1] = Σ w·[first argmax =
 // label], [2] = Σ w. A label outside [0, C) marks a row to ignore: weight 0. A row of weight 0 gets a zero
 // gradient without its logits being read and adds nothing (so non-finite logits there do no harm), as on
 // the CPU. Sums of exponentials in fp32, CE and the statistics in fp64. blockDim.x = 256.
 extern "C" __global__ void softmax_xent_forward_backward(void* dLogits, int dLogitsType, double* partial,
     const void* logits, int logitsType, const int* labels, const float* weights, int rows, int classes,
-    int stride, float gradScale)
+    int stride, float gradScale, const float* gradScaleOnDevice)
 {
+    if (gradScaleOnDevice != 0) gradScale = *gradScaleOnDevice;
     __shared__ float scratchM[32];
     __shared__ float scratchS[32];
     __shared__ int scratchA[32];

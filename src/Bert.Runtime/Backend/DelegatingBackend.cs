@@ -119,8 +119,8 @@ public abstract class DelegatingBackend : IBackend
     // ---- loss ---------------------------------------------------------------------------------
 
     public virtual void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale, int stride = 0) =>
-        Inner.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, stride);
+        int rows, int classes, float gradScale, int stride = 0, TensorRef gradScaleOnDevice = default) =>
+        Inner.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, stride, gradScaleOnDevice);
 
     public virtual int LogitsStride(int classes) => Inner.LogitsStride(classes);
 

@@ -162,9 +162,12 @@ public interface IBackend : IDisposable
     /// F32[N] or Null (all 1). dLogits[N,C] = gradScale·w·(softmax − onehot(label)) (may alias logits);
     /// stats[0] = gradScale·Σ w·CE, stats[1] = Σ w·[argmax = label], stats[2] = Σ w (overwrite; zeros for
     /// 0 rows). gradScale is finite. logits and dLogits rows are <paramref name="stride"/> apart (0: C); columns
-    /// [C, stride) of logits are never read, and those of dLogits are set to 0.</summary>
+    /// [C, stride) of logits are never read, and those of dLogits are set to 0. <paramref name="gradScaleOnDevice"/>,
+    /// when not Null, is an F32 element in device memory read in place of <paramref name="gradScale"/> when the op
+    /// runs (a scale that changes from step to step, such as the MLM loss's 1/Σw, then leaves the queued work, and a
+    /// captured CUDA graph, unchanged).</summary>
     void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale, int stride = 0);
+        int rows, int classes, float gradScale, int stride = 0, TensorRef gradScaleOnDevice = default);
 
     /// <summary>The row stride a model gives the logits of a <paramref name="classes"/>-wide softmax head that it
     /// passes to <see cref="Linear"/>, <see cref="SoftmaxCrossEntropy"/> and <see cref="LinearBackward"/> (the MLM

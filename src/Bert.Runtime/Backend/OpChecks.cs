@@ -309,9 +309,9 @@ public static class OpChecks
     // ---- loss -----------------------------------------------------------------------------------
 
     /// <summary><see cref="IBackend.SoftmaxCrossEntropy"/>. weights may be Null; dLogits may alias logits;
-    /// gradScale must be finite.</summary>
+    /// gradScale must be finite; gradScaleOnDevice, when given, one F32 element (its value is read when the op runs).</summary>
     public static void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale, ActivationTypes types, int stride = 0)
+        int rows, int classes, float gradScale, ActivationTypes types, int stride = 0, TensorRef gradScaleOnDevice = default)
     {
         const string op = nameof(IBackend.SoftmaxCrossEntropy);
         NonNegative(rows, op, nameof(rows));
@@ -324,6 +324,7 @@ public static class OpChecks
         Activations(logits, n, types, op, nameof(logits));
         labels.Require(rows, DType.I32, op, nameof(labels));
         if (!weights.IsNull) weights.Require(rows, DType.F32, op, nameof(weights));
+        if (!gradScaleOnDevice.IsNull) gradScaleOnDevice.Require(1, DType.F32, op, nameof(gradScaleOnDevice));
     }
 
     /// <summary><see cref="IBackend.LogitsStride"/>: a positive class count.</summary>

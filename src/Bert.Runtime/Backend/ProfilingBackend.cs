@@ -165,10 +165,10 @@ public sealed class ProfilingBackend(IBackend inner) : DelegatingBackend(inner)
     }
 
     public override void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale, int stride = 0)
+        int rows, int classes, float gradScale, int stride = 0, TensorRef gradScaleOnDevice = default)
     {
         long t0 = Start();
-        base.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, stride);
+        base.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, stride, gradScaleOnDevice);
         Stop("SoftmaxCrossEntropy", t0);
     }
 

@@ -102,11 +102,17 @@ public sealed unsafe partial class CpuBackend
     // ---- loss -----------------------------------------------------------------------------------
 
     public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale, int stride = 0)
+        int rows, int classes, float gradScale, int stride = 0, TensorRef gradScaleOnDevice = default)
     {
         const string op = nameof(SoftmaxCrossEntropy);
         ThrowIfDisposed();
-        OpChecks.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, Activations, stride);
+        OpChecks.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, Activations, stride, gradScaleOnDevice);
+        if (!gradScaleOnDevice.IsNull)
+        {
+            gradScale = *F(gradScaleOnDevice);
+            if (!float.IsFinite(gradScale))
+                throw new ArgumentOutOfRangeException(nameof(gradScaleOnDevice), gradScale, $"{op}: gradScaleOnDevice holds {gradScale}; it must be finite");
+        }
         int* label = I(labels);
         for (int r = 0; r < rows; r++)
         {

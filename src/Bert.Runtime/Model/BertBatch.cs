@@ -28,6 +28,11 @@ public readonly record struct BertBatch
     public TensorRef MlmWeights { get; init; }
     /// <summary>1/(Σ MlmWeights + 1e-5), computed on the host when the batch is built (no device read).</summary>
     public float MlmGradScale { get; init; }
+    /// <summary>F32[1] on the device holding <see cref="MlmGradScale"/>, or Null. When set, the MLM loss reads its
+    /// scale from here when it runs (<see cref="IBackend.SoftmaxCrossEntropy"/>'s gradScaleOnDevice), so a step's
+    /// queued work does not depend on the batch's weight total and a captured CUDA graph replays for every batch of
+    /// the same shape.</summary>
+    public TensorRef MlmGradScaleOnDevice { get; init; }
 
     /// <summary>[B] 0 = B is the actual next segment, 1 = B is random.</summary>
     public TensorRef NspLabels { get; init; }

@@ -124,24 +124,10 @@ public sealed class AdamWOptimizer : IDisposable
     public void Apply(int step, float learningRate)
     {
         if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), step, "AdamW steps are 1-based");
-        var be = _model.Backend;
-        long total = _model.ParameterTotal, decayed = _model.DecayedParameterCount;
-        var clipNorm = Options.MaxGradNorm > 0 ? _normSquared.View : TensorRef.Null;
         var decay = new AdamWStep(learningRate, Options.Beta1, Options.Beta2, Options.Epsilon, Options.WeightDecay, step, Options.MaxGradNorm);
-        var noDecay = decay with { WeightDecay = 0f };
-        long first = Shard?.Offset ?? 0, end = first + (Shard?.Length ?? total);
-        // The shard's part of the decayed prefix, then its part of the rest; the moments are indexed from the shard's start.
-        Update(first, Math.Min(end, decayed), decay);
-        Update(Math.Max(first, decayed), end, noDecay);
+        var update = new HostScalarUpdate(decay, Options.MaxGradNorm > 0 ? _normSquared.View : TensorRef.Null);
+        UpdateRanges(ref update);
         if (Shard is { } s) GatherParameters(s, step);
-
-        void Update(long from, long to, in AdamWStep scalars)
-        {
-            if (to <= from) return;
-            long n = to - from;
-            be.AdamW(_model.Parameters.Slice(from, n), _model.Gradients.Slice(from, n),
-                M.Slice(from - first, n), V.Slice(from - first, n), clipNorm, n, scalars);
-        }
     }
 
     /// <summary>Uploads the scalars of step <paramref name="step"/> (1-based) into <see cref="Scalars"/>: one small staged
@@ -161,21 +147,47 @@ public sealed class AdamWOptimizer : IDisposable
     /// the norm is the all-reduced one).</summary>
     public void ApplyDevice(long step = -1)
     {
-        var be = _model.Backend;
-        long total = _model.ParameterTotal, decayed = _model.DecayedParameterCount;
-        var decay = Constants;
-        var noDecay = decay with { WeightDecay = 0f };
-        long first = Shard?.Offset ?? 0, end = first + (Shard?.Length ?? total);
-        Update(first, Math.Min(end, decayed), decay);
-        Update(Math.Max(first, decayed), end, noDecay);
+        var update = new DeviceScalarUpdate(Constants, _normSquared.View, _scalars.View);
+        UpdateRanges(ref update);
         if (Shard is { } s) GatherParameters(s, step);
+    }
 
-        void Update(long from, long to, in AdamWConstants constants)
+    /// <summary>One backend update of parameters [from, from + count) with their gradients and moments, with or
+    /// without weight decay (<see cref="UpdateRanges{T}"/>).</summary>
+    private interface IRangeUpdate
+    {
+        void Run(IBackend backend, TensorRef parameters, TensorRef gradients, TensorRef m, TensorRef v, long count, bool decay);
+    }
+
+    // Apply: the step's scalars from the host.
+    private readonly struct HostScalarUpdate(AdamWStep scalars, TensorRef clipNorm) : IRangeUpdate
+    {
+        public void Run(IBackend backend, TensorRef parameters, TensorRef gradients, TensorRef m, TensorRef v, long count, bool decay) =>
+            backend.AdamW(parameters, gradients, m, v, clipNorm, count, decay ? scalars : scalars with { WeightDecay = 0f });
+    }
+
+    // ApplyDevice: the step's scalars read on the device.
+    private readonly struct DeviceScalarUpdate(AdamWConstants constants, TensorRef normSquared, TensorRef scalars) : IRangeUpdate
+    {
+        public void Run(IBackend backend, TensorRef parameters, TensorRef gradients, TensorRef m, TensorRef v, long count, bool decay) =>
+            backend.AdamWDevice(parameters, gradients, m, v, normSquared, scalars, count, decay ? constants : constants with { WeightDecay = 0f });
+    }
+
+    // The shard's part (everything, unsharded) of the decayed prefix [0, DecayedParameterCount), then its part of the
+    // rest; the moments are indexed from the shard's start. Generic over a struct: nothing is allocated per step.
+    private void UpdateRanges<T>(ref T update) where T : struct, IRangeUpdate
+    {
+        long total = _model.ParameterTotal, decayed = _model.DecayedParameterCount;
+        long first = Shard?.Offset ?? 0, end = first + (Shard?.Length ?? total);
+        Range(ref update, first, Math.Min(end, decayed), decay: true);
+        Range(ref update, Math.Max(first, decayed), end, decay: false);
+
+        void Range(ref T u, long from, long to, bool decay)
         {
             if (to <= from) return;
             long n = to - from;
-            be.AdamWDevice(_model.Parameters.Slice(from, n), _model.Gradients.Slice(from, n),
-                M.Slice(from - first, n), V.Slice(from - first, n), _normSquared, _scalars, n, constants);
+            u.Run(_model.Backend, _model.Parameters.Slice(from, n), _model.Gradients.Slice(from, n),
+                M.Slice(from - first, n), V.Slice(from - first, n), n, decay);
         }
     }
 

@@ -6,7 +6,8 @@ namespace Bert.Runtime.Training;
 public sealed class DeviceBatch : IDisposable
 {
     private readonly IBackend _backend;
-    private readonly DeviceBuffer _ids, _types, _mask, _positions, _labels, _weights, _nsp;
+    private readonly DeviceBuffer _ids, _types, _mask, _positions, _labels, _weights, _nsp, _mlmScale;
+    private readonly float[] _mlmScaleHost = new float[1];
 
     public DeviceBatch(IBackend backend, int maxBatch, int maxSeq, int maxPredictions)
     {
@@ -19,10 +20,12 @@ public sealed class DeviceBatch : IDisposable
         _labels = backend.Allocate(preds, DType.I32, "batch-mlm-labels");
         _weights = backend.Allocate(preds, DType.F32, "batch-mlm-weights");
         _nsp = backend.Allocate(maxBatch, DType.I32, "batch-nsp-labels");
+        _mlmScale = backend.Allocate(1, DType.F32, "batch-mlm-grad-scale");
     }
 
     /// <summary>Copies rows [<paramref name="firstRow"/>, +<paramref name="rows"/>) of <paramref name="host"/>
-    /// to the device and describes them as a <see cref="BertBatch"/>.</summary>
+    /// to the device and describes them as a <see cref="BertBatch"/>. The MLM gradient scale goes to the device too
+    /// (<see cref="BertBatch.MlmGradScaleOnDevice"/>): every batch of one shape then queues the same work.</summary>
     /// <param name="mlmWeightTotal">Σ MLM weights over the whole optimizer batch (all micro-batches),
     /// so the accumulated gradient is the full batch's weighted mean.</param>
     /// <param name="accumulation">Micro-batches per optimizer step.</param>
@@ -40,6 +43,9 @@ public sealed class DeviceBatch : IDisposable
             _backend.Upload<float>(_weights.Slice(0, p), host.MlmWeights.AsSpan(firstRow * pp, p));
         }
         _backend.Upload<int>(_nsp.Slice(0, rows), host.NspLabels.AsSpan(firstRow, rows));
+        float mlmGradScale = 1f / (mlmWeightTotal + 1e-5f);
+        _mlmScaleHost[0] = mlmGradScale;
+        _backend.Upload<float>(_mlmScale.View, _mlmScaleHost);
         return new BertBatch
         {
             Batch = rows,
@@ -51,7 +57,8 @@ public sealed class DeviceBatch : IDisposable
             MlmPositions = p > 0 ? _positions.Slice(0, p) : TensorRef.Null,
             MlmLabels = p > 0 ? _labels.Slice(0, p) : TensorRef.Null,
             MlmWeights = p > 0 ? _weights.Slice(0, p) : TensorRef.Null,
-            MlmGradScale = 1f / (mlmWeightTotal + 1e-5f),
+            MlmGradScale = mlmGradScale,
+            MlmGradScaleOnDevice = _mlmScale.View,
             NspLabels = _nsp.Slice(0, rows),
             MicroBatchScale = 1f / accumulation,
         };
@@ -59,6 +66,7 @@ public sealed class DeviceBatch : IDisposable
 
     public void Dispose()
     {
+        _mlmScale.Dispose();
         _nsp.Dispose();
         _weights.Dispose();
         _labels.Dispose();

@@ -54,9 +54,11 @@ public sealed class Trainer : IDisposable
     /// <param name="datasets">Phase name → its dataset (sequence length and max predictions must match).</param>
     /// <param name="overlapGradientReduce">All-reduce each encoder layer's gradients during the backward (see
     /// <see cref="TrainingCore"/>); false: the whole buffer once after it.</param>
+    /// <param name="graphs">Run the steps as replayed CUDA graphs (see <see cref="TrainingCore"/>).</param>
+    /// <param name="log">Receives the one line that says why --cuda-graphs auto runs eagerly.</param>
     public Trainer(BertModelBase model, IReadOnlyList<Phase> phases, IReadOnlyDictionary<string, PretrainingDataset> datasets,
         LearningRateSchedule schedule, AdamWOptions adam, ulong seed, TrainerState? resume = null, ICommunicator? communicator = null,
-        bool shardOptimizer = false, bool overlapGradientReduce = true)
+        bool shardOptimizer = false, bool overlapGradientReduce = true, CudaGraphMode graphs = CudaGraphMode.Off, Action<string>? log = null)
     {
         _model = model;
         _phases = phases;
@@ -94,7 +96,7 @@ public sealed class Trainer : IDisposable
         if (resume is not null && resume.Seed != seed)
             throw new ResumeStateException($"the checkpoint's trainer state was trained with seed {resume.Seed}, this run has seed {seed}; " +
                 "resume with the same --seed (dropout and data order derive from it)");
-        _core = new TrainingCore(model, adam, schedule, _comm, shardOptimizer, overlapGradientReduce);
+        _core = new TrainingCore(model, adam, schedule, _comm, shardOptimizer, overlapGradientReduce, graphs, log);
         Step = resume?.Step ?? 0;
         _device = new DeviceBatch(model.Backend, model.MaxBatch, model.MaxSeq, model.MaxPredictions);
         _task = new PretrainingStep(this);
@@ -113,6 +115,12 @@ public sealed class Trainer : IDisposable
     public Phase CurrentPhase => PhasePlan.At(_phases, Math.Min(Step, Schedule.TotalSteps - 1));
 
     public IReadOnlyList<Phase> Phases => _phases;
+
+    /// <summary>The steps' CUDA graphs: "on", "off" or "fallback" (see <see cref="TrainingCore.GraphState"/>).</summary>
+    public string GraphState => _core.GraphState;
+
+    /// <summary>Graphs captured so far (one per phase's micro-batch shape and one per update).</summary>
+    public int GraphCaptures => _core.GraphCaptures;
 
     /// <summary>The ranks training together (a world of one by default).</summary>
     public ICommunicator Communicator => _comm;

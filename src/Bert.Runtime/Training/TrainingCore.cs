@@ -55,13 +55,27 @@ public sealed class TrainingCore : IDisposable
     private DeviceBuffer? _readBack;
     private float[] _readBackHost = [];
 
+    // CUDA graphs (--cuda-graphs): one per micro-batch's views (part -1: forward + backward) and one per micro-batch
+    // count (part = the count: norm, clip and AdamW); null when off. The captured work reads the current micro-batch and
+    // dropout counter from _micro and _dropout (delegates made once: a step allocates nothing).
+    private readonly StepGraphs<(BertBatch Batch, int Part)>? _graphs;
+    private readonly Action<bool>? _microBody, _updateBody;
+    private BertBatch _micro;
+    private uint _dropout;
+
     /// <param name="shardOptimizer">With several ranks, shard the AdamW moments over them (ZeRO stage 1, see
     /// <see cref="AdamWOptimizer"/>); the step computes the same update either way, up to the order of float sums.</param>
     /// <param name="overlapGradientReduce">With a real communicator and unsharded moments, all-reduce each encoder
     /// layer's gradients during the step's last backward (<see cref="GradientBuckets"/>) instead of the whole buffer
     /// after it; the sums are the same.</param>
+    /// <param name="graphs">Run each micro-batch's forward + backward, and the update, as replayed CUDA graphs
+    /// (<see cref="StepGraphs{TKey}"/>): the same bits as op by op, fewer launches. One process only: with several ranks
+    /// Auto runs eagerly (the collectives run between the pieces) and On is refused.</param>
+    /// <param name="log">Receives the one line that says why Auto runs eagerly.</param>
+    /// <exception cref="GraphCaptureException"><paramref name="graphs"/> is On where the step cannot be captured.</exception>
     public TrainingCore(BertModelBase model, AdamWOptions adam, LearningRateSchedule schedule, ICommunicator? communicator = null,
-        bool shardOptimizer = false, bool overlapGradientReduce = true)
+        bool shardOptimizer = false, bool overlapGradientReduce = true, CudaGraphMode graphs = CudaGraphMode.Off,
+        Action<string>? log = null)
     {
         Communicator = communicator ?? SingleProcessCommunicator.Instance;
         ArgumentNullException.ThrowIfNull(model);
@@ -72,7 +86,25 @@ public sealed class TrainingCore : IDisposable
         Optimizer = new AdamWOptimizer(model, adam, shardOptimizer ? Communicator : null);
         if (overlapGradientReduce && Communicator is not SingleProcessCommunicator && Optimizer.Shard is null)
             Buckets = GradientBuckets.TryCreate(model, Communicator);
+        if (graphs != CudaGraphMode.Off)
+        {
+            _graphs = new StepGraphs<(BertBatch, int)>(model.Backend, graphs,
+                Communicator is SingleProcessCommunicator ? null
+                    : $"data-parallel training over {Communicator.Size} rank(s) runs its collectives between the step's pieces", log);
+            _microBody = MicroBody;
+            _updateBody = UpdateBody;
+        }
     }
+
+    /// <summary>The CUDA graphs of the step: "on" once pieces replay, "off", or "fallback" (see
+    /// <see cref="GraphFallbackReason"/>).</summary>
+    public string GraphState => _graphs?.State ?? "off";
+
+    /// <summary>Why --cuda-graphs auto runs eagerly; null otherwise.</summary>
+    public string? GraphFallbackReason => _graphs?.FallbackReason;
+
+    /// <summary>Graphs captured so far.</summary>
+    public int GraphCaptures => _graphs?.Captures ?? 0;
 
     /// <summary>The per-layer gradient all-reduce overlapped with the backward; null: one all-reduce after it (a world
     /// of one, sharded moments, or overlap turned off).</summary>
@@ -104,16 +136,28 @@ public sealed class TrainingCore : IDisposable
         const int slot = MetricSlot.Length;
         var backend = Model.Backend;
         var readBack = ReadBack(microSteps);
+        float lr = (float)Schedule.At(step);
         Model.Training = true;
         Model.ZeroGradients();
         for (int m = 0; m < microSteps; m++)
         {
             var batch = task.MicroBatch(m);
-            Model.DropoutStep = (uint)(step * dropoutStride + dropoutOffset + m);
-            Model.Forward(batch);
-            if (m == microSteps - 1) Buckets?.Arm(step);
-            try { Model.Backward(batch); }
-            catch { Buckets?.Disarm(); throw; }
+            uint dropout = (uint)(step * dropoutStride + dropoutOffset + m);
+            if (_graphs is { Eager: false } graphs)
+            {
+                // The scalars carry this pass's dropout counter (the update reads the same buffer's other entries).
+                Optimizer.WriteStepScalars((int)(step + 1), lr, dropout);
+                (_micro, _dropout) = (batch, dropout);
+                graphs.Run((GraphKey(batch), -1), _microBody!, DropoutCounter);
+            }
+            else
+            {
+                Model.DropoutStep = dropout;
+                Model.Forward(batch);
+                if (m == microSteps - 1) Buckets?.Arm(step);
+                try { Model.Backward(batch); }
+                catch { Buckets?.Disarm(); throw; }
+            }
             backend.Copy(readBack.Slice(m * slot, slot), Model.Metrics);
         }
 
@@ -121,10 +165,17 @@ public sealed class TrainingCore : IDisposable
         bool reduces = Communicator is not SingleProcessCommunicator;
         if (Buckets is not null) Buckets.Finish();
         else if (reduces) Optimizer.ReduceGradients(Communicator, step);
-        Optimizer.ComputeGradientNorm(step);
-        float lr = (float)Schedule.At(step);
-        Optimizer.WriteStepScalars((int)(step + 1), lr);
-        Optimizer.ApplyDevice(step);
+        if (_graphs is { Eager: false } g)
+        {
+            // Unsharded and one process (else the graphs fell back): the norm and the update take no collective.
+            g.Run((default, microSteps), _updateBody!, DropoutCounter);
+        }
+        else
+        {
+            Optimizer.ComputeGradientNorm(step);
+            Optimizer.WriteStepScalars((int)(step + 1), lr);
+            Optimizer.ApplyDevice(step);
+        }
         backend.Copy(readBack.Slice(microSteps * slot, 1), Optimizer.GradNormSquared);
 
         var host = _readBackHost.AsSpan(0, microSteps * slot + 1);
@@ -139,6 +190,28 @@ public sealed class TrainingCore : IDisposable
             throw new NonFiniteException(step, $"gradient norm is {gradNorm}; {FirstNonFiniteTensor()}; no weight was updated");
         if (task.Diverged(loss) is { } reason) throw new NonFiniteException(step, reason);
         return (lr, gradNorm);
+    }
+
+    private TensorRef DropoutCounter => Optimizer.Scalars.Slice(StepScalars.DropoutStepIndex, 1);
+
+    // A micro-batch's graph is keyed by its views; its MLM gradient scale is read on the device when it has one there,
+    // so the host copy of the scale (which changes every step) is left out of the key.
+    private static BertBatch GraphKey(in BertBatch batch) =>
+        batch.MlmGradScaleOnDevice.IsNull ? batch : batch with { MlmGradScale = 0f };
+
+    // Forward + backward of the current micro-batch; captured, its dropout kernels read the counter from the scalars.
+    private void MicroBody(bool capturing)
+    {
+        Model.DropoutStep = capturing ? 0 : _dropout;
+        Model.Forward(_micro);
+        Model.Backward(_micro);
+    }
+
+    // The global norm, clip and AdamW with the scalars the last micro-batch wrote (learning rate, bias corrections).
+    private void UpdateBody(bool capturing)
+    {
+        Optimizer.ComputeGradientNorm();
+        Optimizer.ApplyDevice();
     }
 
     private TensorRef ReadBack(int microSteps)
@@ -179,6 +252,7 @@ public sealed class TrainingCore : IDisposable
 
     public void Dispose()
     {
+        _graphs?.Dispose();
         _readBack?.Dispose();
         Optimizer.Dispose();
     }

@@ -197,7 +197,7 @@ public class DelegatingBackendTests
             Hit(nameof(ScatterAddRows));
 
         public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-            int rows, int classes, float gradScale, int stride = 0) => Hit(nameof(SoftmaxCrossEntropy));
+            int rows, int classes, float gradScale, int stride = 0, TensorRef gradScaleOnDevice = default) => Hit(nameof(SoftmaxCrossEntropy));
 
         public int LogitsStride(int classes)
         {

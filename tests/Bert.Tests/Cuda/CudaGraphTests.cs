@@ -226,7 +226,7 @@ public class CudaGraphTests
         });
         using var on = new GraphedTrainingStep(rig.Model, rig.Optimizer, CudaGraphMode.On);
         on.Run(0, rig.Batch_, 1e-3f, 0);
-        var e = Assert.Throws<CudaGraphCaptureException>(() => on.Run(1, rig.Batch_, 1e-3f, 1));
+        var e = Assert.Throws<GraphCaptureException>(() => on.Run(1, rig.Batch_, 1e-3f, 1));
         Assert.That(e!.Message, Does.StartWith("--cuda-graphs on: per-op profiling"));
     }
 
@@ -240,9 +240,9 @@ public class CudaGraphTests
         rig.Run(auto, 1);
         Assert.That(auto.State, Is.EqualTo("fallback"));
         Assert.That(log, Has.Count.EqualTo(1));
-        Assert.That(log[0], Does.StartWith("cuda graphs: running steps eagerly: the backend cpu").And.EndWith("is not the CUDA backend"));
-        var e = Assert.Throws<CudaGraphCaptureException>(() => new GraphedTrainingStep(rig.Model, rig.Optimizer, CudaGraphMode.On));
-        Assert.That(e!.Message, Does.Contain("--cuda-graphs on").And.Contain("not the CUDA backend"));
+        Assert.That(log[0], Does.StartWith("cuda graphs: running steps eagerly: the backend cpu").And.EndWith("cannot capture graphs (only the CUDA backend can)"));
+        var e = Assert.Throws<GraphCaptureException>(() => new GraphedTrainingStep(rig.Model, rig.Optimizer, CudaGraphMode.On));
+        Assert.That(e!.Message, Does.Contain("--cuda-graphs on").And.Contain("only the CUDA backend can"));
     }
 
     [Test, Gpu]

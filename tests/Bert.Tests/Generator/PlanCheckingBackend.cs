@@ -357,12 +357,12 @@ internal sealed class PlanCheckingBackend(DType computeType = DType.F32, bool fu
             .Accumulate(dInput, (long)batch * seq * hidden, "dInput", Compute).Done();
 
     public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale, int stride = 0)
+        int rows, int classes, float gradScale, int stride = 0, TensorRef gradScaleOnDevice = default)
     {
         if (!(gradScale > 0) || float.IsInfinity(gradScale)) throw new InvalidOperationException($"SoftmaxCrossEntropy: gradScale {gradScale}");
         long ld = OpChecks.Stride(stride, classes, nameof(SoftmaxCrossEntropy), nameof(stride));
         Begin(nameof(SoftmaxCrossEntropy)).Read(logits, rows * ld, "logits", ComputeOrF32).Read(labels, rows, "labels", I32)
-            .OptionalRead(weights, rows, "weights", F32)
+            .OptionalRead(weights, rows, "weights", F32).OptionalRead(gradScaleOnDevice, 1, "gradScaleOnDevice", F32)
             .Write(stats, 3, "stats", F32).Write(dLogits, rows * ld, "dLogits", ComputeOrF32, "logits").Done();
     }
 

@@ -156,7 +156,7 @@ public sealed class KillSwitchBackend(IBackend inner) : DelegatingBackend(inner)
     }
 
     public override void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale, int stride = 0)
+        int rows, int classes, float gradScale, int stride = 0, TensorRef gradScaleOnDevice = default)
     {
         Alive();
         LossCalls++;
@@ -165,7 +165,7 @@ public sealed class KillSwitchBackend(IBackend inner) : DelegatingBackend(inner)
             _dead = true;
             throw new SimulatedKillException(LossCalls);
         }
-        base.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, stride);
+        base.SoftmaxCrossEntropy(dLogits, stats, logits, labels, weights, rows, classes, gradScale, stride, gradScaleOnDevice);
     }
 
     public override void SquaredNorm(TensorRef result, TensorRef input, long count)

@@ -388,9 +388,10 @@ internal sealed unsafe class ReferenceBackend : IBackend
     }
 
     public void SoftmaxCrossEntropy(TensorRef dLogits, TensorRef stats, TensorRef logits, TensorRef labels, TensorRef weights,
-        int rows, int classes, float gradScale, int stride = 0)
+        int rows, int classes, float gradScale, int stride = 0, TensorRef gradScaleOnDevice = default)
     {
         int ld = stride == 0 ? classes : stride;
+        if (!gradScaleOnDevice.IsNull) gradScale = F(gradScaleOnDevice)[0];
         var z = F(logits); var g = F(dLogits); var y = I(labels); var w = F(weights); var st = F(stats);
         double loss = 0, correct = 0, total = 0;
         var row = new double[classes];
