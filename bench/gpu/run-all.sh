@@ -16,8 +16,8 @@
 #                      memcheck and racecheck over them, and bert bench with --fused-attention off and on.
 #                      lt (issue 12) checks the cuBLASLt backward (BGRADB) and the padded MLM logits: their GPU tests, then
 #                      bert bench BERT-base S=128 plain, with BERT_CUBLASLT=1, with BERT_LOGITS_PADDING=64 and with both.
-#                      graphs (issue 12) runs the CUDA-graph GPU tests and bert bench BERT-base S=128 with --cuda-graphs off
-#                      and on (about 4 minutes).
+#                      graphs (issue 12) runs the CUDA-graph GPU tests, bert bench BERT-base S=128 with --cuda-graphs off
+#                      and on, and a short bert pretrain with graphs off and on compared step by step (about 6 minutes).
 #                      nccl (issue 15) checks data parallelism over NCCL on the one GPU: the library and its version, the
 #                      NCCL tests, a 1-rank pretrain with and without BERT_FORCE_NCCL=1 (bitwise), two ranks on the one
 #                      GPU (refused; then as two NCCL hosts), 2 ranks against 1 rank accumulating, dist-check bandwidth.
@@ -139,6 +139,26 @@ if want graphs; then
       tail -n 25 "$out/graphs-bench.log" | grep -v "^\$ " | grep -E "cuda graph|median|sequences/s|MFU|memory" | tee -a "$out/summary.log"
     done
   done
+  # Pretraining with graphs (one per micro-batch shape and one per update): the same run with --cuda-graphs off and on
+  # (BERT-Tiny with dropout, both phases, bf16) must write bit-identical losses, accuracies and gradient norms.
+  for graphs in off on; do
+    log "graphs: bert pretrain --preset tiny --cuda-graphs $graphs"
+    rm -rf "/tmp/pt-graphs-$graphs"
+    run 150 graphs-pretrain.log dotnet "$app/bert.dll" pretrain --device cuda --precision bf16 --preset tiny \
+      --steps "${GRAPHS_PRETRAIN_STEPS:-200}" --checkpoint-every 0 --eval-sequences 256 --tensorboard false \
+      --cuda-graphs "$graphs" --out "/tmp/pt-graphs-$graphs" --data-root data
+    grep -E "cuda graphs|held-out" "$out/graphs-pretrain.log" | tail -n 3 | tee -a "$out/summary.log"
+    cp "/tmp/pt-graphs-$graphs/metrics.jsonl" "$out/graphs-pretrain-$graphs.jsonl" 2>/dev/null
+  done
+  [[ "${DRY_RUN:-0}" == 1 ]] || python3 - "$out/graphs-pretrain-off.jsonl" "$out/graphs-pretrain-on.jsonl" <<'PY' 2>&1 | tee -a "$out/summary.log"
+import json, sys
+rows = [[json.loads(l) for l in open(p)] for p in sys.argv[1:]]
+keys = [k for k in rows[0][0] if k not in ("seconds", "seq_per_s", "time", "wall_time", "elapsed")
+        and isinstance(rows[0][0][k], (int, float))]
+diff = [(i, k) for i, (a, b) in enumerate(zip(*rows)) for k in keys if a.get(k) != b.get(k)]
+print(f"graphs pretrain: {len(rows[0])} vs {len(rows[1])} steps compared on {keys}: "
+      + ("bit-identical" if not diff and len(rows[0]) == len(rows[1]) else f"DIFFER at {diff[:5]}"))
+PY
 fi
 if want kernels; then
   log "check-kernels"

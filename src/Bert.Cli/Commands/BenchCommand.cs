@@ -79,7 +79,7 @@ public static class BenchCommand
         int threads, bool breakdown, bool torch, string? jsonPath, string precision = "auto", string fusedAttention = "off",
         string cudaGraphs = "off")
     {
-        var graphMode = Backends.ParseCudaGraphs(cudaGraphs);
+        var graphMode = Backends.ParseCudaGraphs(cudaGraphs, deviceName);
         if (!ModelPresets.TryGet(presetName, out var preset))
             throw new UserException($"--preset {presetName}: unknown preset; choose one of {string.Join(", ", ModelPresets.Names)}");
         if (batch < 1) throw new UserException($"--batch {batch}: must be positive");

@@ -127,10 +127,12 @@ public class ErrorTableTests
         C("pretrain: fused attention on the CPU", ExitCodes.Usage, Pretrain("--fused-attention", "on"), "--fused-attention on", "CPU backend", "--device cuda"),
         C("pretrain: fused attention in fp32", ExitCodes.Usage, Pretrain("--device", "cuda", "--precision", "f32", "--fused-attention", "on"),
             "--fused-attention on", "bf16", "--precision"),
+        C("pretrain: cuda-graphs sometimes", ExitCodes.Usage, Pretrain("--cuda-graphs", "sometimes"), "--cuda-graphs sometimes", "off, on or auto"),
+        C("pretrain: cuda graphs on the CPU", ExitCodes.Usage, Pretrain("--device", "cpu", "--cuda-graphs", "on"), "--cuda-graphs on", "CUDA backend", "--device cuda"),
         C("bench: fused attention on the CPU", ExitCodes.Usage, ["bench", "--device", "cpu", "--preset", "tiny", "--fused-attention", "on"],
             "--fused-attention on", "CPU backend"),
         C("bench: cuda graphs on the CPU", ExitCodes.Usage, ["bench", "--device", "cpu", "--preset", "tiny", "--cuda-graphs", "on"],
-            "--cuda-graphs on", "not the CUDA backend"),
+            "--cuda-graphs on", "CUDA backend", "--device cuda"),
         C("bench: cuda-graphs sometimes", ExitCodes.Usage, ["bench", "--device", "cpu", "--preset", "tiny", "--cuda-graphs", "sometimes"],
             "--cuda-graphs sometimes", "off, on or auto"),
         C("finetune: fused-attention yes", ExitCodes.Usage, ["finetune", "--task", "classify", "--checkpoint", Ckpt, "--data", Data, "--out", Out,
@@ -418,6 +420,7 @@ public class ErrorTableTests
         yield return new TestCaseData(new OperationCanceledException(), 130); // a cancelled command exits as a shell reports Ctrl+C
         yield return new TestCaseData(new NonFiniteException(7, "loss is NaN"), ExitCodes.NonFinite);
         yield return new TestCaseData(new DllNotFoundException("libcuda.so.1"), ExitCodes.Device);
+        yield return new TestCaseData(new GraphCaptureException("--cuda-graphs on: Download inside a captured step needs the host"), ExitCodes.Device);
         yield return new TestCaseData(new Bert.Native.Testing.FakeCudaException("CUDA_ERROR_OUT_OF_MEMORY"), ExitCodes.Device);
         yield return new TestCaseData(new UserException("--x: bad"), ExitCodes.Usage);
         yield return new TestCaseData(new UserException("f: bad", ExitCodes.BadInput), ExitCodes.BadInput);

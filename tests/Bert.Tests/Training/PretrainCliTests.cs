@@ -110,6 +110,23 @@ public partial class PretrainCliTests
     }
 
     [Test]
+    public void CudaGraphsAutoOnTheCpuSaysWhyOnceAndTrainsTheSameRun()
+    {
+        var a = Straight.Value;
+        Assert.That(a.Code, Is.EqualTo(ExitCodes.Ok), a.Err);
+        string dir = TrainingData.NewDirectory("cli-graphs-auto");
+        var (code, stdout, stderr) = RunCli(Args(dir, ("--cuda-graphs", "auto")));
+        string Metrics(string d) => SecondsField().Replace(File.ReadAllText(Path.Combine(d, "metrics.jsonl")), "");
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(ExitCodes.Ok), stderr);
+            Assert.That(Regex.Matches(stdout, "cuda graphs: running steps eagerly: the backend cpu").Count, Is.EqualTo(1), stdout);
+            Assert.That(stdout, Does.Contain("bert pretrain: cuda graphs fallback (0 captured"));
+            Assert.That(Metrics(dir), Is.EqualTo(Metrics(a.Directory)), "the same losses, accuracies and norms as without the option");
+        });
+    }
+
+    [Test]
     public void ANaNWeightExitsWithCode5AndLeavesTheCheckpointIntact()
     {
         var a = Straight.Value;
