@@ -45,6 +45,9 @@ public sealed class Trainer : IDisposable
     private readonly IReadOnlyList<Phase> _phases;
     private readonly Dictionary<string, BatchAssembler> _assemblers = new();
     private readonly Dictionary<string, HostBatch> _hosts = new();
+    // The next step's batch, read while the device ran this one (ITrainingTask.WhileDeviceRuns): its step, its rank-local
+    // MLM weight total, and its phase's cursor before the read (what State reports until the batch is used).
+    private (long Step, float Weight, DataCursor Before)? _prefetched;
     private readonly DeviceBatch _device;
     private readonly ulong _seed;
     private readonly TrainingCore _core;
@@ -134,9 +137,31 @@ public sealed class Trainer : IDisposable
     /// slice of it. Must not keep the batch.</summary>
     public Action<long, HostBatch>? BatchObserver { get; set; }
 
+    /// <summary>The batch of the step after the last one read (or the running one) was already read, while the device ran
+    /// that step; <see cref="State"/> still points at it.</summary>
+    public bool NextBatchReady => _prefetched is not null;
+
     /// <summary>Everything besides weights and moments that a resume needs.</summary>
     public TrainerState State => new(Step, _seed,
-        _phases.Select(p => new CursorState(p.Name, _assemblers[p.Name].Cursor.Epoch, _assemblers[p.Name].Cursor.Position)).ToArray());
+        _phases.Select(p => new CursorState(p.Name, Cursor(p.Name).Epoch, Cursor(p.Name).Position)).ToArray());
+
+    // A phase's data cursor as the steps done so far left it: a batch read ahead for the next step does not count yet.
+    private DataCursor Cursor(string phase) =>
+        _prefetched is { } p && PhasePlan.At(_phases, p.Step).Name == phase ? p.Before : _assemblers[phase].Cursor;
+
+    // The next step's batch into its phase's host buffer, while the device runs this step (every micro-batch of this
+    // step was uploaded, so a shared buffer is free). The same read RunStep would do, only earlier.
+    private void ReadAhead()
+    {
+        long next = Step + 1;
+        if (next >= Schedule.TotalSteps) return;
+        var phase = PhasePlan.At(_phases, next);
+        var assembler = _assemblers[phase.Name];
+        int rows = phase.BatchSize / _comm.Size;
+        var before = assembler.Cursor;
+        float weight = assembler.Next(_hosts[phase.Name], phase.BatchSize, _comm.Rank * rows, rows);
+        _prefetched = (next, weight, before);
+    }
 
     /// <summary>Runs one optimizer step. Throws <see cref="NonFiniteException"/> before updating any
     /// weight when the loss or the gradient norm is not finite. A step that throws (or whose process
@@ -153,9 +178,10 @@ public sealed class Trainer : IDisposable
         int accumulation = phase.Accumulation, ranks = _comm.Size;
         int rows = phase.BatchSize / ranks, micros = accumulation / ranks;
 
-        // The MLM loss is the weighted mean over the whole batch, so this rank's rows are read first and
-        // the weight total over all ranks' rows scales every micro-batch's gradient.
-        float weightTotal = _assemblers[phase.Name].Next(host, phase.BatchSize, _comm.Rank * rows, rows);
+        // The MLM loss is the weighted mean over the whole batch, so this rank's rows are read first (usually while the
+        // device ran the previous step) and the weight total over all ranks' rows scales every micro-batch's gradient.
+        float weightTotal = _prefetched is { } p && p.Step == Step ? p.Weight : _assemblers[phase.Name].Next(host, phase.BatchSize, _comm.Rank * rows, rows);
+        _prefetched = null;
         if (ranks > 1)
         {
             Span<double> total = [weightTotal];
@@ -222,7 +248,7 @@ public sealed class Trainer : IDisposable
         state[0] = Step;
         for (int i = 0; i < _phases.Count; i++)
         {
-            var c = _assemblers[_phases[i].Name].Cursor;
+            var c = Cursor(_phases[i].Name);
             state[1 + 2 * i] = c.Epoch;
             state[2 + 2 * i] = c.Position;
         }
@@ -287,6 +313,8 @@ public sealed class Trainer : IDisposable
             NspCorrect += metrics[MetricSlot.NspCorrect];
             NspCount += metrics[MetricSlot.NspCount];
         }
+
+        public void WhileDeviceRuns() => trainer.ReadAhead();
 
         public double Loss => MlmLoss + NspLoss;
 

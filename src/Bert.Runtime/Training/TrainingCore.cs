@@ -21,6 +21,11 @@ public interface ITrainingTask
     /// <summary>The loss and its parts, for the message of a non-finite loss.</summary>
     string DescribeLoss();
 
+    /// <summary>Called once per step after all of its device work is queued (every micro-batch uploaded, the update
+    /// launched) and before the step's one wait for the device: host work for the next step done here (reading its
+    /// batch) overlaps the device's work on this one. Must not touch the device.</summary>
+    void WhileDeviceRuns() { }
+
     /// <summary>A reason to stop although the loss is finite (a diverging run), or null. Called once per step,
     /// after the loss and the gradient norm were found finite.</summary>
     string? Diverged(double loss) => null;
@@ -177,6 +182,7 @@ public sealed class TrainingCore : IDisposable
             Optimizer.ApplyDevice(step);
         }
         backend.Copy(readBack.Slice(microSteps * slot, 1), Optimizer.GradNormSquared);
+        task.WhileDeviceRuns();
 
         var host = _readBackHost.AsSpan(0, microSteps * slot + 1);
         backend.Download(host, readBack.Slice(0, host.Length));

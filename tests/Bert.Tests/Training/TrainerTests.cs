@@ -178,4 +178,67 @@ public class TrainerTests
             Close(datasets);
         }
     }
+
+    [Test]
+    public void TheNextBatchIsReadWhileTheStepRunsAndStateStillPointsAtIt()
+    {
+        // Step t + 1's batch is read after step t's work is queued and before its one wait for the device (here: the
+        // read-back download), and State (what a checkpoint saves) does not count it, so a resume reads it again.
+        var datasets = Datasets();
+        try
+        {
+            var phases = Phases(4, 0.5, 2, 1, 2, 2);
+            var schedule = LearningRateSchedule.Create(1e-3, 0, 4);
+            using var cpu = new Bert.Runtime.Cpu.CpuBackend(1);
+            Trainer? trainer = null;
+            var readyAtDownload = new List<bool>();
+            using var backend = new OnDownload(cpu, () => readyAtDownload.Add(trainer!.NextBatchReady));
+            using var model = Tiny(backend, 2);
+            model.InitializeParameters(3);
+            trainer = new Trainer(model, phases, datasets, schedule, new AdamWOptions(), seed: 7);
+            var batches = new List<int[]>();
+            trainer.BatchObserver = (_, host) => batches.Add(host.InputIds.ToArray());
+            var states = new List<TrainerState>();
+            var ready = new List<bool>();
+            while (!trainer.Finished)
+            {
+                trainer.RunStep();
+                states.Add(trainer.State);
+                ready.Add(trainer.NextBatchReady);
+            }
+            trainer.Dispose();
+
+            // A trainer resumed from each state reads exactly the batch the first one used next.
+            var resumedBatches = new List<int[]>();
+            for (int s = 0; s < states.Count - 1; s++)
+            {
+                using var m2 = Tiny(cpu, 2);
+                m2.InitializeParameters(3);
+                using var resumed = new Trainer(m2, phases, datasets, schedule, new AdamWOptions(), seed: 7, resume: states[s]);
+                resumed.BatchObserver = (_, host) => resumedBatches.Add(host.InputIds.ToArray());
+                resumed.RunStep();
+            }
+            Assert.Multiple(() =>
+            {
+                Assert.That(ready, Is.EqualTo(new[] { true, true, true, false }), "read ahead after every step but the last");
+                Assert.That(readyAtDownload, Is.EqualTo(new[] { true, true, true, false }), "read before the step's wait for the device");
+                for (int s = 0; s < resumedBatches.Count; s++)
+                    Assert.That(resumedBatches[s], Is.EqualTo(batches[s + 1]), $"the batch after step {s} (phase change after step 1)");
+            });
+        }
+        finally
+        {
+            Close(datasets);
+        }
+    }
+
+    /// <summary>Calls a hook at every download (the step's one read-back on the CPU backend).</summary>
+    private sealed class OnDownload(IBackend inner, Action hook) : DelegatingBackend(inner)
+    {
+        public override void Download<T>(Span<T> destination, TensorRef source)
+        {
+            hook();
+            base.Download(destination, source);
+        }
+    }
 }
