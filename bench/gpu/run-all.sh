@@ -8,16 +8,17 @@
 #
 # Prepare here first:  RuntimeIdentifier=linux-x64 ../shared/device/pack && git rev-parse HEAD > .device/commit
 # Run there:           bash .device/run bash bench/gpu/run-all.sh
-# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity tokenizer sanitizer ptxas flash lt graphs nccl" (default:
-#                      all but ops, sanitizer, ptxas, flash, lt, graphs and nccl); "perf" is another name for "bench". ptxas reports
+# Choose stages:       STAGES="tests kernels pretrain bench hf ops parity tokenizer sanitizer ptxas flash lt graphs graphs-pretrain nccl"
+#                      (default: all but ops, sanitizer, ptxas, flash, lt, graphs, graphs-pretrain and nccl); "perf" is another name for "bench". ptxas reports
 #                      registers, spills and shared memory per kernel of the PTX that NVRTC wrote to the kernel cache (the kernels
 #                      stage fills it).
 #                      flash (issue 12) checks the fused attention: its GPU tests, ptxas over its kernels, compute-sanitizer
 #                      memcheck and racecheck over them, and bert bench with --fused-attention off and on.
 #                      lt (issue 12) checks the cuBLASLt backward (BGRADB) and the padded MLM logits: their GPU tests, then
 #                      bert bench BERT-base S=128 plain, with BERT_CUBLASLT=1, with BERT_LOGITS_PADDING=64 and with both.
-#                      graphs (issue 12) runs the CUDA-graph GPU tests, bert bench BERT-base S=128 with --cuda-graphs off
-#                      and on, and a short bert pretrain with graphs off and on compared step by step (about 6 minutes).
+#                      graphs (issue 12) runs the CUDA-graph GPU tests and bert bench BERT-base S=128 with --cuda-graphs off
+#                      and on (about 4 minutes); graphs-pretrain a 200-step bert pretrain (tiny, dropout on, both phases) with
+#                      graphs off and on, compared step by step (about 2 minutes).
 #                      nccl (issue 15) checks data parallelism over NCCL on the one GPU: the library and its version, the
 #                      NCCL tests, a 1-rank pretrain with and without BERT_FORCE_NCCL=1 (bitwise), two ranks on the one
 #                      GPU (refused; then as two NCCL hosts), 2 ranks against 1 rank accumulating, dist-check bandwidth.
@@ -139,6 +140,8 @@ if want graphs; then
       tail -n 25 "$out/graphs-bench.log" | grep -v "^\$ " | grep -E "cuda graph|median|sequences/s|MFU|memory" | tee -a "$out/summary.log"
     done
   done
+fi
+if want graphs-pretrain; then
   # Pretraining with graphs (one per micro-batch shape and one per update): the same run with --cuda-graphs off and on
   # (BERT-Tiny with dropout, both phases, bf16) must write bit-identical losses, accuracies and gradient norms.
   for graphs in off on; do
