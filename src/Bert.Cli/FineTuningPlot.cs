@@ -23,20 +23,21 @@ public static class FineTuningPlot
             using var doc = JsonDocument.Parse(line);
             var r = doc.RootElement;
             string kind = r.TryGetProperty("kind", out var k) ? k.GetString() ?? "" : "";
-            if (!Number(r, "loss", out double l)) continue;
+            double l = PlotOutput.Number(r, "loss");
+            if (double.IsNaN(l)) continue;
             double step = r.GetProperty("step").GetDouble();
             if (kind == "eval")
             {
                 if (r.TryGetProperty("split", out var split) && split.GetString() != "validation") continue;
                 evalSteps.Add(step);
                 evalLoss.Add(l);
-                evalAccuracy.Add(Number(r, "accuracy", out double a) ? a : double.NaN);
-                evalF1.Add(Number(r, "f1", out double f) ? f : double.NaN);
+                evalAccuracy.Add(PlotOutput.Number(r, "accuracy"));
+                evalF1.Add(PlotOutput.Number(r, "f1"));
                 continue;
             }
             steps.Add(step + 1);
             loss.Add(l);
-            accuracy.Add(Number(r, "accuracy", out double acc) ? acc : double.NaN);
+            accuracy.Add(PlotOutput.Number(r, "accuracy"));
         }
         if (steps.Count == 0) return;
 
@@ -44,10 +45,10 @@ public static class FineTuningPlot
         plot.Title(title);
         plot.XLabel("optimizer step");
         plot.YLabel("loss");
-        var trainLoss = plot.Add.ScatterLine(steps.ToArray(), Smooth(loss));
+        var trainLoss = plot.Add.ScatterLine(steps.ToArray(), PlotOutput.Smooth(loss));
         trainLoss.LegendText = "train loss";
         var right = plot.Axes.Right;
-        var trainAccuracy = plot.Add.ScatterLine(steps.ToArray(), Smooth(accuracy));
+        var trainAccuracy = plot.Add.ScatterLine(steps.ToArray(), PlotOutput.Smooth(accuracy));
         trainAccuracy.Axes.YAxis = right;
         trainAccuracy.LegendText = "train accuracy";
         if (evalSteps.Count > 0)
@@ -68,28 +69,5 @@ public static class FineTuningPlot
         plot.ShowLegend(Alignment.MiddleRight);
 
         PlotOutput.Save(plot, pngPath);
-    }
-
-    private static bool Number(JsonElement r, string name, out double value)
-    {
-        value = 0;
-        if (!r.TryGetProperty(name, out var e) || e.ValueKind != JsonValueKind.Number) return false;
-        value = e.GetDouble();
-        return true;
-    }
-
-    /// <summary>Trailing mean over ~2% of the run (per-step values are noisy).</summary>
-    private static double[] Smooth(List<double> values)
-    {
-        int w = Math.Max(1, values.Count / 50);
-        var result = new double[values.Count];
-        double sum = 0;
-        for (int i = 0; i < values.Count; i++)
-        {
-            sum += values[i];
-            if (i >= w) sum -= values[i - w];
-            result[i] = sum / Math.Min(i + 1, w);
-        }
-        return result;
     }
 }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Bert.Runtime.IO;
 using ScottPlot;
 
@@ -22,4 +23,23 @@ internal static class PlotOutput
             return false;
         }
     }
+
+    /// <summary>Trailing mean over a window of ~2% of the run, so noisy per-step values read as a curve.</summary>
+    public static double[] Smooth(List<double> values)
+    {
+        int w = Math.Max(1, values.Count / 50);
+        var result = new double[values.Count];
+        double sum = 0;
+        for (int i = 0; i < values.Count; i++)
+        {
+            sum += values[i];
+            if (i >= w) sum -= values[i - w];
+            result[i] = sum / Math.Min(i + 1, w);
+        }
+        return result;
+    }
+
+    /// <summary>A metrics.jsonl row's numeric field, or NaN when it is absent or not a number.</summary>
+    public static double Number(JsonElement row, string name) =>
+        row.TryGetProperty(name, out var e) && e.ValueKind == JsonValueKind.Number ? e.GetDouble() : double.NaN;
 }

@@ -32,8 +32,8 @@ public static class TrainingPlot
             }
             steps.Add(step);
             loss.Add(l.GetDouble());
-            mlmAcc.Add(r.TryGetProperty("mlm_accuracy", out var a) ? a.GetDouble() : double.NaN);
-            nspAcc.Add(r.TryGetProperty("nsp_accuracy", out var n) ? n.GetDouble() : double.NaN);
+            mlmAcc.Add(PlotOutput.Number(r, "mlm_accuracy"));
+            nspAcc.Add(PlotOutput.Number(r, "nsp_accuracy"));
         }
         if (steps.Count == 0) return;
 
@@ -41,7 +41,7 @@ public static class TrainingPlot
         plot.Title(title);
         plot.XLabel("optimizer step");
         plot.YLabel("loss (MLM + NSP)");
-        var lossLine = plot.Add.ScatterLine(steps.ToArray(), Smooth(loss));
+        var lossLine = plot.Add.ScatterLine(steps.ToArray(), PlotOutput.Smooth(loss));
         lossLine.LegendText = "train loss";
         if (evalSteps.Count > 0)
         {
@@ -50,30 +50,15 @@ public static class TrainingPlot
             ev.MarkerSize = 9;
         }
         var right = plot.Axes.Right;
-        var mlm = plot.Add.ScatterLine(steps.ToArray(), Smooth(mlmAcc));
+        var mlm = plot.Add.ScatterLine(steps.ToArray(), PlotOutput.Smooth(mlmAcc));
         mlm.Axes.YAxis = right;
         mlm.LegendText = "MLM accuracy";
-        var nsp = plot.Add.ScatterLine(steps.ToArray(), Smooth(nspAcc));
+        var nsp = plot.Add.ScatterLine(steps.ToArray(), PlotOutput.Smooth(nspAcc));
         nsp.Axes.YAxis = right;
         nsp.LegendText = "NSP accuracy";
         right.Label.Text = "accuracy";
         plot.ShowLegend(Alignment.UpperCenter);
 
         PlotOutput.Save(plot, pngPath);
-    }
-
-    /// <summary>Trailing mean over a window of ~2% of the run, so noisy per-step values read as a curve.</summary>
-    private static double[] Smooth(List<double> values)
-    {
-        int w = Math.Max(1, values.Count / 50);
-        var result = new double[values.Count];
-        double sum = 0;
-        for (int i = 0; i < values.Count; i++)
-        {
-            sum += values[i];
-            if (i >= w) sum -= values[i - w];
-            result[i] = sum / Math.Min(i + 1, w);
-        }
-        return result;
     }
 }
