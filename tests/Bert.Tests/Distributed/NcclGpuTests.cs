@@ -91,29 +91,10 @@ public class NcclGpuTests
     [TestCase(DType.BF16)]
     public void PretrainingOverAWorldOfOneIsBitIdenticalToNoCommunicator(DType computeType)
     {
-        float[] Train(ICommunicator? comm, CudaBackend backend)
-        {
-            var datasets = TrainerTests.Datasets();
-            try
-            {
-                using var model = Tiny(backend, 4);
-                model.InitializeParameters(7);
-                using var trainer = new Trainer(model, TrainerTests.Phases(6, 1 / 3.0, 8, 4, 4, 2), datasets, LearningRateSchedule.Create(1e-3, 1, 6),
-                    new AdamWOptions(), seed: 5, communicator: comm);
-                trainer.SynchronizeReplicas();
-                while (!trainer.Finished) trainer.RunStep();
-                return Download(backend, model.Parameters.View);
-            }
-            finally
-            {
-                TrainerTests.Close(datasets);
-            }
-        }
-
         using var backend = Backend(computeType);
-        var plain = Train(null, backend);
+        var plain = TrainedWeights(backend, null, 6);
         float[] overNccl;
-        using (var comm = WorldOfOne(backend)) overNccl = Train(comm, backend);
+        using (var comm = WorldOfOne(backend)) overNccl = TrainedWeights(backend, comm, 6);
         Assert.That(overNccl, Is.EqualTo(plain), "weights after 6 steps with and without NCCL");
     }
 }

@@ -12,29 +12,10 @@ public class WorldOfOneCommunicatorTests
     [Test]
     public void AWorldOfOneReducesEveryStepAndChangesNoBit()
     {
-        float[] Train(ThreadCommunicator? comm)
-        {
-            var datasets = TrainerTests.Datasets();
-            try
-            {
-                using var backend = NewBackend();
-                using var model = Tiny(backend, 4);
-                model.InitializeParameters(7);
-                using var trainer = new Trainer(model, TrainerTests.Phases(3, 1 / 3.0, 8, 4, 4, 2), datasets, LearningRateSchedule.Create(1e-3, 1, 3),
-                    new AdamWOptions(), seed: 5, communicator: comm);
-                trainer.SynchronizeReplicas();
-                while (!trainer.Finished) trainer.RunStep();
-                return Download(backend, model.Parameters.View);
-            }
-            finally
-            {
-                TrainerTests.Close(datasets);
-            }
-        }
-
-        var plain = Train(null);
+        float[] plain, reduced;
+        using (var backend0 = NewBackend()) plain = TrainedWeights(backend0, null, 3);
         var one = ThreadCommunicator.Create(1)[0];
-        var reduced = Train(one);
+        using (var backend1 = NewBackend()) reduced = TrainedWeights(backend1, one, 3);
         // The gradients go layer by layer during the backward (GradientBuckets), then the rest, then the metrics.
         using var backend = NewBackend();
         using var model = Tiny(backend, 4);

@@ -112,6 +112,28 @@ internal static class TrainingHelpers
         return host;
     }
 
+    /// <summary>The weights after <paramref name="steps"/> steps of BERT-Tiny (seed 5, both phases: batch 8 in micro-batches
+    /// of 4 at S=32, batch 4 in micro-batches of 2 at S=64, the last third long) trained on <paramref name="backend"/>,
+    /// through <paramref name="communicator"/> when given (the replicas synchronized first).</summary>
+    public static float[] TrainedWeights(IBackend backend, Bert.Runtime.Distributed.ICommunicator? communicator, long steps)
+    {
+        var datasets = TrainerTests.Datasets();
+        try
+        {
+            using var model = Tiny(backend, 4);
+            model.InitializeParameters(7);
+            using var trainer = new Trainer(model, TrainerTests.Phases(steps, 1 / 3.0, 8, 4, 4, 2), datasets, LearningRateSchedule.Create(1e-3, 1, steps),
+                new AdamWOptions(), seed: 5, communicator: communicator);
+            trainer.SynchronizeReplicas();
+            while (!trainer.Finished) trainer.RunStep();
+            return Download(backend, model.Parameters.View);
+        }
+        finally
+        {
+            TrainerTests.Close(datasets);
+        }
+    }
+
     /// <summary>Bitwise equality with the first differing element (and its tensor) in the message.</summary>
     public static void AssertBitwiseEqual(float[] expected, float[] actual, BertModelBase model, string what)
     {
