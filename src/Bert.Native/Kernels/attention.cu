@@ -29,6 +29,22 @@ __device__ __forceinline__ int chunk_elements(int type, int otherType, int headD
     return aligned16(a, b, c) && aligned16(d) ? vec : 1;
 }
 
+// Element i of a row-major [B·S, width = parts·hidden] tensor (total elements in all): which part (q, k or v) it
+// belongs to, and its index in that part's head-major [B, NH, S, HD]. 32-bit division while the tensor has fewer
+// than 2^31 elements.
+__device__ __forceinline__ long long head_major_index(long long i, long long total, long long width, long long hidden,
+    int seq, int heads, int headDim, int* part)
+{
+    long long row, col;
+    if (total < 2147483647LL) { row = (int)i / (int)width; col = (int)i - (int)row * (int)width; }
+    else { row = i / width; col = i % width; }
+    *part = (int)col / (int)hidden;
+    int ch = (int)col - *part * (int)hidden;
+    int h = ch / headDim, d = ch - h * headDim;
+    int b = (int)(row / seq), s = (int)(row - (long long)b * seq);
+    return (((long long)b * heads + h) * seq + s) * headDim + d;
+}
+
 // in[B·S, parts·H] (parts = 3: q | k | v, each head-major NH×HD; parts = 1: context) → part p of
 // {q, k, v}[B, NH, S, HD]. Unused part pointers may be null. 1-D grid-stride over chunks of the input
 // (16 bytes each where chunk_elements allows, else single elements); 32-bit index arithmetic when the
@@ -44,14 +60,8 @@ extern "C" __global__ void attention_split_heads(void* q, void* k, void* v, int 
     for (long long c = grid_index(); c < chunks; c += grid_stride())
     {
         long long i = c * vec;
-        long long row, col;
-        if (total < 2147483647LL) { row = (int)i / (int)width; col = (int)i - (int)row * (int)width; }
-        else { row = i / width; col = i % width; }
-        int part = (int)col / (int)hidden;
-        int ch = (int)col - part * (int)hidden;
-        int h = ch / headDim, d = ch - h * headDim;
-        int b = (int)(row / seq), s = (int)(row - (long long)b * seq);
-        long long dst = (((long long)b * heads + h) * seq + s) * headDim + d;
+        int part;
+        long long dst = head_major_index(i, total, width, hidden, seq, heads, headDim, &part);
         void* o = part == 0 ? q : part == 1 ? k : v;
         move_chunk(o, dst, outType, in, i, inType, vec, vec > 1);
     }
@@ -69,14 +79,8 @@ extern "C" __global__ void attention_merge_heads(void* out, int outType, const v
     for (long long c = grid_index(); c < chunks; c += grid_stride())
     {
         long long i = c * vec;
-        long long row, col;
-        if (total < 2147483647LL) { row = (int)i / (int)width; col = (int)i - (int)row * (int)width; }
-        else { row = i / width; col = i % width; }
-        int part = (int)col / (int)hidden;
-        int ch = (int)col - part * (int)hidden;
-        int h = ch / headDim, d = ch - h * headDim;
-        int b = (int)(row / seq), s = (int)(row - (long long)b * seq);
-        long long src = (((long long)b * heads + h) * seq + s) * headDim + d;
+        int part;
+        long long src = head_major_index(i, total, width, hidden, seq, heads, headDim, &part);
         const void* x = part == 0 ? q : part == 1 ? k : v;
         move_chunk(out, i, outType, x, src, inType, vec, vec > 1);
     }
