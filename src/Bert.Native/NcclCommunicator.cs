@@ -146,13 +146,17 @@ public sealed unsafe class NcclCommunicator : ICommunicator
 
     // ---- tensor collectives: queued, ordered between the compute stream and NCCL's ------------------
 
-    public void AllReduceSum(TensorRef buffer, Collective what)
+    public void AllReduceSum(TensorRef buffer, Collective what) => QueueAllReduce(buffer, what, computeWaits: true);
+
+    // The in-place fp32 sum, queued after the compute stream's work so far; computeWaits: the compute stream waits for it.
+    private bool QueueAllReduce(TensorRef buffer, Collective what, bool computeWaits)
     {
         RequireF32(buffer, what);
-        if (buffer.Length == 0) return;
+        if (buffer.Length == 0) return false;
         long generation = Begin(what, null, afterCompute: true);
         Enqueue(Nccl.ncclAllReduce(buffer.Address, buffer.Address, (nuint)buffer.Length, ncclDataType_t.ncclFloat32, ncclRedOp_t.ncclSum, _comm, _stream), "ncclAllReduce", what);
-        End(generation, computeWaits: true);
+        End(generation, computeWaits);
+        return true;
     }
 
     // Whether AllReduceSumStart queued collectives the compute stream does not yet wait for.
@@ -163,12 +167,7 @@ public sealed unsafe class NcclCommunicator : ICommunicator
     /// <see cref="CompleteStarted"/>.</summary>
     public void AllReduceSumStart(TensorRef buffer, Collective what)
     {
-        RequireF32(buffer, what);
-        if (buffer.Length == 0) return;
-        long generation = Begin(what, null, afterCompute: true);
-        Enqueue(Nccl.ncclAllReduce(buffer.Address, buffer.Address, (nuint)buffer.Length, ncclDataType_t.ncclFloat32, ncclRedOp_t.ncclSum, _comm, _stream), "ncclAllReduce", what);
-        End(generation, computeWaits: false);
-        _startedPending = true;
+        if (QueueAllReduce(buffer, what, computeWaits: false)) _startedPending = true;
     }
 
     /// <summary>The compute stream waits for every started collective (NCCL's stream runs them in order, so the event

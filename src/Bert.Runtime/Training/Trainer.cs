@@ -156,11 +156,15 @@ public sealed class Trainer : IDisposable
         long next = Step + 1;
         if (next >= Schedule.TotalSteps) return;
         var phase = PhasePlan.At(_phases, next);
-        var assembler = _assemblers[phase.Name];
+        var before = _assemblers[phase.Name].Cursor;
+        _prefetched = (next, ReadBatch(phase), before);
+    }
+
+    // This rank's rows of the phase's next global batch into its host buffer; the rank-local MLM weight total.
+    private float ReadBatch(Phase phase)
+    {
         int rows = phase.BatchSize / _comm.Size;
-        var before = assembler.Cursor;
-        float weight = assembler.Next(_hosts[phase.Name], phase.BatchSize, _comm.Rank * rows, rows);
-        _prefetched = (next, weight, before);
+        return _assemblers[phase.Name].Next(_hosts[phase.Name], phase.BatchSize, _comm.Rank * rows, rows);
     }
 
     /// <summary>Runs one optimizer step. Throws <see cref="NonFiniteException"/> before updating any
@@ -180,7 +184,7 @@ public sealed class Trainer : IDisposable
 
         // The MLM loss is the weighted mean over the whole batch, so this rank's rows are read first (usually while the
         // device ran the previous step) and the weight total over all ranks' rows scales every micro-batch's gradient.
-        float weightTotal = _prefetched is { } p && p.Step == Step ? p.Weight : _assemblers[phase.Name].Next(host, phase.BatchSize, _comm.Rank * rows, rows);
+        float weightTotal = _prefetched is { } p && p.Step == Step ? p.Weight : ReadBatch(phase);
         _prefetched = null;
         if (ranks > 1)
         {
